@@ -1,0 +1,120 @@
+"""The audit record and its hash chain (pure).
+
+``hash = sha256(canonical JSON of the record's fields + prev_hash)``. Canonical JSON: sorted keys,
+no insignificant white space, UTF-8. The first record's ``prev_hash`` is ``GENESIS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64
+SYSTEM_ACTOR = "entrasync"
+
+# The fixed vocabulary of actions (extend here, never ad hoc).
+ACTIONS = frozenset(
+    {
+        "user.untracked",
+        "user.tracked",
+        "user.purged",
+        "user.merged",
+        "user.preregistered",
+        "agent.merged",
+        "merge.skipped",
+        "ingest.completed",
+        "account.settings_changed",
+        "account.grace_started",
+        "account.grace_reset",
+        "account.locked",
+        "pending.queued",
+        "pending.approved",
+        "pending.assigned",
+        "pending.merged",
+        "pending.removed",
+        "pending.expired",
+        "action.held",
+        "action.released",
+        "purge.scheduled",
+        "purge.cancelled",
+    }
+)
+
+FIELDS = (
+    "seq",
+    "at",
+    "run_id",
+    "actor",
+    "action",
+    "user_id",
+    "entra_object_id",
+    "identifiers",
+    "reason",
+    "details",
+)
+
+
+def format_at(moment: datetime) -> str:
+    """The one timestamp format the chain hashes: UTC, microseconds, trailing Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def admin_actor(name: str) -> str:
+    return f"admin:{name}"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What a service wants recorded; seq, time and hashes are added when it is appended."""
+
+    action: str
+    reason: str
+    user_id: int | None = None
+    entra_object_id: str | None = None
+    identifiers: list[dict[str, str]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown audit action {self.action!r}")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def record_hash(record: Mapping[str, Any], prev_hash: str) -> str:
+    body = {name: record[name] for name in FIELDS}
+    payload = canonical_json(body) + prev_hash
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    seq: int
+    problem: str
+
+
+def verify_chain(records: Iterable[Mapping[str, Any]]) -> ChainBreak | None:
+    """The first record whose link or hash does not hold, or None when the chain is intact.
+
+    Records must come in ``seq`` order. An edited record fails its hash; a removed or
+    reordered one breaks the link or the sequence.
+    """
+    expected_prev = GENESIS
+    expected_seq = 1
+    for record in records:
+        seq = int(record["seq"])
+        if seq != expected_seq:
+            return ChainBreak(seq, f"sequence gap: expected record {expected_seq}, found {seq}")
+        if record["prev_hash"] != expected_prev:
+            return ChainBreak(seq, "prev_hash does not match the hash of the record before it")
+        if record_hash(record, record["prev_hash"]) != record["hash"]:
+            return ChainBreak(seq, "hash does not match the record's content (edited)")
+        expected_prev = record["hash"]
+        expected_seq += 1
+    return None

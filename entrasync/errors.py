@@ -1,0 +1,72 @@
+"""Failure classes and the exit code each one maps to (the documented contract).
+
+Every error message must name what is wrong and where, and must never carry a secret.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    HELD = 3
+    UNAVAILABLE = 69
+    PERMISSION = 77
+    CONFIG = 78
+
+
+class EntrasyncError(Exception):
+    """Base class: carries the exit code the CLI uses for it."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+
+class ConfigError(EntrasyncError):
+    """The configuration file is missing, unreadable or invalid."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class SchemaOutOfDate(EntrasyncError):
+    """The store's schema is behind the code: `entrasync db upgrade` is needed."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class StoreUnavailable(EntrasyncError):
+    """The database cannot be reached."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class GraphUnavailable(EntrasyncError):
+    """Microsoft Graph or the identity platform cannot be reached."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class GraphPermissionDenied(EntrasyncError):
+    """Token refused (bad secret/certificate) or a Graph permission is missing."""
+
+    exit_code = ExitCode.PERMISSION
+
+
+class InputError(EntrasyncError):
+    """Bad input from the user (an input file line, an unknown identifier)."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class NotFound(EntrasyncError):
+    """The named user, agent, record or run does not exist."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ActionRefused(EntrasyncError):
+    """A licensing rule forbids the requested action (e.g. no free license)."""
+
+    exit_code = ExitCode.FAILURE

@@ -1,0 +1,1 @@
+"""The SQLAlchemy store: schema, migrations, queries, audit chain."""

@@ -1,0 +1,90 @@
+"""Appending to and reading the hash-chained audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from entrasync.domain.audit import GENESIS, AuditEvent, format_at, record_hash
+from entrasync.store.db import Store
+from entrasync.store.schema import AuditRow
+
+
+def append(
+    store: Store,
+    session: Session,
+    events: Sequence[AuditEvent],
+    *,
+    actor: str,
+    now: datetime,
+    run_id: str | None = None,
+) -> list[AuditRow]:
+    """Chain `events` onto the log inside the caller's transaction.
+
+    The head is read under the audit lock, so concurrent writers queue instead of forking;
+    the unique `prev_hash` constraint would reject a fork even if they did not.
+    """
+    if not events:
+        return []
+    store.audit_lock(session)
+    head = session.execute(
+        select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+    ).first()
+    seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
+    rows = []
+    at = format_at(now)
+    for event in events:
+        seq += 1
+        record: dict[str, Any] = {
+            "seq": seq,
+            "at": at,
+            "run_id": run_id,
+            "actor": actor,
+            "action": event.action,
+            "user_id": event.user_id,
+            "entra_object_id": event.entra_object_id,
+            "identifiers": event.identifiers,
+            "reason": event.reason,
+            "details": event.details,
+        }
+        digest = record_hash(record, prev_hash)
+        rows.append(AuditRow(**record, prev_hash=prev_hash, hash=digest))
+        prev_hash = digest
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def as_dict(row: AuditRow) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": row.at,
+        "run_id": row.run_id,
+        "actor": row.actor,
+        "action": row.action,
+        "user_id": row.user_id,
+        "entra_object_id": row.entra_object_id,
+        "identifiers": row.identifiers,
+        "reason": row.reason,
+        "details": row.details,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+def iter_all(session: Session, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every record in seq order, streamed in batches (the log grows without bound)."""
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(AuditRow).where(AuditRow.seq > last).order_by(AuditRow.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield as_dict(row)
+        last = rows[-1].seq

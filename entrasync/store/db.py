@@ -1,0 +1,154 @@
+"""Engine, transactions and schema version checks for SQLite and PostgreSQL.
+
+SQLite runs in WAL mode with foreign keys on, and every transaction starts with
+``BEGIN IMMEDIATE`` so that two processes serialise on the write lock at the start instead of
+failing on upgrade later. PostgreSQL serialises audit-chain writers with a transaction-level
+advisory lock (see ``audit_lock``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from entrasync.errors import ConfigError, SchemaOutOfDate, StoreUnavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_AUDIT_LOCK_KEY = 0x656E7472  # "entr": one advisory lock id for the audit chain head
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable url>"
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+            _configure_sqlite(engine)
+            db_path = engine.url.database
+            if db_path and db_path != ":memory:":
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise ConfigError(
+            f"store.url: {_safe_url(url)} is not a usable database URL ({exc})"
+        ) from None
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (see _on_begin) instead of pysqlite.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store:
+    """The database: one engine, sessions as units of work."""
+
+    def __init__(self, url: str, *, check_schema: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if check_schema:
+            self.require_current_schema()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commit on success, roll back on any exception."""
+        session = self._sessions()
+        try:
+            with session.begin():
+                yield session
+        except OperationalError as exc:
+            raise StoreUnavailable(f"store {_safe_url(self.url)}: {exc.orig}") from None
+        finally:
+            session.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session (no write lock on SQLite)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql("COMMIT")  # leave the BEGIN IMMEDIATE the event opened
+            session = Session(bind=conn)
+            try:
+                yield session
+            finally:
+                session.close()
+
+    def audit_lock(self, session: Session) -> None:
+        """Serialise writers of the audit chain for the rest of this transaction."""
+        if self.dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+        # SQLite: BEGIN IMMEDIATE already holds the database write lock.
+
+    # --- schema versions -------------------------------------------------
+
+    def _alembic_config(self) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["engine"] = self.engine
+        return cfg
+
+    def schema_versions(self) -> tuple[str | None, str]:
+        """(current revision of the database, newest revision the code knows)."""
+        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+        assert head is not None
+        try:
+            with self.engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        except OperationalError as exc:
+            raise StoreUnavailable(f"store {_safe_url(self.url)}: {exc.orig}") from None
+        return current, head
+
+    def require_current_schema(self) -> None:
+        current, head = self.schema_versions()
+        if current != head:
+            state = "has no schema yet" if current is None else f"is at revision {current}"
+            raise SchemaOutOfDate(
+                f"store {_safe_url(self.url)} {state}, the code needs {head}: "
+                "run `entrasync db upgrade` first"
+            )
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """Apply pending migrations; returns (revision before, revision after)."""
+        from alembic import command
+
+        before, head = self.schema_versions()
+        try:
+            command.upgrade(self._alembic_config(), "head")
+        except OperationalError as exc:
+            raise StoreUnavailable(f"store {_safe_url(self.url)}: {exc.orig}") from None
+        return before, head

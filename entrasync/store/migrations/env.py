@@ -1,0 +1,20 @@
+"""Alembic environment: runs against the engine the Store hands over (no alembic.ini)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from entrasync.store.schema import Base
+
+config = context.config
+engine = config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

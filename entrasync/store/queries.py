@@ -1,0 +1,195 @@
+"""Set-based queries the services share: license counts, user lookups, per-user summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Exists, Select, exists, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
+from entrasync.errors import NotFound
+from entrasync.store.schema import ActivityRow, AgentLogonRow, AgentRow, IdentifierRow, UserRow
+
+T = TypeVar("T")
+_CHUNK = 500  # keeps IN lists under every backend's parameter limit
+
+
+def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def has_history() -> Exists:
+    return exists().where(ActivityRow.agent_id == AgentRow.id)
+
+
+def licensed_agents_query() -> Select[Any]:
+    """Agents that consume a license: holding history, owned by an active (not pending) user."""
+    return (
+        select(func.count(AgentRow.id))
+        .join(UserRow, UserRow.id == AgentRow.user_id)
+        .where(UserRow.status == "active", has_history())
+    )
+
+
+def used_licenses(session: Session) -> int:
+    return int(session.scalar(licensed_agents_query()) or 0)
+
+
+def pending_users(session: Session) -> int:
+    return int(
+        session.scalar(
+            select(func.count(UserRow.id)).where(
+                UserRow.status == "pending", UserRow.merged_into_id.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for chunk in _chunks(list(user_ids)):
+        rows = session.execute(
+            select(AgentRow.user_id, func.count(AgentRow.id))
+            .join(UserRow, UserRow.id == AgentRow.user_id)
+            .where(AgentRow.user_id.in_(chunk), UserRow.status == "active", has_history())
+            .group_by(AgentRow.user_id)
+        )
+        counts.update({int(uid): int(n) for uid, n in rows})
+    return counts
+
+
+def logon_agents(session: Session, logons: Sequence[str]) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for chunk in _chunks(list(logons)):
+        rows = session.execute(
+            select(AgentLogonRow.logon, AgentRow.id, AgentRow.user_id)
+            .join(AgentRow, AgentRow.id == AgentLogonRow.agent_id)
+            .where(AgentLogonRow.logon.in_(chunk))
+        )
+        found.update({logon: (int(aid), int(uid)) for logon, aid, uid in rows})
+    return found
+
+
+def identifier_users(
+    session: Session, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(list(keys)):
+        rows = session.execute(
+            select(IdentifierRow.kind, IdentifierRow.value, IdentifierRow.user_id).where(
+                tuple_(IdentifierRow.kind, IdentifierRow.value).in_(chunk)
+            )
+        )
+        found.update({(kind, value): int(uid) for kind, value, uid in rows})
+    return found
+
+
+def agents_with_history(session: Session, agent_ids: Sequence[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in _chunks(list(agent_ids)):
+        found.update(
+            session.scalars(select(AgentRow.id).where(AgentRow.id.in_(chunk), has_history()))
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    id: int
+    logons: list[str]
+    activity_rows: int
+
+
+def agent_summaries(session: Session, user_id: int) -> list[AgentSummary]:
+    rows = session.execute(
+        select(AgentRow.id, func.count(ActivityRow.id))
+        .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
+        .where(AgentRow.user_id == user_id)
+        .group_by(AgentRow.id)
+        .order_by(AgentRow.id)
+    ).all()
+    logons: dict[int, list[str]] = {}
+    for logon, agent_id in session.execute(
+        select(AgentLogonRow.logon, AgentLogonRow.agent_id)
+        .join(AgentRow, AgentRow.id == AgentLogonRow.agent_id)
+        .where(AgentRow.user_id == user_id)
+        .order_by(AgentLogonRow.logon)
+    ):
+        logons.setdefault(int(agent_id), []).append(logon)
+    return [AgentSummary(int(a), logons.get(int(a), []), int(n)) for a, n in rows]
+
+
+def find_user(session: Session, ident: str) -> UserRow:
+    """A user by store id, logon, Entra object id or any identifier; merged records resolve
+    to their survivor. A `kind:` prefix (`id:`, `upn:`, `email:`, `employee_id:`, `logon:`,
+    `entra:`) removes any ambiguity, e.g. an all-digit employee id."""
+    user = _lookup(session, ident.strip())
+    if user is None:
+        raise NotFound(f"no user matches {ident!r} (try a UPN, email, employee id, logon or id)")
+    while user.merged_into_id is not None:
+        user = session.get_one(UserRow, user.merged_into_id)
+    return user
+
+
+def _lookup(session: Session, ident: str) -> UserRow | None:
+    kind, sep, rest = ident.partition(":")
+    if sep and kind in {"id", "entra", *IdentifierKind}:
+        return _lookup_kind(session, kind, rest)
+    if ident.isdigit():
+        user = session.get(UserRow, int(ident))
+        if user is not None:
+            return user
+    if "\\" in ident:
+        return _lookup_kind(session, "logon", ident)
+    user = _by_identifier(session, normalize(ident), list(IdentifierKind))
+    if user is None:
+        user = session.scalar(select(UserRow).where(UserRow.entra_object_id == ident.lower()))
+    return user
+
+
+def _lookup_kind(session: Session, kind: str, value: str) -> UserRow | None:
+    if kind == "id":
+        return session.get(UserRow, int(value)) if value.isdigit() else None
+    if kind == "entra":
+        return session.scalar(select(UserRow).where(UserRow.entra_object_id == value.lower()))
+    if kind == IdentifierKind.LOGON:
+        try:
+            logon = normalize_logon(value)
+        except ValueError:
+            return None
+        agent_user = session.scalar(
+            select(AgentRow.user_id)
+            .join(AgentLogonRow, AgentLogonRow.agent_id == AgentRow.id)
+            .where(AgentLogonRow.logon == logon)
+        )
+        if agent_user is not None:
+            return session.get(UserRow, agent_user)
+        return _by_identifier(session, logon, [IdentifierKind.LOGON])
+    return _by_identifier(session, normalize(value), [IdentifierKind(kind)])
+
+
+def _by_identifier(session: Session, value: str, kinds: list[IdentifierKind]) -> UserRow | None:
+    order = {kind.value: index for index, kind in enumerate(kinds)}
+    rows = session.execute(
+        select(IdentifierRow.kind, IdentifierRow.user_id).where(
+            IdentifierRow.value == value, IdentifierRow.kind.in_([k.value for k in kinds])
+        )
+    ).all()
+    if not rows:
+        return None
+    best = min(rows, key=lambda row: order[row[0]])
+    return session.get(UserRow, best[1])
+
+
+def identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
+    rows = session.execute(
+        select(IdentifierRow.kind, IdentifierRow.value)
+        .where(IdentifierRow.user_id == user_id)
+        .order_by(IdentifierRow.kind, IdentifierRow.value)
+    )
+    return [{"kind": kind, "value": value} for kind, value in rows]

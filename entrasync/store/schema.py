@@ -1,0 +1,239 @@
+"""The store's tables (SQLAlchemy 2 typed mappings). Alembic migrations are generated from here.
+
+Identifier and logon values are stored case-folded, so uniqueness and lookups are
+case-insensitive on every backend without functional indexes. Audit timestamps are ISO strings
+in one fixed format because the hash chain covers them byte for byte.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AccountRow(Base):
+    """The single account row (id 1): purchased licenses, plan and the grace-period clock."""
+
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purchased_licenses: Mapped[int] = mapped_column(Integer, default=0)
+    plan: Mapped[str] = mapped_column(String(16), default="paid")
+    pending_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    manual_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    grace_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tracking: Mapped[str] = mapped_column(String(16), default="tracked")
+    # Who untracked the user: "entrasync" (may be re-tracked by a sync) or "admin" (never).
+    untracked_by: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    pending_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    entra_object_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("ix_users_status", "status"),
+        Index("ix_users_merged_into", "merged_into_id"),
+    )
+
+
+class IdentifierRow(Base):
+    __tablename__ = "identifiers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identifiers_kind_value"),)
+
+
+class AgentRow(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgentLogonRow(Base):
+    __tablename__ = "agent_logons"
+
+    logon: Mapped[str] = mapped_column(String(320), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+
+
+class ActivityRow(Base):
+    """Historical data: one activity event an agent reported, on one device."""
+
+    __tablename__ = "activity"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    device: Mapped[str] = mapped_column(String(256))
+    start: Mapped[datetime] = mapped_column(UtcDateTime)
+    duration_s: Mapped[int] = mapped_column(Integer)
+    app: Mapped[str] = mapped_column(String(256))
+    title: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("ix_activity_agent", "agent_id"),
+        Index("ix_activity_start", "start"),
+    )
+
+
+class EntraUserRow(Base):
+    """Mirror of the Entra user objects entrasync has read (identity properties only)."""
+
+    __tablename__ = "entra_users"
+
+    object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    upn: Mapped[str | None] = mapped_column(String(320), index=True)
+    mail: Mapped[str | None] = mapped_column(String(320))
+    proxy_addresses: Mapped[list[str]] = mapped_column(JSON, default=list)
+    on_premises_upn: Mapped[str | None] = mapped_column(String(320))
+    on_premises_sam: Mapped[str | None] = mapped_column(String(256))
+    on_premises_domain: Mapped[str | None] = mapped_column(String(256))
+    employee_id: Mapped[str | None] = mapped_column(String(128))
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    # UPNs this object had before, newest last: the strongest rename evidence.
+    previous_upns: Mapped[list[str]] = mapped_column(JSON, default=list)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EntraGroupRow(Base):
+    __tablename__ = "entra_groups"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    # "dnt", "delete", or "nested" for a child group found inside a watched one.
+    role: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class EntraMemberRow(Base):
+    """Direct membership edge of the mirror, with the time entrasync first saw it."""
+
+    __tablename__ = "entra_members"
+
+    group_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_type: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_entra_members_member", "member_id"),)
+
+
+class SyncStateRow(Base):
+    """One Graph delta stream's link, committed with the mirror changes it produced."""
+
+    __tablename__ = "sync_state"
+
+    stream: Mapped[str] = mapped_column(String(128), primary_key=True)
+    delta_link: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resync: Mapped[bool] = mapped_column(Boolean, default=False)
+    graph_requests: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    held: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditRow(Base):
+    """Append-only, hash-chained. `prev_hash` is unique, so two writers can never fork it."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(32), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    entra_object_id: Mapped[str | None] = mapped_column(String(64))
+    identifiers: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxRow(Base):
+    """Emails written in the same transaction as their cause, sent later with retries."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    topic: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256))
+    body: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_outbox_unsent", "sent_at", "next_attempt_at"),)
