@@ -1,0 +1,542 @@
+"""The emulator's HTTPS server: identity platform (OIDC discovery, token endpoint) and the
+Graph v1.0 endpoints entrasync uses, on one port of 127.0.0.1.
+
+Why stdlib `ThreadingHTTPServer`: no extra dependency, real TLS, real keep-alive (HTTP/1.1)
+so that both requests (MSAL) and httpx (the SDK) pool connections as they would against
+Microsoft. The TLS handshake is deferred to the handler thread so that a client refusing
+our certificate cannot stall the accept loop.
+
+`authority_host` and `graph_url` are the same origin; paths do not collide (tenant ids are
+GUIDs, Graph lives under `/v1.0`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from entrasync.sim.auth import ALL_PERMISSIONS, AppRegistration, Directory, TokenError
+from entrasync.sim.certs import TlsFiles, write_tls_files
+from entrasync.sim.faults import Faults, RequestLog, RequestRecord
+from entrasync.sim.tenant import SyncStateExpired, Tenant
+
+MAX_FILTER_IDS = 50
+MAX_TOP = 999
+
+
+class GraphError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def encode_token(state: dict[str, Any]) -> str:
+    raw = json.dumps(state, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except ValueError as exc:
+        raise GraphError(400, "Request_BadRequest", "Invalid delta or skip token.") from exc
+    if not isinstance(state, dict):
+        raise GraphError(400, "Request_BadRequest", "Invalid delta or skip token.")
+    return state
+
+
+class EntraEmulator:
+    """An Entra tenant and Graph over HTTPS. Use as a context manager::
+
+    with EntraEmulator() as emu:
+        emu.register_app("client-id", secret="s3cret")
+        user = emu.tenant.add_user("a@contoso.com")
+        ... GraphSettings(authority_host=emu.authority_host, graph_url=emu.graph_url,
+                          ca_bundle=emu.ca_file, tenant_id=emu.tenant_id, ...)
+    """
+
+    def __init__(
+        self,
+        tenant: Tenant | None = None,
+        *,
+        port: int = 0,
+        page_size: int = 100,
+        token_lifetime: int = 3599,
+        workdir: Path | None = None,
+    ) -> None:
+        self.tenant = tenant or Tenant()
+        self.directory = Directory(token_lifetime=token_lifetime)
+        self.faults = Faults()
+        self.log = RequestLog()
+        self.page_size = page_size
+        self._port = port
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._workdir = workdir
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.tls: TlsFiles | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> EntraEmulator:
+        if self._workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="entrasync-sim-")
+            self._workdir = Path(self._tmp.name)
+        self.tls = write_tls_files(self._workdir)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+        server = _Server(("127.0.0.1", self._port), _Handler)
+        server.emulator = self
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> EntraEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- what clients need ------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def authority_host(self) -> str:
+        return self.base_url
+
+    @property
+    def graph_url(self) -> str:
+        return self.base_url
+
+    @property
+    def ca_file(self) -> Path:
+        if self.tls is None:
+            raise RuntimeError("emulator not started")
+        return self.tls.ca_file
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant.tenant_id
+
+    def register_app(
+        self,
+        client_id: str | None = None,
+        *,
+        secret: str | None = None,
+        certificate_pem: bytes | None = None,
+        permissions: set[str] | frozenset[str] = ALL_PERMISSIONS,
+    ) -> AppRegistration:
+        return self.directory.register_app(
+            client_id or str(uuid.uuid4()),
+            secret=secret,
+            certificate_pem=certificate_pem,
+            permissions=permissions,
+        )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    emulator: EntraEmulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that reject our certificate or drop connections are normal in tests.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def emu(self) -> EntraEmulator:
+        return self.server.emulator
+
+    def _dispatch(self, method: str) -> None:
+        started = time.monotonic()
+        status = 0
+        try:
+            status = self._handle(method)
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            status = 0
+        finally:
+            self.emu.log.add(
+                RequestRecord(method, self.path, status, started, time.monotonic() - started)
+            )
+
+    def _handle(self, method: str) -> int:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        fault = self.emu.faults.match(self.path)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.drop:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return 0
+            if fault.status is not None:
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                code = fault.code or _default_code(fault.status)
+                return self._json(
+                    fault.status,
+                    {"error": {"code": code, "message": f"Injected fault {fault.status}."}},
+                    headers,
+                )
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        try:
+            if url.path.startswith("/v1.0/"):
+                if method != "GET":
+                    raise GraphError(405, "Request_BadRequest", "Only GET is emulated.")
+                return self._graph(url.path[len("/v1.0") :], query)
+            return self._identity(method, url.path, query, body)
+        except GraphError as exc:
+            return self._json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> int:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        return status
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> int:
+        body = json.dumps(payload).encode()
+        return self._send(status, body, "application/json", headers or {})
+
+    # -- identity platform ------------------------------------------------------------------
+
+    def _identity(self, method: str, path: str, query: dict[str, str], body: bytes) -> int:
+        base = self.emu.base_url
+        tenant = self.emu.tenant_id
+        if method == "GET" and path == "/common/discovery/instance":
+            return self._json(
+                200,
+                {
+                    "tenant_discovery_endpoint": f"{base}/{tenant}/v2.0/.well-known/"
+                    "openid-configuration",
+                    "api-version": "1.1",
+                    "metadata": [],
+                },
+            )
+        match = re.fullmatch(
+            r"/([^/]+)/(v2\.0/\.well-known/openid-configuration|oauth2/v2\.0/token)", path
+        )
+        if match is None:
+            raise GraphError(404, "NotFound", f"No such endpoint {path}")
+        if match.group(1) not in (tenant, "organizations"):
+            return self._json(
+                400,
+                {
+                    "error": "invalid_tenant",
+                    "error_description": f"AADSTS90002: Tenant '{match.group(1)}' not found.",
+                },
+            )
+        root = f"{base}/{tenant}"
+        if method == "GET" and match.group(2).startswith("v2.0"):
+            return self._json(
+                200,
+                {
+                    "issuer": f"{root}/v2.0",
+                    "token_endpoint": f"{root}/oauth2/v2.0/token",
+                    "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+                    "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+                    "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+                    "response_types_supported": ["code", "id_token", "token"],
+                    "token_endpoint_auth_methods_supported": [
+                        "client_secret_post",
+                        "private_key_jwt",
+                    ],
+                    "tenant_region_scope": "EU",
+                },
+            )
+        if method != "POST":
+            raise GraphError(405, "NotFound", "Use POST for the token endpoint.")
+        form = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
+        scope = form.get("scope", "")
+        if f"{self.emu.graph_url}/.default" not in scope.split():
+            return self._json(
+                400,
+                {
+                    "error": "invalid_scope",
+                    "error_description": f"AADSTS1002012: The provided value for scope "
+                    f"{scope} is not valid. Client credential flows must have a scope "
+                    "value with /.default suffixed to the resource identifier.",
+                },
+            )
+        try:
+            result = self.emu.directory.issue(form, f"{root}/oauth2/v2.0/token")
+        except TokenError as exc:
+            return self._json(
+                exc.status, {"error": exc.error, "error_description": exc.description}
+            )
+        return self._json(200, result)
+
+    # -- Graph --------------------------------------------------------------------------------
+
+    def _app(self) -> AppRegistration:
+        auth = self.headers.get("Authorization", "")
+        app = None
+        if auth.startswith("Bearer "):
+            app = self.emu.directory.app_for_token(auth[len("Bearer ") :])
+        if app is None:
+            raise GraphError(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token is empty." if not auth else "Access token validation failure.",
+            )
+        return app
+
+    def _need(self, app: AppRegistration, permission: str) -> None:
+        if not app.grants(permission):
+            raise GraphError(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+
+    def _graph(self, path: str, query: dict[str, str]) -> int:
+        app = self._app()
+        path = path.replace("/microsoft.graph.", "/graph.").rstrip("/")
+        path = re.sub(r"/delta\(\)$", "/delta", path)
+        top = query.get("$top")
+        if top is not None and (not top.isdigit() or not 1 <= int(top) <= MAX_TOP):
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_TOP} inclusive.",
+            )
+        if path == "/users/delta":
+            self._need(app, "User.Read.All")
+            return self._delta("users", path, query)
+        if path == "/groups/delta":
+            self._need(app, "GroupMember.Read.All")
+            return self._delta("groups", path, query)
+        match = re.fullmatch(r"/users/([^/]+)", path)
+        if match:
+            self._need(app, "User.Read.All")
+            user = self.emu.tenant.live_user(match.group(1))
+            if user is None:
+                raise _not_found(match.group(1))
+            return self._json(200, user.to_json(_select(query)))
+        match = re.fullmatch(
+            r"/groups/([^/]+)(?:/(members|transitiveMembers)(/graph\.user)?(/\$count)?)?", path
+        )
+        if match:
+            self._need(app, "GroupMember.Read.All")
+            return self._group(
+                match.group(1), match.group(2), bool(match.group(3)), bool(match.group(4)), query
+            )
+        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{path}'.")
+
+    def _group(
+        self,
+        group_id: str,
+        relation: str | None,
+        users_only: bool,
+        count: bool,
+        query: dict[str, str],
+    ) -> int:
+        tenant = self.emu.tenant
+        with tenant.lock:
+            group = tenant.groups.get(group_id)
+            if group is None:
+                raise _not_found(group_id)
+            if relation is None:
+                payload = {"id": group.id, "displayName": group.display_name}
+                select = _select(query)
+                if select:
+                    payload = {k: v for k, v in payload.items() if k in select or k == "id"}
+                return self._json(200, payload)
+            if relation == "members":
+                members = sorted(group.members.items())
+            else:
+                members = tenant.transitive_members(group_id)
+            if users_only:
+                members = [(m, k) for m, k in members if k == "user"]
+            if count:
+                if self.headers.get("ConsistencyLevel", "").lower() != "eventual":
+                    raise GraphError(
+                        400,
+                        "Request_BadRequest",
+                        "Count is not supported without the ConsistencyLevel: eventual header.",
+                    )
+                return self._send(200, str(len(members)).encode(), "text/plain", {})
+            size = int(query.get("$top") or self.emu.page_size)
+            start = int(query.get("$skiptoken") or 0)
+            items: list[dict[str, Any]] = []
+            for member_id, kind in members[start : start + size]:
+                if kind == "user" and (user := tenant.users.get(member_id)):
+                    items.append(user.to_json(_select(query)))
+                elif kind == "group" and (child := tenant.groups.get(member_id)):
+                    items.append(
+                        {
+                            "@odata.type": "#microsoft.graph.group",
+                            "id": child.id,
+                            "displayName": child.display_name,
+                        }
+                    )
+        payload: dict[str, Any] = {"value": items}
+        if start + size < len(members):
+            split = urlsplit(self.path)
+            rest = "&".join(
+                p
+                for p in split.query.split("&")
+                if p and not p.startswith("%24skiptoken") and not p.startswith("$skiptoken")
+            )
+            sep = "&" if rest else ""
+            payload["@odata.nextLink"] = (
+                f"{self.emu.graph_url}{split.path}?{rest}{sep}$skiptoken={start + size}"
+            )
+        return self._json(200, payload)
+
+    def _delta(self, resource: str, path: str, query: dict[str, str]) -> int:
+        tenant = self.emu.tenant
+        token = query.get("$skiptoken") or query.get("$deltatoken")
+        if token:
+            state = decode_token(token)
+            if state.get("r") != resource:
+                raise GraphError(400, "Request_BadRequest", "Token is for another resource.")
+            if "$deltatoken" in query and not query.get("$skiptoken"):
+                state["to"] = tenant.seq  # a new round starts at the delta link
+                state["c"] = None
+        else:
+            state = {
+                "r": resource,
+                "e": tenant.epoch,
+                "frm": None,
+                "to": tenant.seq,
+                "sel": _select(query),
+                "n": int(query.get("$top") or self._max_page_size() or self.emu.page_size),
+                "c": None,
+            }
+            if resource == "groups":
+                state["ids"] = _filter_ids(query.get("$filter"))
+        try:
+            if resource == "users":
+                items, outcome = tenant.users_delta(state)
+            else:
+                items, outcome = tenant.groups_delta(state)
+        except SyncStateExpired as exc:
+            raise GraphError(
+                410,
+                "syncStateNotFound",
+                "The sync state generation is not found. Restart the sync with an empty token.",
+            ) from exc
+        link = f"{self.emu.graph_url}/v1.0/{resource}/delta()"
+        payload: dict[str, Any] = {
+            "@odata.context": f"{self.emu.graph_url}/v1.0/$metadata#{resource}",
+            "value": items,
+        }
+        if "next" in outcome:
+            payload["@odata.nextLink"] = f"{link}?$skiptoken={encode_token(outcome['next'])}"
+        else:
+            payload["@odata.deltaLink"] = f"{link}?$deltatoken={encode_token(outcome['delta'])}"
+        return self._json(200, payload)
+
+    def _max_page_size(self) -> int | None:
+        prefer = self.headers.get("Prefer", "")
+        match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        return int(match.group(1)) if match else None
+
+
+def _select(query: dict[str, str]) -> list[str] | None:
+    value = query.get("$select")
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+def _filter_ids(expression: str | None) -> list[str] | None:
+    if not expression:
+        return None
+    parts = [p.strip() for p in re.split(r"\s+or\s+", expression.strip())]
+    ids = []
+    for part in parts:
+        match = re.fullmatch(r"id\s+eq\s+'([^']+)'", part)
+        if match is None:
+            raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported filter clause: {part}")
+        ids.append(match.group(1))
+    if len(ids) > MAX_FILTER_IDS:
+        raise GraphError(
+            400,
+            "Request_UnsupportedQuery",
+            f"The number of items in the filter exceeds {MAX_FILTER_IDS}.",
+        )
+    return ids
+
+
+def _not_found(object_id: str) -> GraphError:
+    return GraphError(
+        404,
+        "Request_ResourceNotFound",
+        f"Resource '{object_id}' does not exist or one of its queried reference-property "
+        "objects are not present.",
+    )
+
+
+def _default_code(status: int) -> str:
+    return {
+        429: "TooManyRequests",
+        503: "ServiceUnavailable",
+        504: "GatewayTimeout",
+        410: "syncStateNotFound",
+    }.get(status, "InjectedFault")

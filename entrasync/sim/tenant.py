@@ -1,0 +1,391 @@
+"""An in-memory Entra tenant with a change history, and the delta-query logic over it.
+
+Design: every mutation appends an event to `history`; a delta token encodes a position in
+that history (plus the query it belongs to), so the next round returns exactly the changes
+made since, in Microsoft's documented shapes:
+
+* users: the changed user with its selected properties, or `{"id", "@removed": {"reason":
+  "changed"}}` for a soft delete and `"deleted"` for a hard delete;
+* groups (`$select=members`): the group with `members@delta` listing added members and
+  removed ones carrying `"@removed": {"reason": "deleted"}`; a deleted group itself carries
+  `@removed`. A pair added and removed again inside one window is not reported (net change).
+
+Full rounds page through a sorted snapshot by id (cursor = last id), so paging is stable
+while the tenant changes; changes during a round show up again in the next increment, which
+is the at-least-once behaviour Graph documents. `expire_delta_tokens()` bumps an epoch that
+every token carries; older tokens then fail with `syncStateNotFound` (HTTP 410).
+
+All methods take the tenant lock: tests mutate the tenant while the server thread reads it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+MemberKind = Literal["user", "group"]
+
+USER_PROPERTIES = {
+    "id": "id",
+    "userPrincipalName": "user_principal_name",
+    "mail": "mail",
+    "proxyAddresses": "proxy_addresses",
+    "onPremisesUserPrincipalName": "on_premises_user_principal_name",
+    "onPremisesSamAccountName": "on_premises_sam_account_name",
+    "onPremisesDomainName": "on_premises_domain_name",
+    "employeeId": "employee_id",
+    "displayName": "display_name",
+}
+ODATA_TYPE = {"user": "#microsoft.graph.user", "group": "#microsoft.graph.group"}
+
+
+@dataclass
+class SimUser:
+    id: str
+    user_principal_name: str
+    display_name: str | None = None
+    mail: str | None = None
+    proxy_addresses: list[str] = field(default_factory=list)
+    employee_id: str | None = None
+    on_premises_user_principal_name: str | None = None
+    on_premises_sam_account_name: str | None = None
+    on_premises_domain_name: str | None = None
+    soft_deleted: bool = False
+
+    def to_json(self, select: list[str] | None) -> dict[str, Any]:
+        names = select or list(USER_PROPERTIES)
+        out: dict[str, Any] = {"@odata.type": "#microsoft.graph.user", "id": self.id}
+        for name in names:
+            attr = USER_PROPERTIES.get(name)
+            if attr:
+                value = getattr(self, attr)
+                out[name] = list(value) if isinstance(value, list) else value
+        return out
+
+
+@dataclass
+class SimGroup:
+    id: str
+    display_name: str
+    members: dict[str, MemberKind] = field(default_factory=dict)
+    version: int = 0  # bumped on membership change; keys the sorted-members cache
+
+
+# History events: ("u", user_id) | ("m", group_id, member_id, kind, added) | ("g", group_id)
+Event = tuple[Any, ...]
+
+
+class SyncStateExpired(Exception):
+    """A delta or skip token from before `expire_delta_tokens()`."""
+
+
+class Tenant:
+    """Users, groups, nesting and the change history. Build and mutate it from tests."""
+
+    def __init__(self, tenant_id: str | None = None) -> None:
+        self.tenant_id = tenant_id or str(uuid.uuid4())
+        self.lock = threading.RLock()
+        self.users: dict[str, SimUser] = {}
+        self.groups: dict[str, SimGroup] = {}
+        self.history: list[Event] = []
+        self.epoch = 0
+        self._user_order: list[str] | None = None
+        self._member_order: dict[str, tuple[int, list[str]]] = {}
+
+    # -- building and mutating ------------------------------------------------------------
+
+    def add_user(
+        self,
+        upn: str,
+        *,
+        id: str | None = None,  # noqa: A002 - Graph's name for it
+        display_name: str | None = None,
+        mail: str | None = None,
+        proxy_addresses: list[str] | None = None,
+        employee_id: str | None = None,
+        on_premises_user_principal_name: str | None = None,
+        on_premises_sam_account_name: str | None = None,
+        on_premises_domain_name: str | None = None,
+    ) -> str:
+        with self.lock:
+            user = SimUser(
+                id=id or str(uuid.uuid4()),
+                user_principal_name=upn,
+                display_name=display_name or upn.split("@")[0],
+                mail=mail if mail is not None else upn,
+                proxy_addresses=(
+                    proxy_addresses if proxy_addresses is not None else [f"SMTP:{upn}"]
+                ),
+                employee_id=employee_id,
+                on_premises_user_principal_name=on_premises_user_principal_name,
+                on_premises_sam_account_name=on_premises_sam_account_name,
+                on_premises_domain_name=on_premises_domain_name,
+            )
+            self.users[user.id] = user
+            self._user_order = None
+            self.history.append(("u", user.id))
+            return user.id
+
+    def update_user(self, user_id: str, **changes: Any) -> None:
+        with self.lock:
+            user = self.users[user_id]
+            for name, value in changes.items():
+                if not hasattr(user, name) or name in ("id", "soft_deleted"):
+                    raise AttributeError(f"SimUser has no settable attribute {name!r}")
+                setattr(user, name, value)
+            self.history.append(("u", user_id))
+
+    def rename_upn(self, user_id: str, new_upn: str, *, update_mail: bool = True) -> None:
+        """Change the UPN. With `update_mail`, do what Exchange Online does when the primary
+        address follows the UPN: the new address becomes primary (`SMTP:`), the old one
+        stays as a secondary (`smtp:`) proxy address, and `mail` follows."""
+        with self.lock:
+            user = self.users[user_id]
+            old = user.user_principal_name
+            user.user_principal_name = new_upn
+            if update_mail:
+                kept = [
+                    f"smtp:{a[5:]}" if a.startswith("SMTP:") else a
+                    for a in user.proxy_addresses
+                    if a.lower() != f"smtp:{new_upn.lower()}"
+                ]
+                if f"smtp:{old.lower()}" not in (a.lower() for a in kept):
+                    kept.append(f"smtp:{old}")
+                user.proxy_addresses = [f"SMTP:{new_upn}", *kept]
+                user.mail = new_upn
+            self.history.append(("u", user_id))
+
+    def delete_user(self, user_id: str, *, permanent: bool = False) -> None:
+        """Soft delete (recycle bin; delta reason `changed`) or hard delete (`deleted`).
+        Either way the user leaves every group, as in Entra."""
+        with self.lock:
+            for group in self.groups.values():
+                if user_id in group.members:
+                    self._set_member(group, user_id, "user", added=False)
+            if permanent:
+                del self.users[user_id]
+            else:
+                self.users[user_id].soft_deleted = True
+            self._user_order = None
+            self.history.append(("u", user_id))
+
+    def restore_user(self, user_id: str) -> None:
+        with self.lock:
+            self.users[user_id].soft_deleted = False
+            self._user_order = None
+            self.history.append(("u", user_id))
+
+    def add_group(self, display_name: str, *, id: str | None = None) -> str:  # noqa: A002
+        with self.lock:
+            group = SimGroup(id=id or str(uuid.uuid4()), display_name=display_name)
+            self.groups[group.id] = group
+            self.history.append(("g", group.id))
+            return group.id
+
+    def delete_group(self, group_id: str) -> None:
+        with self.lock:
+            del self.groups[group_id]
+            for group in self.groups.values():
+                if group_id in group.members:
+                    self._set_member(group, group_id, "group", added=False)
+            self.history.append(("g", group_id))
+
+    def add_member(self, group_id: str, member_id: str) -> None:
+        """Add a user or a group (nesting) as a direct member."""
+        with self.lock:
+            kind: MemberKind = "group" if member_id in self.groups else "user"
+            if kind == "user" and member_id not in self.users:
+                raise KeyError(f"no user or group {member_id}")
+            self._set_member(self.groups[group_id], member_id, kind, added=True)
+
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        with self.lock:
+            group = self.groups[group_id]
+            self._set_member(group, member_id, group.members[member_id], added=False)
+
+    def add_members(self, group_id: str, member_ids: list[str]) -> None:
+        with self.lock:
+            for member_id in member_ids:
+                self.add_member(group_id, member_id)
+
+    def _set_member(self, group: SimGroup, member_id: str, kind: MemberKind, added: bool) -> None:
+        if added:
+            if member_id in group.members:
+                return
+            group.members[member_id] = kind
+        else:
+            group.members.pop(member_id, None)
+        group.version += 1
+        self.history.append(("m", group.id, member_id, kind, added))
+
+    def expire_delta_tokens(self) -> None:
+        """Every delta and skip token issued so far now fails with syncStateNotFound."""
+        with self.lock:
+            self.epoch += 1
+
+    @property
+    def seq(self) -> int:
+        return len(self.history)
+
+    # -- reads used by the server -----------------------------------------------------------
+
+    def live_user(self, user_id: str) -> SimUser | None:
+        user = self.users.get(user_id)
+        return None if user is None or user.soft_deleted else user
+
+    def transitive_members(self, group_id: str) -> list[tuple[str, MemberKind]]:
+        """Users and groups below a group, each once (cycle-safe), in a stable order."""
+        with self.lock:
+            seen: dict[str, MemberKind] = {}
+            pending = [group_id]
+            visited = {group_id}
+            while pending:
+                group = self.groups.get(pending.pop())
+                if group is None:
+                    continue
+                for member_id, kind in group.members.items():
+                    if member_id not in seen and member_id != group_id:
+                        seen[member_id] = kind
+                    if kind == "group" and member_id not in visited:
+                        visited.add(member_id)
+                        pending.append(member_id)
+            return sorted(seen.items())
+
+    def _sorted_users(self) -> list[str]:
+        if self._user_order is None:
+            self._user_order = sorted(u.id for u in self.users.values() if not u.soft_deleted)
+        return self._user_order
+
+    def _sorted_members(self, group: SimGroup) -> list[str]:
+        cached = self._member_order.get(group.id)
+        if cached is None or cached[0] != group.version:
+            cached = (group.version, sorted(group.members))
+            self._member_order[group.id] = cached
+        return cached[1]
+
+    def _check_epoch(self, state: dict[str, Any]) -> None:
+        if state.get("e", 0) != self.epoch:
+            raise SyncStateExpired
+
+    # -- users/delta ------------------------------------------------------------------------
+
+    def users_delta(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One page. `state` holds: e (epoch), frm (start seq or None = full round), to (end
+        seq of this round), sel (select), n (page size), c (cursor). Returns the items and
+        either a next state (`next` key) or the delta state (`delta` key)."""
+        with self.lock:
+            self._check_epoch(state)
+            size = int(state["n"])
+            select = state.get("sel")
+            if state.get("frm") is None:
+                order = self._sorted_users()
+                start = bisect.bisect_right(order, state["c"]) if state.get("c") else 0
+                ids = order[start : start + size]
+                items = [self.users[i].to_json(select) for i in ids]
+                more = start + size < len(order)
+                cursor: Any = ids[-1] if ids else None
+            else:
+                changed = sorted(
+                    {e[1] for e in self.history[state["frm"] : state["to"]] if e[0] == "u"}
+                )
+                start = int(state.get("c") or 0)
+                items = [self._user_change(i, select) for i in changed[start : start + size]]
+                more = start + size < len(changed)
+                cursor = start + size
+            return items, self._continue(state, more, cursor)
+
+    def _user_change(self, user_id: str, select: list[str] | None) -> dict[str, Any]:
+        user = self.users.get(user_id)
+        if user is None:
+            return {"id": user_id, "@removed": {"reason": "deleted"}}
+        if user.soft_deleted:
+            return {"id": user_id, "@removed": {"reason": "changed"}}
+        return user.to_json(select)
+
+    def _continue(self, state: dict[str, Any], more: bool, cursor: Any) -> dict[str, Any]:
+        if more:
+            return {"next": {**state, "c": cursor}}
+        delta = {k: v for k, v in state.items() if k not in ("c", "to", "frm")}
+        delta["frm"] = state["to"]
+        return {"delta": delta}
+
+    # -- groups/delta (members) -------------------------------------------------------------
+
+    def groups_delta(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One page of `groups/delta?$select=members&$filter=id eq …`; state as for users,
+        plus ids (the filter; None = every group)."""
+        with self.lock:
+            self._check_epoch(state)
+            size = int(state["n"])
+            wanted = state.get("ids")
+            if state.get("frm") is None:
+                return self._groups_full(state, wanted, size)
+            return self._groups_increment(state, wanted, size)
+
+    def _groups_full(
+        self, state: dict[str, Any], wanted: list[str] | None, size: int
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        group_ids = sorted(g for g in (wanted or self.groups) if g in self.groups)
+        gi, last = state.get("c") or (0, None)
+        items: list[dict[str, Any]] = []
+        budget = size
+        while gi < len(group_ids) and budget > 0:
+            group = self.groups[group_ids[gi]]
+            order = self._sorted_members(group)
+            start = bisect.bisect_right(order, last) if last is not None else 0
+            chunk = order[start : start + budget]
+            item: dict[str, Any] = {"id": group.id}
+            if chunk:
+                item["members@delta"] = [
+                    {"@odata.type": ODATA_TYPE[group.members[m]], "id": m} for m in chunk
+                ]
+            if chunk or last is None:
+                items.append(item)
+            budget -= max(len(chunk), 1)
+            if start + len(chunk) >= len(order):
+                gi, last = gi + 1, None
+            else:
+                last = chunk[-1]
+        return items, self._continue(state, gi < len(group_ids), [gi, last])
+
+    def _groups_increment(
+        self, state: dict[str, Any], wanted: list[str] | None, size: int
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        wanted_set = set(wanted) if wanted is not None else None
+        first: dict[tuple[str, str], bool] = {}
+        last: dict[tuple[str, str], tuple[str, bool]] = {}
+        removed_groups: set[str] = set()
+        for event in self.history[state["frm"] : state["to"]]:
+            if wanted_set is not None and event[1] not in wanted_set:
+                continue
+            if event[0] == "m":
+                key = (event[1], event[2])
+                first.setdefault(key, not event[4])  # state before the window
+                last[key] = (event[3], event[4])
+            elif event[0] == "g" and event[1] not in self.groups:
+                removed_groups.add(event[1])
+        changes = sorted(
+            (group_id, member_id, kind, added)
+            for (group_id, member_id), (kind, added) in last.items()
+            if first[(group_id, member_id)] != added and group_id not in removed_groups
+        )
+        flat: list[tuple[Any, ...]] = [("gone", g) for g in sorted(removed_groups)]
+        flat.extend(changes)
+        start = int(state.get("c") or 0)
+        page = flat[start : start + size]
+        items: list[dict[str, Any]] = []
+        for entry in page:
+            if entry[0] == "gone":
+                items.append({"id": entry[1], "@removed": {"reason": "deleted"}})
+                continue
+            group_id, member_id, kind, added = entry
+            if not items or items[-1]["id"] != group_id or "@removed" in items[-1]:
+                items.append({"id": group_id, "members@delta": []})
+            member: dict[str, Any] = {"@odata.type": ODATA_TYPE[kind], "id": member_id}
+            if not added:
+                member["@removed"] = {"reason": "deleted"}
+            items[-1]["members@delta"].append(member)
+        return items, self._continue(state, start + size < len(flat), start + size)
