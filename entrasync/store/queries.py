@@ -193,3 +193,10 @@ def identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
         .order_by(IdentifierRow.kind, IdentifierRow.value)
     )
     return [{"kind": kind, "value": value} for kind, value in rows]
+
+
+def users_by_id(session: Session, user_ids: Sequence[int]) -> list[UserRow]:
+    found: list[UserRow] = []
+    for chunk in _chunks(list(user_ids)):
+        found.extend(session.scalars(select(UserRow).where(UserRow.id.in_(chunk))))
+    return found

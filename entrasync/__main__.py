@@ -1,0 +1,3 @@
+from entrasync.cli import run
+
+run()

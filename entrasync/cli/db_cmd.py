@@ -1,0 +1,26 @@
+"""`entrasync db upgrade`."""
+
+from __future__ import annotations
+
+import typer
+
+from entrasync.cli.context import app_context
+from entrasync.cli.output import say
+
+
+def register(app: typer.Typer) -> None:
+    db = typer.Typer(help="Database schema management.", no_args_is_help=True)
+    app.add_typer(db, name="db")
+
+    @db.command("upgrade")
+    def upgrade(ctx: typer.Context) -> None:
+        """Apply schema migrations (safe to run again; run it after every upgrade).
+
+        Example: entrasync --config /etc/entrasync/entrasync.toml db upgrade
+        """
+        store = app_context(ctx).store(check_schema=False)
+        before, after = store.upgrade()
+        if before == after:
+            say(f"store schema is current (revision {after})")
+        else:
+            say(f"store schema upgraded from {before or 'empty'} to revision {after}")

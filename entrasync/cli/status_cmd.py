@@ -1,0 +1,72 @@
+"""`entrasync status`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import select
+
+from entrasync.cli.context import app_context, now
+from entrasync.cli.output import print_json, say
+from entrasync.services.account import apply_settings, refresh_compliance
+from entrasync.store.schema import RunRow
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status(
+        ctx: typer.Context,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Licenses used/purchased, pending count, compliance and the last run.
+
+        Example: entrasync status --json
+        """
+        actx = app_context(ctx)
+        store = actx.store()
+        moment = now()
+        with store.transaction() as session:
+            apply_settings(store, session, actx.config.account, moment)
+            licenses = refresh_compliance(store, session, moment, actx.config.notify)
+            last = session.scalar(select(RunRow).order_by(RunRow.started_at.desc()).limit(1))
+            last_run = _run_view(last) if last else None
+        state = licenses.compliance
+        grace_ends = state.grace_ends.isoformat() if state.grace_ends else None
+        if as_json:
+            print_json(
+                {
+                    "licenses": {
+                        "used": licenses.used,
+                        "purchased": licenses.purchased,
+                        "pending": licenses.pending,
+                    },
+                    "compliance": state.state.value,
+                    "grace_ends": grace_ends,
+                    "last_run": last_run,
+                }
+            )
+            return
+        say(f"licenses   {licenses.used}/{licenses.purchased} used")
+        say(f"pending    {licenses.pending}")
+        line = state.state.value + (f" (grace period ends {grace_ends})" if grace_ends else "")
+        say(f"compliance {line}")
+        if last_run:
+            say(f"last run   {last_run['id']} {last_run['status']} at {last_run['started_at']}")
+        else:
+            say("last run   none yet")
+
+
+def _run_view(run: RunRow) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "resync": run.resync,
+        "graph_requests": run.graph_requests,
+        "counts": run.counts,
+        "held": run.held,
+        "message": run.message,
+    }

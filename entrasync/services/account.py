@@ -1,0 +1,126 @@
+"""The account row: settings from the config file, and the compliance (grace) clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from entrasync.config import AccountConfig, NotifyConfig
+from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
+from entrasync.domain.licensing import AccountTerms, ComplianceState, evaluate_compliance
+from entrasync.services.outbox import enqueue
+from entrasync.store import audit
+from entrasync.store.db import Store
+from entrasync.store.queries import pending_users, used_licenses
+from entrasync.store.schema import AccountRow
+
+_SETTINGS = ("purchased_licenses", "plan", "pending_mode", "manual_review")
+
+
+def account_row(session: Session) -> AccountRow:
+    row = session.get(AccountRow, 1)
+    if row is None:
+        row = AccountRow(id=1, purchased_licenses=0, plan="paid", pending_mode=False)
+        row.manual_review = False
+        session.add(row)
+        session.flush()
+    return row
+
+
+def terms_of(row: AccountRow) -> AccountTerms:
+    return AccountTerms(row.purchased_licenses, row.plan, row.pending_mode, row.manual_review)
+
+
+def apply_settings(store: Store, session: Session, cfg: AccountConfig, now: datetime) -> AccountRow:
+    """Bring the account row in line with `[account]`; a change is audited once."""
+    row = account_row(session)
+    wanted = {name: getattr(cfg, name) for name in _SETTINGS}
+    before = {name: getattr(row, name) for name in _SETTINGS}
+    if wanted != before:
+        for name, value in wanted.items():
+            setattr(row, name, value)
+        row.updated_at = now
+        changed = {
+            k: {"before": before[k], "after": v} for k, v in wanted.items() if before[k] != v
+        }
+        audit.append(
+            store,
+            session,
+            [
+                AuditEvent(
+                    "account.settings_changed", "the [account] section changed", details=changed
+                )
+            ],
+            actor=SYSTEM_ACTOR,
+            now=now,
+        )
+    return row
+
+
+@dataclass(frozen=True)
+class LicenseStatus:
+    used: int
+    purchased: int
+    pending: int
+    compliance: ComplianceState
+
+
+def refresh_compliance(
+    store: Store,
+    session: Session,
+    now: datetime,
+    notify: NotifyConfig | None = None,
+    run_id: str | None = None,
+) -> LicenseStatus:
+    """Recompute usage and persist the grace clock; starting or ending grace is audited and
+    (when it starts) the admins are told."""
+    row = account_row(session)
+    used = used_licenses(session)
+    terms = terms_of(row)
+    state = evaluate_compliance(used, terms, row.grace_started_at, now)
+    if state.grace_started_at != row.grace_started_at:
+        event = _grace_event(row, state, used, terms)
+        row.grace_started_at = state.grace_started_at
+        audit.append(store, session, [event], actor=SYSTEM_ACTOR, now=now, run_id=run_id)
+        if state.grace_started_at is not None and notify is not None:
+            enqueue(
+                session,
+                topic="grace",
+                subject=f"entrasync: license overage {used}/{terms.limit}, grace period started",
+                body=(
+                    f"{used} licenses are in use and {terms.limit} are purchased.\n"
+                    f"The grace period ends {state.grace_ends:%Y-%m-%d %H:%M} UTC; after that "
+                    "the account is locked. Buy licenses, or free some (untrack and purge "
+                    "users, merge duplicates).\n"
+                ),
+                recipients=notify.admins,
+                now=now,
+            )
+    return LicenseStatus(used, terms.limit, pending_users(session), state)
+
+
+def _grace_event(
+    row: AccountRow, state: ComplianceState, used: int, terms: AccountTerms
+) -> AuditEvent:
+    details = {"used": used, "purchased": terms.limit, "plan": terms.plan}
+    if state.grace_started_at is None:
+        return AuditEvent(
+            "account.grace_reset", "usage is back within the purchased count", details=details
+        )
+    ends = state.grace_ends.isoformat() if state.grace_ends else None
+    return AuditEvent(
+        "account.grace_started",
+        f"{used} licenses used, {terms.limit} purchased",
+        details={**details, "grace_ends": ends},
+    )
+
+
+def license_status(session: Session, now: datetime) -> LicenseStatus:
+    """Read-only view (no clock persisted): what `status` shows."""
+    row = account_row(session)
+    used = used_licenses(session)
+    terms = terms_of(row)
+    state = evaluate_compliance(used, terms, row.grace_started_at, now)
+    return LicenseStatus(used, terms.limit, pending_users(session), state)

@@ -1,0 +1,213 @@
+"""`entrasync ingest FILE`: agent reports into the store, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from entrasync.config import Config
+from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
+from entrasync.domain.ingestion import IngestPlan, KnownUser, Lookups, plan_ingest
+from entrasync.domain.reports import AgentReport, ReportError, parse_reports
+from entrasync.errors import InputError
+from entrasync.services.account import apply_settings, refresh_compliance, terms_of
+from entrasync.services.outbox import enqueue
+from entrasync.store import audit, queries
+from entrasync.store.db import Store
+from entrasync.store.schema import (
+    ActivityRow,
+    AgentLogonRow,
+    AgentRow,
+    IdentifierRow,
+    UserRow,
+)
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    reports: int
+    rows_stored: int
+    reports_dropped: int
+    users_created: int
+    agents_created: int
+    pending: int
+
+
+def read_reports(path: Path) -> list[AgentReport]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return parse_reports(handle)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except ReportError as exc:
+        raise InputError(f"{path}: {exc}; nothing from this file was stored") from None
+
+
+def ingest_file(store: Store, config: Config, path: Path, now: datetime) -> IngestSummary:
+    return ingest_reports(store, config, read_reports(path), now, source=str(path))
+
+
+def ingest_reports(
+    store: Store, config: Config, reports: Sequence[AgentReport], now: datetime, source: str
+) -> IngestSummary:
+    with store.transaction() as session:
+        account = apply_settings(store, session, config.account, now)
+        plan = plan_ingest(list(reports), _lookups(session, reports), terms_of(account))
+        ids = _write(session, plan, now)
+        pending = [ids[user.ref] for user in plan.pending_users]
+        summary = IngestSummary(
+            reports=len(reports),
+            rows_stored=sum(len(report.events) for _, _, report in plan.accepted),
+            reports_dropped=len(plan.dropped),
+            users_created=len(plan.new_users),
+            agents_created=len(plan.new_agents),
+            pending=len(pending),
+        )
+        events = [_pending_event(session, user_id) for user_id in pending]
+        events.append(
+            AuditEvent(
+                "ingest.completed",
+                f"agent reports from {source}",
+                details={"source": source, **summary.__dict__},
+            )
+        )
+        audit.append(store, session, events, actor=SYSTEM_ACTOR, now=now)
+        if pending:
+            _notify_pending(session, config, pending, now)
+        refresh_compliance(store, session, now, config.notify)
+    return summary
+
+
+def _lookups(session: Session, reports: Sequence[AgentReport]) -> Lookups:
+    logons = sorted({report.logon for report in reports})
+    keys = sorted(
+        {(str(kind), value) for report in reports for kind, value in report.identifiers}
+        | {("logon", logon) for logon in logons}
+    )
+    logon_agents = queries.logon_agents(session, logons)
+    identifier_users = queries.identifier_users(session, keys)
+    user_ids = {uid for _, uid in logon_agents.values()} | set(identifier_users.values())
+    users = {
+        row.id: KnownUser(row.tracking, row.status)
+        for row in queries.users_by_id(session, sorted(user_ids))
+    }
+    agent_ids = sorted({aid for aid, _ in logon_agents.values()})
+    return Lookups(
+        logon_agents=logon_agents,
+        identifier_users=identifier_users,
+        users=users,
+        agents_with_history=frozenset(queries.agents_with_history(session, agent_ids)),
+        used_licenses=queries.used_licenses(session),
+    )
+
+
+def _write(session: Session, plan: IngestPlan, now: datetime) -> dict[int, int]:
+    """Insert what the plan creates, set-based; returns plan refs -> new store ids."""
+    ids: dict[int, int] = {}
+    if plan.new_users:
+        rows = [
+            {
+                "tracking": "tracked",
+                "status": user.status,
+                "pending_since": now if user.status == "pending" else None,
+                "created_at": now,
+            }
+            for user in plan.new_users
+        ]
+        new_ids = session.scalars(
+            insert(UserRow).returning(UserRow.id, sort_by_parameter_order=True), rows
+        ).all()
+        ids.update(zip((u.ref for u in plan.new_users), new_ids, strict=True))
+    identifiers = [
+        {"user_id": ids[u.ref], "kind": kind, "value": value}
+        for u in plan.new_users
+        for kind, value in u.identifiers
+    ] + [
+        {"user_id": user_id, "kind": kind, "value": value}
+        for user_id, (kind, value) in plan.learned
+    ]
+    if identifiers:
+        session.execute(insert(IdentifierRow), identifiers)
+    if plan.new_agents:
+        agent_rows = [
+            {"user_id": ids.get(a.user, a.user), "created_at": now} for a in plan.new_agents
+        ]
+        new_ids = session.scalars(
+            insert(AgentRow).returning(AgentRow.id, sort_by_parameter_order=True), agent_rows
+        ).all()
+        ids.update(zip((a.ref for a in plan.new_agents), new_ids, strict=True))
+        session.execute(
+            insert(AgentLogonRow),
+            [{"logon": a.logon, "agent_id": ids[a.ref]} for a in plan.new_agents],
+        )
+    _write_activity(session, plan, ids, now)
+    return ids
+
+
+def _write_activity(session: Session, plan: IngestPlan, ids: dict[int, int], now: datetime) -> None:
+    rows: list[dict[str, Any]] = []
+    latest: dict[int, datetime] = {}
+    for agent, user, report in plan.accepted:
+        agent_id, user_id = ids.get(agent, agent), ids.get(user, user)
+        for event in report.events:
+            rows.append(
+                {
+                    "agent_id": agent_id,
+                    "device": report.device,
+                    "start": event.start,
+                    "duration_s": event.duration_s,
+                    "app": event.app,
+                    "title": event.title,
+                    "received_at": now,
+                }
+            )
+            if user_id not in latest or event.start > latest[user_id]:
+                latest[user_id] = event.start
+    if rows:
+        session.execute(insert(ActivityRow), rows)
+    if latest:
+        users = cast(Table, UserRow.__table__)
+        session.execute(
+            update(users)
+            .where(users.c.id == bindparam("uid"))
+            .where(
+                (users.c.last_activity_at.is_(None)) | (users.c.last_activity_at < bindparam("t"))
+            )
+            .values(last_activity_at=bindparam("t")),
+            [{"uid": uid, "t": moment} for uid, moment in latest.items()],
+        )
+
+
+def _pending_event(session: Session, user_id: int) -> AuditEvent:
+    return AuditEvent(
+        "pending.queued",
+        "new user would exceed the purchased licenses (or manual review is on)",
+        user_id=user_id,
+        identifiers=queries.identifiers_of(session, user_id),
+    )
+
+
+def _notify_pending(session: Session, config: Config, user_ids: list[int], now: datetime) -> None:
+    lines = []
+    for user_id in user_ids:
+        names = ", ".join(i["value"] for i in queries.identifiers_of(session, user_id))
+        lines.append(f"  user {user_id}: {names}")
+    enqueue(
+        session,
+        topic="pending",
+        subject=f"entrasync: {len(user_ids)} new user(s) waiting in the Pending Licenses queue",
+        body=(
+            "These users reported in and wait for a decision "
+            "(entrasync pending approve|assign|merge|remove):\n" + "\n".join(lines) + "\n"
+        ),
+        recipients=config.notify.admins,
+        now=now,
+    )

@@ -1,0 +1,216 @@
+"""`entrasync users …`: show, list, and the audited admin actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from entrasync.config import Config
+from entrasync.domain.audit import AuditEvent
+from entrasync.services import operations
+from entrasync.services.account import refresh_compliance
+from entrasync.store import audit, queries
+from entrasync.store.db import Store
+from entrasync.store.schema import ActivityRow, AgentRow, IdentifierRow, UserRow
+
+
+def user_view(session: Session, user: UserRow) -> dict[str, Any]:
+    """The `users show --json` shape (DESIGN.md), plus a few extra keys."""
+    agents = queries.agent_summaries(session, user.id)
+    licenses = (
+        sum(1 for agent in agents if agent.activity_rows > 0) if user.status == "active" else 0
+    )
+    return {
+        "id": user.id,
+        "tracking": user.tracking,
+        "status": user.status,
+        "entra_object_id": user.entra_object_id,
+        "identifiers": queries.identifiers_of(session, user.id),
+        "agents": [
+            {"id": a.id, "logons": a.logons, "activity_rows": a.activity_rows} for a in agents
+        ],
+        "licenses": licenses,
+        "untracked_by": user.untracked_by,
+        "pending_since": user.pending_since.isoformat() if user.pending_since else None,
+        "last_activity_at": user.last_activity_at.isoformat() if user.last_activity_at else None,
+    }
+
+
+def show_user(store: Store, ident: str) -> dict[str, Any]:
+    with store.reading() as session:
+        return user_view(session, queries.find_user(session, ident))
+
+
+def list_users(
+    store: Store, *, tracking: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
+    """All surviving user records, set-based: four queries whatever the number of users."""
+    with store.reading() as session:
+        query = select(UserRow).where(UserRow.merged_into_id.is_(None)).order_by(UserRow.id)
+        if tracking:
+            query = query.where(UserRow.tracking == tracking)
+        if status:
+            query = query.where(UserRow.status == status)
+        users = list(session.scalars(query))
+        idents: dict[int, list[dict[str, str]]] = {}
+        for uid, kind, value in session.execute(
+            select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value).order_by(
+                IdentifierRow.kind, IdentifierRow.value
+            )
+        ):
+            idents.setdefault(uid, []).append({"kind": kind, "value": value})
+        agents = dict(
+            session.execute(
+                select(AgentRow.user_id, func.count(AgentRow.id)).group_by(AgentRow.user_id)
+            )
+        )
+        rows = dict(
+            session.execute(
+                select(AgentRow.user_id, func.count(ActivityRow.id))
+                .join(ActivityRow, ActivityRow.agent_id == AgentRow.id)
+                .group_by(AgentRow.user_id)
+            )
+        )
+        licenses = queries.user_license_counts(session, [u.id for u in users])
+        return [
+            {
+                "id": u.id,
+                "tracking": u.tracking,
+                "status": u.status,
+                "entra_object_id": u.entra_object_id,
+                "identifiers": idents.get(u.id, []),
+                "agents": int(agents.get(u.id, 0)),
+                "activity_rows": int(rows.get(u.id, 0)),
+                "licenses": licenses.get(u.id, 0),
+            }
+            for u in users
+        ]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: str
+    user_id: int
+    applied: bool
+    details: dict[str, Any]
+    audit_seq: int | None
+
+
+Operation = Callable[[Session, UserRow, bool], dict[str, Any]]
+
+
+class _RollBack(Exception):
+    """Leaves a dry run's transaction without writing anything."""
+
+    def __init__(self, result: ActionResult) -> None:
+        self.result = result
+
+
+def _admin_action(
+    store: Store,
+    config: Config,
+    ident: str,
+    action: str,
+    reason: str,
+    operation: Operation,
+    *,
+    actor: str,
+    now: datetime,
+    dry_run: bool,
+) -> ActionResult:
+    try:
+        with store.transaction() as session:
+            user = queries.find_user(session, ident)
+            identifiers = queries.identifiers_of(session, user.id)
+            details = operation(session, user, not dry_run)
+            if dry_run:
+                raise _RollBack(ActionResult(action, user.id, False, details, None))
+            session.flush()
+            event = AuditEvent(action, reason, user.id, user.entra_object_id, identifiers, details)
+            rows = audit.append(store, session, [event], actor=actor, now=now)
+            refresh_compliance(store, session, now, config.notify)
+            return ActionResult(action, user.id, True, details, rows[0].seq)
+    except _RollBack as dry:
+        return dry.result
+
+
+def untrack(
+    store: Store, config: Config, ident: str, *, actor: str, now: datetime, dry_run: bool
+) -> ActionResult:
+    return _admin_action(
+        store,
+        config,
+        ident,
+        "user.untracked",
+        "untracked by an administrator",
+        lambda s, u, apply: operations.set_tracking(s, u, "untracked", "admin", apply=apply),
+        actor=actor,
+        now=now,
+        dry_run=dry_run,
+    )
+
+
+def track(
+    store: Store, config: Config, ident: str, *, actor: str, now: datetime, dry_run: bool
+) -> ActionResult:
+    return _admin_action(
+        store,
+        config,
+        ident,
+        "user.tracked",
+        "tracked again by an administrator",
+        lambda s, u, apply: operations.set_tracking(s, u, "tracked", "admin", apply=apply),
+        actor=actor,
+        now=now,
+        dry_run=dry_run,
+    )
+
+
+def purge(
+    store: Store, config: Config, ident: str, *, actor: str, now: datetime, dry_run: bool
+) -> ActionResult:
+    return _admin_action(
+        store,
+        config,
+        ident,
+        "user.purged",
+        "purged by an administrator",
+        lambda s, u, apply: operations.purge_user(s, u, "admin", apply=apply),
+        actor=actor,
+        now=now,
+        dry_run=dry_run,
+    )
+
+
+def merge(
+    store: Store,
+    config: Config,
+    source_ident: str,
+    target_ident: str,
+    *,
+    actor: str,
+    now: datetime,
+    dry_run: bool,
+) -> ActionResult:
+    def operation(session: Session, source: UserRow, apply: bool) -> dict[str, Any]:
+        target = queries.find_user(session, target_ident)
+        return operations.merge_users(
+            session, source, target, config.merge.agent_merge, apply=apply
+        )
+
+    return _admin_action(
+        store,
+        config,
+        source_ident,
+        "user.merged",
+        f"merged into {target_ident!r} by an administrator",
+        operation,
+        actor=actor,
+        now=now,
+        dry_run=dry_run,
+    )
