@@ -1,0 +1,50 @@
+"""Microsoft Graph access for entrasync (MSAL + msgraph-sdk behind a synchronous facade).
+
+Public API: `GraphClient` (reads), `GraphSettings` / `RetryPolicy` / credentials, and
+`settings_from_config`. See client.py for the design and the delta-link protocol.
+"""
+
+from entrasync.graph.client import (
+    CHILD_GROUP_PREFIX,
+    GROUP_BATCH_PREFIX,
+    GROUP_PERMISSION,
+    USER_PERMISSION,
+    USERS_STREAM,
+    DeltaRound,
+    GraphClient,
+    child_group_id,
+    child_group_stream,
+    group_batch_stream,
+)
+from entrasync.graph.credentials import load_certificate, resolve_credential, settings_from_config
+from entrasync.graph.retry import RequestCounters, parse_retry_after
+from entrasync.graph.settings import (
+    ClientCertificate,
+    ClientSecret,
+    Credential,
+    GraphSettings,
+    RetryPolicy,
+)
+
+__all__ = [
+    "CHILD_GROUP_PREFIX",
+    "GROUP_BATCH_PREFIX",
+    "GROUP_PERMISSION",
+    "USERS_STREAM",
+    "USER_PERMISSION",
+    "ClientCertificate",
+    "ClientSecret",
+    "Credential",
+    "DeltaRound",
+    "GraphClient",
+    "GraphSettings",
+    "RequestCounters",
+    "RetryPolicy",
+    "child_group_id",
+    "child_group_stream",
+    "group_batch_stream",
+    "load_certificate",
+    "parse_retry_after",
+    "resolve_credential",
+    "settings_from_config",
+]

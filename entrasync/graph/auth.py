@@ -1,0 +1,171 @@
+"""Access tokens from MSAL for the app (client credentials flow).
+
+* `ConfidentialClientApplication` with the client secret, or the certificate as
+  `{"private_key", "public_certificate"}` (MSAL then signs a PS256 client assertion with the
+  SHA-256 thumbprint and sends the x5c chain). The token cache is MSAL's in-memory cache.
+* Refresh before expiry: MSAL's `acquire_token_for_client` serves a cached token only while
+  it has more than five minutes left (and honours `refresh_in`), otherwise it fetches a new
+  one, so a long delta round never sends a token that expires mid-request. After a 401 from
+  Graph the cached token is dropped (`drop_cached_tokens`) and the request retried.
+* Authority = `authority_host/tenant_id`. MSAL's instance discovery is a call to
+  login.microsoftonline.com; it is only used for Microsoft's well-known hosts. Any other
+  host (the emulator, a private sovereign endpoint) is trusted as configured and its OIDC
+  document is read from the authority itself.
+* MSAL uses our `TrustingSession` (see tls.py) and, like the SDK, the shared retry policy.
+* Nothing here puts the secret in a message: MSAL's error text comes from the server, and
+  `scrub` removes the secret anyway should a server echo it back.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import msal.authority
+import requests
+from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator
+
+from entrasync.errors import ConfigError, GraphPermissionDenied, GraphUnavailable
+from entrasync.graph.retry import RequestCounters, Transient, retry_sync
+from entrasync.graph.settings import ClientSecret, GraphSettings
+from entrasync.graph.tls import TrustingSession
+
+REFUSED_ERRORS = frozenset(
+    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_grant", "access_denied"}
+)
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def tls_hint(settings: GraphSettings) -> str:
+    if settings.ca_bundle is None:
+        return (
+            "the server's TLS certificate is not trusted; if a TLS-inspecting proxy is in "
+            "the way, set entra.ca_bundle to its CA file"
+        )
+    return f"the server's TLS certificate is not trusted, even with entra.ca_bundle = {settings.ca_bundle}"
+
+
+class _CountingSession(TrustingSession):
+    def __init__(self, settings: GraphSettings, counters: RequestCounters, context: Any) -> None:
+        super().__init__(context, settings.timeout)
+        self._counters = counters
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.RequestException:
+            self._counters.add("login", "error")
+            raise
+        self._counters.add("login", str(response.status_code))
+        return response
+
+
+class TokenSource:
+    """Thread-safe access tokens for `settings.scope`."""
+
+    def __init__(self, settings: GraphSettings, counters: RequestCounters, context: Any) -> None:
+        self._settings = settings
+        self._session = _CountingSession(settings, counters, context)
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        with self._lock:
+            return retry_sync(self._settings.retry, self._attempt)
+
+    def drop_cached_tokens(self) -> None:
+        with self._lock:
+            if self._app is not None:
+                self._app.remove_tokens_for_client()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _application(self) -> Any:
+        if self._app is None:
+            s = self._settings
+            credential: Any
+            if isinstance(s.credential, ClientSecret):
+                credential = s.credential.value
+            else:
+                credential = {
+                    "private_key": s.credential.private_key_pem,
+                    "public_certificate": s.credential.certificate_pem,
+                }
+            host = urlsplit(s.authority_host).hostname or ""
+            try:
+                self._app = msal.ConfidentialClientApplication(
+                    s.client_id,
+                    client_credential=credential,
+                    authority=s.authority,
+                    http_client=self._session,
+                    token_cache=msal.TokenCache(),
+                    instance_discovery=host in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS,
+                )
+            except ValueError as exc:
+                # MSAL could not read the authority's OIDC document (wrong tenant or host).
+                raise ConfigError(
+                    f"entra.tenant_id / entra.authority_host: {s.authority} is not a usable "
+                    f"authority: {scrub(str(exc), s.secret_values())}"
+                ) from None
+        return self._app
+
+    def _attempt(self) -> str:
+        s = self._settings
+        try:
+            result = self._application().acquire_token_for_client(scopes=[s.scope])
+        except requests.exceptions.SSLError:
+            raise GraphUnavailable(f"cannot reach {s.authority_host}: {tls_hint(s)}") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise Transient(f"cannot reach {s.authority_host}: {type(exc).__name__}") from None
+        if "access_token" in result:
+            return str(result["access_token"])
+        error = str(result.get("error", "unknown_error"))
+        description = scrub(str(result.get("error_description", "")), s.secret_values())
+        description = description.splitlines()[0] if description else ""
+        if error in REFUSED_ERRORS:
+            raise GraphPermissionDenied(
+                f"the identity platform refused a token for app {s.client_id} in tenant "
+                f"{s.tenant_id} ({error}): {description} — {self._credential_advice(error)}"
+            )
+        raise Transient(f"token request failed ({error}): {description}")
+
+    def _credential_advice(self, error: str) -> str:
+        s = self._settings
+        if error == "unauthorized_client":
+            return "check entra.client_id and entra.tenant_id"
+        if error == "invalid_scope":
+            return f"check entra.graph_url ({s.graph_url})"
+        if isinstance(s.credential, ClientSecret):
+            return (
+                f"check the client secret (from {s.credential.source}): it may be wrong or "
+                "expired; use the secret's value, not its id"
+            )
+        return (
+            f"check that the certificate in {s.credential.source} is uploaded to the app "
+            "registration"
+        )
+
+
+class MsalAccessTokenProvider(AccessTokenProvider):  # type: ignore[misc]
+    """Kiota's hook: the SDK asks for a bearer token before each request."""
+
+    def __init__(self, source: TokenSource, graph_host: str) -> None:
+        self._source = source
+        self._hosts = AllowedHostsValidator([graph_host])
+
+    async def get_authorization_token(
+        self, uri: str, additional_authentication_context: dict[str, Any] | None = None
+    ) -> str:
+        return self._source.token()
+
+    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+        return self._hosts

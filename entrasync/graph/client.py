@@ -1,0 +1,528 @@
+"""The Graph adapter: a synchronous facade over msgraph-sdk for the reads entrasync needs.
+
+Design decisions (copied into the docs):
+
+* **Synchronous facade, private event loop.** The SDK is async; the rest of entrasync is
+  synchronous. `GraphClient` owns one event loop and runs each request to completion on it,
+  so callers never see `async`. One client per thread.
+* **SDK pipeline without its retry middleware.** The httpx client gets Kiota's default
+  middleware minus `RetryHandler` (redirects, URL replacement, headers, telemetry stay),
+  plus a counting middleware. tenacity (retry.py) is the one retry policy.
+* **TLS trust** from `ca_bundle` is one `ssl.SSLContext` shared by httpx and MSAL's requests
+  session (tls.py); the CA is *added* to the system and certifi roots and wins over
+  `REQUESTS_CA_BUNDLE`.
+* **Delta rounds are driven by hand** with `.with_url(nextLink / deltaLink)`; the SDK's
+  PageIterator drops the final `@odata.deltaLink`. The SDK builds each request, runs it
+  through its pipeline (auth, middleware) and maps error bodies to `ODataError`, but delta
+  pages are read as raw JSON (`send_primitive_async(..., "bytes")`) and parsed by parse.py:
+  Kiota's model parsing costs ~10 ms per user, far too slow for a 100k-user round.
+* **No database access here.** A read takes the stored delta links (`{stream: link}`) and
+  returns a `DeltaRound`: an iterator of pages (`UserPage`/`GroupPage`, plain domain values)
+  that fetches one Graph page per step, so a 100k-user first round is never held in memory.
+  After the iterator is exhausted, `round.delta_links` holds the new link of every stream
+  read. The caller applies pages to the mirror and stores the links *in the same
+  transaction*; if anything fails midway it rolls back and the old links replay the changes.
+* **Streams.** `users` for users. Watched groups are sorted and cut into batches of 50 (the
+  `$filter` limit); a batch's stream is `groups:<sha1 of its ids>`, so it is stable while the
+  configured set is. Nested groups each get `group:<id>`: a child discovered in a watched
+  group is read in full at once (a first round of its own stream) and then incrementally;
+  a child inside a child is followed too, and a group already tracked is never added twice,
+  so cycles end. Which children to keep tracking is the caller's decision (it knows the
+  mirror): pass `children=`, or leave it None to keep every `group:` stream in `links`.
+  `entrasync.domain.entra.reachable_groups` computes the set.
+* **Resync.** HTTP 410 or the error codes `syncStateNotFound`, `syncStateInvalid`,
+  `resyncRequired` restart that stream with a full round. The restart is visible: its pages
+  have `full`, `first` and `resync` set, and `round.resynced` names the stream, so the caller
+  diffs against the mirror instead of trusting increments.
+* **Errors** map to the documented exit codes: a refused credential or a 403 →
+  `GraphPermissionDenied` (77) naming the permission to grant with admin consent;
+  unreachable, TLS failure or retries exhausted → `GraphUnavailable` (69).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_http.kiota_client_factory import KiotaClientFactory
+from kiota_http.middleware import RetryHandler
+from kiota_http.middleware.middleware import BaseMiddleware
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.groups.delta.delta_request_builder import (
+    DeltaRequestBuilder as GroupsDeltaRequestBuilder,
+)
+from msgraph.generated.groups.item.group_item_request_builder import GroupItemRequestBuilder
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.users.delta.delta_request_builder import (
+    DeltaRequestBuilder as UsersDeltaRequestBuilder,
+)
+from msgraph_core import GraphClientFactory
+from msgraph_core.middleware import GraphTelemetryHandler
+
+from entrasync.domain.entra import (
+    EntraUser,
+    GroupInfo,
+    GroupPage,
+    MembershipChange,
+    UserPage,
+    UserRemoval,
+)
+from entrasync.errors import EntrasyncError, GraphPermissionDenied, GraphUnavailable
+from entrasync.graph import parse
+from entrasync.graph.auth import MsalAccessTokenProvider, TokenSource, tls_hint
+from entrasync.graph.retry import (
+    BACKOFF_STATUSES,
+    RETRY_AFTER_STATUSES,
+    RequestCounters,
+    Transient,
+    header,
+    parse_retry_after,
+    retry_async,
+)
+from entrasync.graph.settings import GraphSettings
+from entrasync.graph.tls import trust_context
+
+T = TypeVar("T")
+P = TypeVar("P")
+
+USERS_STREAM = "users"
+GROUP_BATCH_PREFIX = "groups:"
+CHILD_GROUP_PREFIX = "group:"
+MAX_FILTER_IDS = 50
+USER_SELECT = [
+    "userPrincipalName",
+    "mail",
+    "proxyAddresses",
+    "onPremisesUserPrincipalName",
+    "onPremisesSamAccountName",
+    "onPremisesDomainName",
+    "employeeId",
+    "displayName",
+]
+SYNC_RESET_CODES = frozenset(
+    {"syncstatenotfound", "syncstateinvalid", "resyncrequired", "resyncrequiredexception"}
+)
+GROUP_PERMISSION = "GroupMember.Read.All"
+USER_PERMISSION = "User.Read.All"
+
+
+def group_batch_stream(group_ids: Iterable[str]) -> str:
+    joined = ",".join(sorted(parse.norm_id(g) for g in group_ids))
+    return GROUP_BATCH_PREFIX + hashlib.sha1(joined.encode()).hexdigest()  # noqa: S324 - a name
+
+
+def child_group_stream(group_id: str) -> str:
+    return CHILD_GROUP_PREFIX + parse.norm_id(group_id)
+
+
+def child_group_id(stream: str) -> str | None:
+    return stream[len(CHILD_GROUP_PREFIX) :] if stream.startswith(CHILD_GROUP_PREFIX) else None
+
+
+class _SyncReset(Exception):
+    """Graph no longer knows this delta/skip token: restart the stream."""
+
+
+class _NotFound(Exception):
+    pass
+
+
+@dataclass
+class _RoundState:
+    links: dict[str, str] = field(default_factory=dict)
+    resynced: set[str] = field(default_factory=set)
+    full_streams: set[str] = field(default_factory=set)
+    streams: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    done: bool = False
+
+
+class DeltaRound(Generic[P]):
+    """Pages of one delta read; iterate once. Afterwards:
+
+    * `delta_links`: the new link per stream read (store them with the mirror changes),
+    * `resynced`: streams whose token had expired and were re-read in full,
+    * `full_streams`: streams read as a full round (first round or resync),
+    * `streams`: for group reads, the group ids each stream covers.
+    """
+
+    def __init__(self, pages: Iterator[P], state: _RoundState) -> None:
+        self._pages = pages
+        self._state = state
+
+    def __iter__(self) -> Iterator[P]:
+        yield from self._pages
+        self._state.done = True
+
+    def _finished(self) -> _RoundState:
+        if not self._state.done:
+            raise RuntimeError("the delta round has not been read to the end")
+        return self._state
+
+    @property
+    def delta_links(self) -> dict[str, str]:
+        return dict(self._finished().links)
+
+    @property
+    def resynced(self) -> frozenset[str]:
+        return frozenset(self._finished().resynced)
+
+    @property
+    def full_streams(self) -> frozenset[str]:
+        return frozenset(self._finished().full_streams)
+
+    @property
+    def streams(self) -> dict[str, tuple[str, ...]]:
+        return dict(self._state.streams)
+
+
+class _CountingMiddleware(BaseMiddleware):  # type: ignore[misc]
+    """Last in the pipeline: counts every HTTP attempt by status."""
+
+    def __init__(self, counters: RequestCounters) -> None:
+        super().__init__()
+        self._counters = counters
+
+    async def send(
+        self, request: httpx.Request, transport: httpx.AsyncBaseTransport
+    ) -> httpx.Response:
+        try:
+            response: httpx.Response = await super().send(request, transport)
+        except Exception:
+            self._counters.add("graph", "error")
+            raise
+        self._counters.add("graph", str(response.status_code))
+        return response
+
+
+def _middleware(counters: RequestCounters) -> list[Any]:
+    chain = [
+        m for m in KiotaClientFactory.get_default_middleware(None) if not isinstance(m, RetryHandler)
+    ]
+    return [*chain, GraphTelemetryHandler(), _CountingMiddleware(counters)]
+
+
+class GraphClient:
+    """Reads Entra through Graph. Use as a context manager or call `close()`."""
+
+    def __init__(self, settings: GraphSettings) -> None:
+        self.settings = settings
+        self.counters = RequestCounters()
+        context = trust_context(settings.ca_bundle) if settings.ca_bundle else None
+        self._tokens = TokenSource(settings, self.counters, context)
+        self._loop = asyncio.new_event_loop()
+        http = httpx.AsyncClient(
+            base_url=settings.graph_base,
+            verify=context if context is not None else True,
+            timeout=httpx.Timeout(settings.timeout),
+        )
+        self._http = GraphClientFactory.create_with_custom_middleware(
+            _middleware(self.counters), client=http
+        )
+        host = urlsplit(settings.graph_url).hostname or ""
+        auth = BaseBearerTokenAuthenticationProvider(MsalAccessTokenProvider(self._tokens, host))
+        adapter = GraphRequestAdapter(auth, client=self._http)
+        adapter.base_url = settings.graph_base
+        self._sdk: Any = GraphServiceClient(request_adapter=adapter)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._http.aclose())
+            self._loop.close()
+        self._tokens.close()
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- public reads -----------------------------------------------------------------------
+
+    def check_token(self) -> None:
+        """Get an access token now (raises GraphPermissionDenied / GraphUnavailable)."""
+        self._tokens.token()
+
+    def get_group(self, group_id: str) -> GroupInfo | None:
+        """A group's name and direct member count; None when the group does not exist."""
+        item = self._sdk.groups.by_group_id(group_id)
+
+        async def read() -> GroupInfo:
+            query = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(
+                select=["id", "displayName"]
+            )
+            group = await item.get(request_configuration=RequestConfiguration(
+                query_parameters=query
+            ))
+            config: RequestConfiguration[Any] = RequestConfiguration()
+            config.headers.add("ConsistencyLevel", "eventual")
+            count = await item.members.count.get(request_configuration=config)
+            return GroupInfo(
+                id=parse.norm_id(group.id or group_id),
+                display_name=group.display_name,
+                member_count=None if count is None else int(count),
+            )
+
+        try:
+            return self._run(read, f"reading group {group_id}", GROUP_PERMISSION)
+        except _NotFound:
+            return None
+
+    def read_users(self, links: Mapping[str, str]) -> DeltaRound[UserPage]:
+        """One `users/delta` round; `links` may hold a `users` link from the last round."""
+        state = _RoundState()
+        return DeltaRound(self._user_pages(links.get(USERS_STREAM), state), state)
+
+    def read_groups(
+        self,
+        group_ids: Iterable[str],
+        links: Mapping[str, str],
+        *,
+        nested: bool = True,
+        children: Iterable[str] | None = None,
+    ) -> DeltaRound[GroupPage]:
+        """One `groups/delta` round over the watched groups (and nested groups if `nested`).
+
+        `links` may be the caller's whole link table: only group streams are used."""
+        roots = sorted({parse.norm_id(g) for g in group_ids})
+        if children is None:
+            known = [g for s in links if (g := child_group_id(s)) is not None]
+        else:
+            known = [parse.norm_id(g) for g in children]
+        state = _RoundState()
+        pages = self._group_pages(roots, known if nested else [], links, nested, state)
+        return DeltaRound(pages, state)
+
+    # -- delta driving ----------------------------------------------------------------------
+
+    def _user_pages(self, link: str | None, state: _RoundState) -> Iterator[UserPage]:
+        builder = self._sdk.users.delta
+
+        async def initial() -> dict[str, Any]:
+            query = UsersDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+                select=USER_SELECT, top=self.settings.page_size
+            )
+            config = RequestConfiguration(query_parameters=query)
+            return await self._get_json(builder.to_get_request_information(config))
+
+        async def follow(url: str) -> dict[str, Any]:
+            return await self._get_json(builder.with_url(url).to_get_request_information())
+
+        for response, first, full, resync in self._drive(
+            USERS_STREAM, link, initial, follow, "reading users", USER_PERMISSION, state
+        ):
+            users: list[EntraUser] = []
+            removals: list[UserRemoval] = []
+            for item in response.get("value") or ():
+                change = parse.user_change(item)
+                if isinstance(change, UserRemoval):
+                    removals.append(change)
+                else:
+                    users.append(change)
+            yield UserPage(USERS_STREAM, first, full, resync, tuple(users), tuple(removals))
+
+    def _group_pages(
+        self,
+        roots: list[str],
+        children: list[str],
+        links: Mapping[str, str],
+        nested: bool,
+        state: _RoundState,
+    ) -> Iterator[GroupPage]:
+        tracked = set(roots)
+        queue: list[tuple[str, tuple[str, ...]]] = []
+        for start in range(0, len(roots), MAX_FILTER_IDS):
+            batch = tuple(roots[start : start + MAX_FILTER_IDS])
+            queue.append((group_batch_stream(batch), batch))
+        for child in children:
+            if child not in tracked:
+                tracked.add(child)
+                queue.append((child_group_stream(child), (child,)))
+        while queue:
+            stream, ids = queue.pop(0)
+            state.streams[stream] = ids
+            for page in self._group_stream(stream, ids, links.get(stream), state):
+                if nested:
+                    for change in page.changes:
+                        if change.member_kind == "group" and not change.removed:
+                            if change.member_id not in tracked:
+                                tracked.add(change.member_id)
+                                child = change.member_id
+                                queue.append((child_group_stream(child), (child,)))
+                yield page
+
+    def _group_stream(
+        self, stream: str, ids: tuple[str, ...], link: str | None, state: _RoundState
+    ) -> Iterator[GroupPage]:
+        builder = self._sdk.groups.delta
+
+        async def initial() -> dict[str, Any]:
+            query = GroupsDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
+                select=["members"],
+                filter=" or ".join(f"id eq '{g}'" for g in ids),
+                top=self.settings.page_size,
+            )
+            config = RequestConfiguration(query_parameters=query)
+            return await self._get_json(builder.to_get_request_information(config))
+
+        async def follow(url: str) -> dict[str, Any]:
+            return await self._get_json(builder.with_url(url).to_get_request_information())
+
+        what = f"reading membership of group(s) {', '.join(ids[:3])}" + (
+            f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        )
+        wanted = set(ids)
+        for response, first, full, resync in self._drive(
+            stream, link, initial, follow, what, GROUP_PERMISSION, state
+        ):
+            changes: list[MembershipChange] = []
+            deleted: list[str] = []
+            for item in response.get("value") or ():
+                group_id, removed, item_changes = parse.group_changes(item)
+                if group_id not in wanted:
+                    continue  # Graph returns only filtered groups; be strict anyway
+                if removed:
+                    deleted.append(group_id)
+                changes.extend(item_changes)
+            yield GroupPage(
+                stream=stream,
+                first=first,
+                full=full,
+                resync=resync,
+                groups=ids,
+                changes=tuple(changes),
+                deleted_groups=tuple(deleted),
+            )
+
+    def _drive(
+        self,
+        stream: str,
+        link: str | None,
+        initial: Callable[[], Awaitable[dict[str, Any]]],
+        follow: Callable[[str], Awaitable[dict[str, Any]]],
+        what: str,
+        permission: str,
+        state: _RoundState,
+    ) -> Iterator[tuple[dict[str, Any], bool, bool, bool]]:
+        """Yield (response, first, full, resync) per page of one stream; record its link."""
+        url, full, resync, first, restarts = link, link is None, False, True, 0
+        while True:
+            current = url
+            try:
+                response = self._run(
+                    (lambda: follow(current)) if current else initial, what, permission
+                )
+            except _SyncReset:
+                restarts += 1
+                if restarts > 2:
+                    raise GraphUnavailable(
+                        f"{what}: Graph keeps rejecting the sync state of stream {stream}"
+                    ) from None
+                url, full, resync, first = None, True, True, True
+                state.resynced.add(stream)
+                continue
+            yield response, first, full, resync
+            first = False
+            if response.get("@odata.nextLink"):
+                url = str(response["@odata.nextLink"])
+                continue
+            if not response.get("@odata.deltaLink"):
+                raise GraphUnavailable(f"{what}: the round ended without a delta link")
+            state.links[stream] = str(response["@odata.deltaLink"])
+            if full:
+                state.full_streams.add(stream)
+            return
+
+    # -- one request, with retries and error mapping -----------------------------------------
+
+    async def _get_json(self, request: Any) -> dict[str, Any]:
+        """Send a request built by the SDK; return the JSON body as plain data."""
+        body = await self._sdk.request_adapter.send_primitive_async(
+            request, "bytes", {"XXX": ODataError}
+        )
+        data = json.loads(body or b"{}")
+        if not isinstance(data, dict):
+            raise EntrasyncError("Graph answered with JSON that is not an object")
+        return data
+
+    def _run(self, call: Callable[[], Awaitable[T]], what: str, permission: str) -> T:
+        return self._loop.run_until_complete(self._with_retries(call, what, permission))
+
+    async def _with_retries(
+        self, call: Callable[[], Awaitable[T]], what: str, permission: str
+    ) -> T:
+        unauthorized = 0
+
+        async def attempt() -> T:
+            nonlocal unauthorized
+            try:
+                return await call()
+            except APIError as exc:
+                status = exc.response_status_code or 0
+                if status == 401 and unauthorized == 0:
+                    unauthorized += 1
+                    self._tokens.drop_cached_tokens()  # revoked or expired early: fetch anew
+                    raise Transient(f"{what}: Graph rejected the access token", status=401) from None
+                raise self._classify(exc, what, permission) from None
+            except httpx.TimeoutException:
+                raise Transient(f"{what}: timed out after {self.settings.timeout:g}s") from None
+            except httpx.TransportError as exc:
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                    raise GraphUnavailable(
+                        f"cannot reach {self.settings.graph_url}: {tls_hint(self.settings)}"
+                    ) from None
+                raise Transient(
+                    f"{what}: cannot reach {self.settings.graph_url} ({type(exc).__name__})"
+                ) from None
+
+        policy = self.settings.retry
+        try:
+            return await retry_async(policy, attempt)
+        except Transient as exc:
+            raise GraphUnavailable(
+                f"{exc.reason}; gave up (at most {policy.max_attempts} attempts within "
+                f"{policy.max_total:g}s)"
+            ) from None
+
+    def _classify(self, exc: APIError, what: str, permission: str) -> Exception:
+        status = exc.response_status_code or 0
+        error = getattr(exc, "error", None)
+        code = str(getattr(error, "code", "") or "")
+        message = str(getattr(error, "message", "") or exc.message or "")
+        if status == 410 or code.lower() in SYNC_RESET_CODES:
+            return _SyncReset()
+        if status in RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(header(exc.response_headers, "Retry-After"))
+            return Transient(f"{what}: Graph answered {status}", retry_after, status)
+        if status in BACKOFF_STATUSES:
+            return Transient(f"{what}: Graph answered {status}", None, status)
+        if status == 403:
+            return GraphPermissionDenied(
+                f"{what}: Graph denied access ({code or 403}). The app registration "
+                f"{self.settings.client_id} needs the Microsoft Graph application permission "
+                f"{permission}, and an administrator must grant admin consent for it in "
+                f"tenant {self.settings.tenant_id}"
+            )
+        if status == 401:
+            return GraphPermissionDenied(
+                f"{what}: Graph rejected the access token twice ({code or 401}: {message})"
+            )
+        if status == 404:
+            return _NotFound()
+        return EntrasyncError(f"{what}: Graph answered {status} {code}: {message}")
