@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
                         ", ".join(i["value"] for i in r["identifiers"] if i["kind"] != "logon"),
                         r["tracking"],
                         r["status"],
-                        r["agents"],
+                        len(r["agents"]),
                         r["activity_rows"],
                         r["licenses"],
                     ]
@@ -220,7 +220,7 @@ def _print_csv(rows: list[dict[str, Any]]) -> None:
                 r["tracking"],
                 r["status"],
                 idents,
-                r["agents"],
+                len(r["agents"]),
                 r["activity_rows"],
                 r["licenses"],
             ]

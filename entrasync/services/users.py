@@ -16,7 +16,7 @@ from entrasync.services import operations
 from entrasync.services.account import refresh_compliance
 from entrasync.store import audit, queries
 from entrasync.store.db import Store
-from entrasync.store.schema import ActivityRow, AgentRow, IdentifierRow, UserRow
+from entrasync.store.schema import ActivityRow, AgentLogonRow, AgentRow, IdentifierRow, UserRow
 
 
 def user_view(session: Session, user: UserRow) -> dict[str, Any]:
@@ -49,7 +49,8 @@ def show_user(store: Store, ident: str) -> dict[str, Any]:
 def list_users(
     store: Store, *, tracking: str | None = None, status: str | None = None
 ) -> list[dict[str, Any]]:
-    """All surviving user records, set-based: four queries whatever the number of users."""
+    """All surviving user records in the `users show` shape (plus `activity_rows`, the
+    user's total), set-based: a handful of queries whatever the number of users."""
     with store.reading() as session:
         query = select(UserRow).where(UserRow.merged_into_id.is_(None)).order_by(UserRow.id)
         if tracking:
@@ -63,33 +64,43 @@ def list_users(
                 IdentifierRow.kind, IdentifierRow.value
             )
         ):
-            idents.setdefault(uid, []).append({"kind": kind, "value": value})
-        agents = dict(
-            session.execute(
-                select(AgentRow.user_id, func.count(AgentRow.id)).group_by(AgentRow.user_id)
+            idents.setdefault(int(uid), []).append({"kind": kind, "value": value})
+        agents: dict[int, list[dict[str, Any]]] = {}
+        by_id: dict[int, dict[str, Any]] = {}
+        for agent_id, uid, rows in session.execute(
+            select(AgentRow.id, AgentRow.user_id, func.count(ActivityRow.id))
+            .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
+            .group_by(AgentRow.id, AgentRow.user_id)
+            .order_by(AgentRow.id)
+        ):
+            entry: dict[str, Any] = {"id": int(agent_id), "logons": [], "activity_rows": int(rows)}
+            by_id[int(agent_id)] = entry
+            agents.setdefault(int(uid), []).append(entry)
+        for logon, agent_id in session.execute(
+            select(AgentLogonRow.logon, AgentLogonRow.agent_id).order_by(AgentLogonRow.logon)
+        ):
+            if int(agent_id) in by_id:
+                by_id[int(agent_id)]["logons"].append(logon)
+        result = []
+        for u in users:
+            mine = agents.get(u.id, [])
+            licenses = (
+                sum(1 for a in mine if a["activity_rows"] > 0) if u.status == "active" else 0
             )
-        )
-        rows = dict(
-            session.execute(
-                select(AgentRow.user_id, func.count(ActivityRow.id))
-                .join(ActivityRow, ActivityRow.agent_id == AgentRow.id)
-                .group_by(AgentRow.user_id)
+            result.append(
+                {
+                    "id": u.id,
+                    "tracking": u.tracking,
+                    "status": u.status,
+                    "entra_object_id": u.entra_object_id,
+                    "identifiers": idents.get(u.id, []),
+                    "agents": mine,
+                    "licenses": licenses,
+                    "activity_rows": sum(a["activity_rows"] for a in mine),
+                    "untracked_by": u.untracked_by,
+                }
             )
-        )
-        licenses = queries.user_license_counts(session, [u.id for u in users])
-        return [
-            {
-                "id": u.id,
-                "tracking": u.tracking,
-                "status": u.status,
-                "entra_object_id": u.entra_object_id,
-                "identifiers": idents.get(u.id, []),
-                "agents": int(agents.get(u.id, 0)),
-                "activity_rows": int(rows.get(u.id, 0)),
-                "licenses": licenses.get(u.id, 0),
-            }
-            for u in users
-        ]
+        return result
 
 
 @dataclass(frozen=True)
