@@ -78,8 +78,15 @@ class TokenSource:
         self._lock = threading.Lock()
 
     def token(self) -> str:
+        policy = self._settings.retry
         with self._lock:
-            return retry_sync(self._settings.retry, self._attempt)
+            try:
+                return retry_sync(policy, self._attempt)
+            except Transient as exc:
+                raise GraphUnavailable(
+                    f"{exc.reason}; gave up (at most {policy.max_attempts} attempts within "
+                    f"{policy.max_total:g}s)"
+                ) from None
 
     def drop_cached_tokens(self) -> None:
         with self._lock:

@@ -259,6 +259,17 @@ class GraphClient:
         """Get an access token now (raises GraphPermissionDenied / GraphUnavailable)."""
         self._tokens.token()
 
+    def check_user_read(self) -> None:
+        """Read one user (`GET users?$top=1`): proves the User.Read.All grant cheaply."""
+        builder = self._sdk.users
+
+        async def read() -> dict[str, Any]:
+            query = builder.UsersRequestBuilderGetQueryParameters(select=["id"], top=1)
+            config = RequestConfiguration(query_parameters=query)
+            return await self._get_json(builder.to_get_request_information(config))
+
+        self._run(read, "reading users", USER_PERMISSION)
+
     def get_group(self, group_id: str) -> GroupInfo | None:
         """A group's name and direct member count; None when the group does not exist."""
         item = self._sdk.groups.by_group_id(group_id)

@@ -1,0 +1,111 @@
+"""`entrasync check-config`: validate the file, get a token, read the watched groups.
+
+Prints a checklist an admin can act on (✓ / ✗ lines, each failure says what to fix) and
+returns the exit code of the first failure: 78 configuration (also a configured group
+that does not exist), 77 permission (credential refused, permission or consent missing),
+69 unreachable, 0 when everything passed. Checks go on after a failure where that still
+tells the admin something (every group is checked). The credential is described by where
+it came from, never by its value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from entrasync.config import load_config, resolve_config_path
+from entrasync.errors import EntrasyncError, ExitCode
+from entrasync.graph import ClientSecret, GraphClient, GraphSettings, RetryPolicy
+from entrasync.graph.credentials import settings_from_config
+from entrasync.graph.settings import ClientCertificate
+
+
+class _Checklist:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.exit_code = ExitCode.OK
+
+    def ok(self, text: str) -> None:
+        self.console.print(Text.assemble(("✓ ", "green"), text))
+
+    def warn(self, text: str) -> None:
+        self.console.print(Text.assemble(("! ", "yellow"), text))
+
+    def fail(self, text: str, code: ExitCode) -> None:
+        self.console.print(Text.assemble(("✗ ", "red"), text))
+        if self.exit_code == ExitCode.OK:
+            self.exit_code = code
+
+
+def _describe_credential(settings: GraphSettings) -> str:
+    credential = settings.credential
+    if isinstance(credential, ClientSecret):
+        return f"client secret from {credential.source}"
+    assert isinstance(credential, ClientCertificate)
+    return f"certificate from {credential.source}"
+
+
+def check_config(
+    config_path: Path | None,
+    *,
+    console: Console | None = None,
+    environ: Mapping[str, str] = os.environ,
+    retry: RetryPolicy | None = None,
+) -> int:
+    from entrasync.cli.output import console as default_console
+
+    checks = _Checklist(console or default_console())
+    path = resolve_config_path(config_path, environ)
+    try:
+        config = load_config(path)
+    except EntrasyncError as exc:
+        checks.fail(str(exc), exc.exit_code)
+        return int(checks.exit_code)
+    checks.ok(f"config file {path} is valid")
+
+    try:
+        settings = settings_from_config(config.entra, environ, retry=retry)
+    except EntrasyncError as exc:
+        checks.fail(f"credential: {exc}", exc.exit_code)
+        return int(checks.exit_code)
+    checks.ok(f"credential found: {_describe_credential(settings)}")
+
+    with GraphClient(settings) as client:
+        try:
+            client.check_token()
+        except EntrasyncError as exc:
+            checks.fail(f"token: {exc}", exc.exit_code)
+            return int(checks.exit_code)
+        checks.ok(f"token obtained from {settings.authority} for app {settings.client_id}")
+
+        try:
+            client.check_user_read()
+            checks.ok("users can be read (User.Read.All)")
+        except EntrasyncError as exc:
+            checks.fail(str(exc), exc.exit_code)
+
+        watched = [("DNT", g) for g in config.groups.dnt]
+        watched += [("Delete", g) for g in config.groups.delete]
+        if not watched:
+            checks.warn("no groups configured: groups.dnt and groups.delete are empty")
+        for label, group_id in watched:
+            key = "groups.dnt" if label == "DNT" else "groups.delete"
+            try:
+                info = client.get_group(group_id)
+            except EntrasyncError as exc:
+                checks.fail(f"{label} group {group_id}: {exc}", exc.exit_code)
+                continue
+            if info is None:
+                checks.fail(
+                    f"{label} group {group_id}: not found in tenant {settings.tenant_id} "
+                    f"(check {key}: use the group's object id)",
+                    ExitCode.CONFIG,
+                )
+                continue
+            count = "unknown" if info.member_count is None else str(info.member_count)
+            checks.ok(f"{label} group {group_id}: {info.display_name!s}, {count} direct members")
+    return int(checks.exit_code)
