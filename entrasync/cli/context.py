@@ -20,6 +20,7 @@ class AppContext:
     config_path: Path | None
     _config: Config | None = field(default=None, init=False)
     _store: Store | None = field(default=None, init=False)
+    _close_registered: bool = field(default=False, init=False)
 
     @property
     def config(self) -> Config:
@@ -32,10 +33,20 @@ class AppContext:
             self._store = Store(self.config.store.url, check_schema=check_schema)
         return self._store
 
+    def close(self) -> None:
+        """Release the store's connections (a PostgreSQL pool must not outlive the command)."""
+        if self._store is not None:
+            self._store.engine.dispose()
+            self._store = None
+
 
 def app_context(ctx: typer.Context) -> AppContext:
-    obj = ctx.find_root().obj
+    root = ctx.find_root()
+    obj = root.obj
     assert isinstance(obj, AppContext)
+    if not obj._close_registered:
+        root.call_on_close(obj.close)
+        obj._close_registered = True
     return obj
 
 

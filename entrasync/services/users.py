@@ -36,9 +36,13 @@ def user_view(session: Session, user: UserRow) -> dict[str, Any]:
         ],
         "licenses": licenses,
         "untracked_by": user.untracked_by,
-        "pending_since": user.pending_since.isoformat() if user.pending_since else None,
-        "last_activity_at": user.last_activity_at.isoformat() if user.last_activity_at else None,
+        "pending_since": _iso(user.pending_since),
+        "last_activity_at": _iso(user.last_activity_at),
     }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def show_user(store: Store, ident: str) -> dict[str, Any]:
@@ -98,6 +102,8 @@ def list_users(
                     "licenses": licenses,
                     "activity_rows": sum(a["activity_rows"] for a in mine),
                     "untracked_by": u.untracked_by,
+                    "pending_since": _iso(u.pending_since),
+                    "last_activity_at": _iso(u.last_activity_at),
                 }
             )
         return result
