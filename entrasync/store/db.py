@@ -16,11 +16,12 @@ from typing import Any
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from entrasync.errors import ConfigError, SchemaOutOfDate, StoreUnavailable
+from entrasync.errors import ConfigError, EntrasyncError, SchemaOutOfDate, StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _AUDIT_LOCK_KEY = 0x656E7472  # "entr": one advisory lock id for the audit chain head
@@ -122,6 +123,15 @@ class Store:
         cfg.attributes["engine"] = self.engine
         return cfg
 
+    def _known_revision(self, revision: str) -> bool:
+        try:
+            return (
+                ScriptDirectory.from_config(self._alembic_config()).get_revision(revision)
+                is not None
+            )
+        except CommandError:
+            return False
+
     def schema_versions(self) -> tuple[str | None, str]:
         """(current revision of the database, newest revision the code knows)."""
         head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
@@ -135,6 +145,8 @@ class Store:
 
     def require_current_schema(self) -> None:
         current, head = self.schema_versions()
+        if current is not None and current != head and not self._known_revision(current):
+            raise SchemaOutOfDate(_unknown_revision(self.url, current, head))
         if current != head:
             state = "has no schema yet" if current is None else f"is at revision {current}"
             raise SchemaOutOfDate(
@@ -147,8 +159,20 @@ class Store:
         from alembic import command
 
         before, head = self.schema_versions()
+        if before is not None and not self._known_revision(before):
+            raise SchemaOutOfDate(_unknown_revision(self.url, before, head))
         try:
             command.upgrade(self._alembic_config(), "head")
         except OperationalError as exc:
             raise StoreUnavailable(f"store {_safe_url(self.url)}: {exc.orig}") from None
+        except CommandError as exc:
+            raise EntrasyncError(f"store {_safe_url(self.url)}: migration failed: {exc}") from None
         return before, head
+
+
+def _unknown_revision(url: str, current: str, head: str) -> str:
+    return (
+        f"store {_safe_url(url)} is at revision {current}, which this version of entrasync "
+        f"does not know (it knows up to {head}): the store was upgraded by a newer entrasync; "
+        "run that version, or restore a backup"
+    )

@@ -29,6 +29,7 @@ def _root_conftest() -> Any:
 _root = _root_conftest()
 report = _root.report
 write_config = _root.write_config
+BACKENDS = _root.BACKENDS
 
 Run = Callable[..., Any]
 _files = itertools.count(1)
@@ -89,4 +90,4 @@ def sql(url: str, statement: str, **params: Any) -> None:
         engine.dispose()
 
 
-__all__ = ["dump_store", "report", "sql", "write_config"]
+__all__ = ["BACKENDS", "dump_store", "report", "sql", "write_config"]

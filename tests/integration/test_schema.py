@@ -1,0 +1,104 @@
+"""`entrasync db upgrade`, and every other command refusing an empty or out-of-date schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import BACKENDS, report, sql, write_config
+
+from entrasync.errors import ExitCode, SchemaOutOfDate
+from entrasync.store.db import Store
+
+COMMANDS = [
+    ["status"],
+    ["status", "--json"],
+    ["users", "list"],
+    ["users", "show", "x@contoso.com"],
+    ["users", "untrack", "x@contoso.com"],
+    ["users", "purge", "x@contoso.com", "--yes"],
+    ["users", "merge", "a@contoso.com", "b@contoso.com", "--yes"],
+    ["audit", "list"],
+    ["audit", "show", "1"],
+    ["audit", "export"],
+    ["audit", "verify"],
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, make_store_url: Any) -> str:
+    url: str = make_store_url(request.param)
+    return url
+
+
+@pytest.fixture
+def empty_es(cli: Any, tmp_path: Path, empty_url: str) -> Any:
+    path = write_config(tmp_path / "empty.toml", empty_url)
+    return lambda *args: cli("--config", str(path), *args)
+
+
+def _head(url: str) -> str:
+    store = Store(url, check_schema=False)
+    try:
+        return store.schema_versions()[1]
+    finally:
+        store.engine.dispose()
+
+
+def test_commands_refuse_an_empty_store(empty_es: Any, tmp_path: Path, empty_url: str) -> None:
+    reports = tmp_path / "r.jsonl"
+    reports.write_text(report("C\\a", "PC") + "\n", encoding="utf-8")
+    for args in [*COMMANDS, ["ingest", str(reports)]]:
+        result = empty_es(*args)
+        assert result.code == SchemaOutOfDate.exit_code == ExitCode.CONFIG, args
+        assert "has no schema yet" in result.err, args
+        assert "run `entrasync db upgrade`" in result.err, args
+        assert result.out == "", args
+
+
+def test_db_upgrade_then_commands_work(empty_es: Any, empty_url: str) -> None:
+    head = _head(empty_url)
+    first = empty_es("db", "upgrade")
+    assert first.code == 0, first.err
+    assert f"upgraded from empty to revision {head}" in first.out
+    again = empty_es("db", "upgrade")
+    assert again.code == 0
+    assert f"schema is current (revision {head})" in again.out
+    assert empty_es("status", "--json").json()["licenses"]["used"] == 0
+    assert empty_es("audit", "verify").code == 0
+
+
+def test_commands_refuse_an_out_of_date_schema(empty_es: Any, empty_url: str) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    store = Store(empty_url, check_schema=False)
+    try:
+        cfg = store._alembic_config()
+        revisions = [r.revision for r in ScriptDirectory.from_config(cfg).walk_revisions()]
+        if len(revisions) < 2:
+            pytest.skip("only one migration exists: no older revision to be at")
+        oldest = revisions[-1]
+        command.upgrade(cfg, oldest)
+    finally:
+        store.engine.dispose()
+    for args in COMMANDS:
+        result = empty_es(*args)
+        assert result.code == int(ExitCode.CONFIG), args
+        assert f"is at revision {oldest}" in result.err, args
+        assert "run `entrasync db upgrade`" in result.err, args
+    upgraded = empty_es("db", "upgrade")
+    assert upgraded.code == 0, upgraded.err
+    assert f"upgraded from {oldest} to revision {revisions[0]}" in upgraded.out
+    assert empty_es("status", "--json").code == 0
+
+
+def test_upgrade_from_an_unknown_revision_is_a_clear_failure(es: Any, store_url: str) -> None:
+    sql(store_url, "UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    for args in (["db", "upgrade"], ["status"]):
+        result = es(*args)
+        assert result.code == int(ExitCode.CONFIG), args
+        assert "is at revision 9999_from_the_future" in result.err
+        assert "newer entrasync" in result.err
+        assert "run `entrasync db upgrade`" not in result.err
