@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from entrasync.config import load_config, resolve_config_path
-from entrasync.errors import EntrasyncError, ExitCode
+from entrasync.errors import EntrasyncError, ExitCode, GraphPermissionDenied
 from entrasync.graph import ClientSecret, GraphClient, GraphSettings, RetryPolicy
 from entrasync.graph.credentials import settings_from_config
 from entrasync.graph.settings import ClientCertificate
@@ -96,8 +96,17 @@ def check_config(
             key = "groups.dnt" if label == "DNT" else "groups.delete"
             try:
                 info = client.get_group(group_id)
+            except GraphPermissionDenied as exc:
+                # Same cause for every group: say it once, with where to fix it.
+                checks.fail(
+                    f"groups cannot be read: {exc} (Entra admin center → App registrations → "
+                    "API permissions → Add a permission → Microsoft Graph → Application "
+                    "permissions, then Grant admin consent)",
+                    exc.exit_code,
+                )
+                break
             except EntrasyncError as exc:
-                checks.fail(f"{label} group {group_id}: {exc}", exc.exit_code)
+                checks.fail(f"{label} group: {exc}", exc.exit_code)
                 continue
             if info is None:
                 checks.fail(

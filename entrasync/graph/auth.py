@@ -162,7 +162,7 @@ class TokenSource:
         )
 
 
-class MsalAccessTokenProvider(AccessTokenProvider):  # type: ignore[misc]
+class MsalAccessTokenProvider(AccessTokenProvider):
     """Kiota's hook: the SDK asks for a bearer token before each request."""
 
     def __init__(self, source: TokenSource, graph_host: str) -> None:

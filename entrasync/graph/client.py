@@ -42,6 +42,7 @@ Design decisions (copied into the docs):
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -57,7 +58,6 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from kiota_http.middleware.middleware import BaseMiddleware
-from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph.generated.groups.delta.delta_request_builder import (
     DeltaRequestBuilder as GroupsDeltaRequestBuilder,
 )
@@ -66,6 +66,8 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.users.delta.delta_request_builder import (
     DeltaRequestBuilder as UsersDeltaRequestBuilder,
 )
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 from msgraph_core.middleware import GraphTelemetryHandler
 
@@ -185,7 +187,7 @@ class DeltaRound(Generic[P]):
         return dict(self._state.streams)
 
 
-class _CountingMiddleware(BaseMiddleware):  # type: ignore[misc]
+class _CountingMiddleware(BaseMiddleware):
     """Last in the pipeline: counts every HTTP attempt by status."""
 
     def __init__(self, counters: RequestCounters) -> None:
@@ -206,7 +208,9 @@ class _CountingMiddleware(BaseMiddleware):  # type: ignore[misc]
 
 def _middleware(counters: RequestCounters) -> list[Any]:
     chain = [
-        m for m in KiotaClientFactory.get_default_middleware(None) if not isinstance(m, RetryHandler)
+        m
+        for m in KiotaClientFactory.get_default_middleware(None)
+        if not isinstance(m, RetryHandler)
     ]
     return [*chain, GraphTelemetryHandler(), _CountingMiddleware(counters)]
 
@@ -278,9 +282,9 @@ class GraphClient:
             query = GroupItemRequestBuilder.GroupItemRequestBuilderGetQueryParameters(
                 select=["id", "displayName"]
             )
-            group = await item.get(request_configuration=RequestConfiguration(
-                query_parameters=query
-            ))
+            group = await item.get(
+                request_configuration=RequestConfiguration(query_parameters=query)
+            )
             config: RequestConfiguration[Any] = RequestConfiguration()
             config.headers.add("ConsistencyLevel", "eventual")
             count = await item.members.count.get(request_configuration=config)
@@ -369,13 +373,15 @@ class GraphClient:
             stream, ids = queue.pop(0)
             state.streams[stream] = ids
             for page in self._group_stream(stream, ids, links.get(stream), state):
-                if nested:
-                    for change in page.changes:
-                        if change.member_kind == "group" and not change.removed:
-                            if change.member_id not in tracked:
-                                tracked.add(change.member_id)
-                                child = change.member_id
-                                queue.append((child_group_stream(child), (child,)))
+                for change in page.changes if nested else ():
+                    child = change.member_id
+                    if (
+                        change.member_kind == "group"
+                        and not change.removed
+                        and child not in tracked
+                    ):
+                        tracked.add(child)  # tracked once: nesting cycles end here
+                        queue.append((child_group_stream(child), (child,)))
                 yield page
 
     def _group_stream(
@@ -434,11 +440,9 @@ class GraphClient:
         """Yield (response, first, full, resync) per page of one stream; record its link."""
         url, full, resync, first, restarts = link, link is None, False, True, 0
         while True:
-            current = url
+            call = functools.partial(follow, url) if url else initial
             try:
-                response = self._run(
-                    (lambda: follow(current)) if current else initial, what, permission
-                )
+                response = self._run(call, what, permission)
             except _SyncReset:
                 restarts += 1
                 if restarts > 2:
@@ -489,7 +493,9 @@ class GraphClient:
                 if status == 401 and unauthorized == 0:
                     unauthorized += 1
                     self._tokens.drop_cached_tokens()  # revoked or expired early: fetch anew
-                    raise Transient(f"{what}: Graph rejected the access token", status=401) from None
+                    raise Transient(
+                        f"{what}: Graph rejected the access token", status=401
+                    ) from None
                 raise self._classify(exc, what, permission) from None
             except httpx.TimeoutException:
                 raise Transient(f"{what}: timed out after {self.settings.timeout:g}s") from None

@@ -28,7 +28,7 @@ from entrasync.graph.settings import (
 if TYPE_CHECKING:
     from entrasync.config import EntraConfig
 
-SECRET_ENV = "ENTRASYNC_CLIENT_SECRET"
+SECRET_ENV = "ENTRASYNC_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 CREDENTIALS_DIRECTORY_ENV = "CREDENTIALS_DIRECTORY"
 
 

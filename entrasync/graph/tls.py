@@ -47,7 +47,7 @@ class _ContextAdapter(HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> Any:  # requests' stubs type these as private TypedDicts
         host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
         pool.pop("ca_certs", None)
         pool.pop("ca_cert_dir", None)
@@ -74,7 +74,7 @@ class TrustingSession(requests.Session):
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+    ) -> Any:
         merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if self._pinned:
             merged["verify"] = True

@@ -410,11 +410,11 @@ class _Handler(BaseHTTPRequestHandler):
             if group is None:
                 raise _not_found(group_id)
             if relation is None:
-                payload = {"id": group.id, "displayName": group.display_name}
+                item = {"id": group.id, "displayName": group.display_name}
                 select = _select(query)
                 if select:
-                    payload = {k: v for k, v in payload.items() if k in select or k == "id"}
-                return self._json(200, payload)
+                    item = {k: v for k, v in item.items() if k in select or k == "id"}
+                return self._json(200, item)
             if relation == "members":
                 members = sorted(group.members.items())
             else:

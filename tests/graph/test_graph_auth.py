@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
+from graph_helpers import CLIENT_ID, SECRET, SmallTenant, make_settings
 
 from entrasync.errors import ConfigError, ExitCode, GraphPermissionDenied, GraphUnavailable
 from entrasync.graph import ClientSecret, GraphClient, load_certificate
 from entrasync.graph.credentials import resolve_credential, settings_from_config
 from entrasync.sim import EntraEmulator, make_client_certificate
 from entrasync.sim.certs import write_tls_files
-
-from conftest import CLIENT_ID, SECRET, SmallTenant, make_settings
 
 try:
     from entrasync.config import EntraConfig
@@ -61,9 +59,7 @@ def test_missing_group_permission_names_it(
     assert [u for p in client.read_users({}) for u in p.users]  # users still readable
 
 
-def test_missing_user_permission_names_it(
-    emulator: EntraEmulator, client: GraphClient
-) -> None:
+def test_missing_user_permission_names_it(emulator: EntraEmulator, client: GraphClient) -> None:
     emulator.register_app(CLIENT_ID, secret=SECRET, permissions={"GroupMember.Read.All"})
     with pytest.raises(GraphPermissionDenied) as caught:
         list(client.read_users({}))
@@ -112,9 +108,9 @@ def test_ca_bundle_wins_over_requests_ca_bundle(
 
 
 def test_without_ca_bundle_tls_failure_is_69_with_a_hint(emulator: EntraEmulator) -> None:
-    with GraphClient(make_settings(emulator, ca_bundle=None)) as client:
-        with pytest.raises(GraphUnavailable) as caught:
-            client.check_token()
+    settings = make_settings(emulator, ca_bundle=None)
+    with GraphClient(settings) as client, pytest.raises(GraphUnavailable) as caught:
+        client.check_token()
     assert caught.value.exit_code == 69
     assert "entra.ca_bundle" in str(caught.value)
 
@@ -132,9 +128,7 @@ def test_tokens_near_expiry_are_refreshed(small: SmallTenant) -> None:
             assert tokens == (3 if expect_many else 1), (lifetime, tokens)
 
 
-def test_revoked_token_is_replaced_after_401(
-    emulator: EntraEmulator, client: GraphClient
-) -> None:
+def test_revoked_token_is_replaced_after_401(emulator: EntraEmulator, client: GraphClient) -> None:
     list(client.read_users({}))
     emulator.directory.revoke_all()
     assert [u for p in client.read_users({}) for u in p.users]
@@ -155,7 +149,7 @@ needs_config = pytest.mark.skipif(EntraConfig is None, reason="entrasync.config 
 
 
 def _entra(**values: object) -> EntraConfig:
-    return EntraConfig(tenant_id="t", client_id="c", **values)  # type: ignore[arg-type]
+    return EntraConfig(tenant_id="t", client_id="c", **values)
 
 
 @needs_config

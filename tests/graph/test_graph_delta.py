@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from graph_helpers import SmallTenant
 
 from entrasync.domain.entra import (
     GroupPage,
@@ -15,8 +16,6 @@ from entrasync.domain.entra import (
 )
 from entrasync.graph import GraphClient, child_group_stream, group_batch_stream
 from entrasync.sim import EntraEmulator, generate_tenant
-
-from conftest import SmallTenant
 
 
 def users_of(pages: list[UserPage]) -> dict[str, str | None]:
@@ -224,8 +223,9 @@ def test_410_in_the_middle_of_a_round_restarts_the_stream(
     for n in range(10):
         small.tenant.add_user(f"u{n}@contoso.com")
     client = client_for(page_size=4)
-    emulator.faults.add(r"/users/delta.*\$skiptoken", status=410, code="syncStateNotFound",
-                        times=1, skip=1)
+    emulator.faults.add(
+        r"/users/delta.*\$skiptoken", status=410, code="syncStateNotFound", times=1, skip=1
+    )
     rnd = client.read_users({})
     pages = list(rnd)
     restart = [i for i, p in enumerate(pages) if p.first]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from collections.abc import Callable
 from email.utils import formatdate
 
 import pytest
+from graph_helpers import SECRET, SmallTenant, make_settings
 
 from entrasync.errors import ExitCode, GraphUnavailable
 from entrasync.graph import GraphClient, RetryPolicy, parse_retry_after
 from entrasync.sim import EntraEmulator
-
-from conftest import SECRET, SmallTenant, make_settings
 
 
 def test_throttling_storm_waits_at_least_retry_after_then_succeeds(
@@ -27,15 +27,13 @@ def test_throttling_storm_waits_at_least_retry_after_then_succeeds(
     assert len(users) == 4
     records = emulator.log.records(r"/users/delta")
     assert [r.status for r in records] == [429, 429, 429, 200]
-    gaps = [b.started - (a.started + a.duration) for a, b in zip(records, records[1:], strict=False)]
+    gaps = [b.started - (a.started + a.duration) for a, b in itertools.pairwise(records)]
     assert all(gap >= 0.3 for gap in gaps), gaps
     assert elapsed >= 0.9
     assert client.counters.by_status("graph") == {"429": 3, "200": 1}
 
 
-def test_retry_after_as_http_date_is_honoured(
-    client: GraphClient, emulator: EntraEmulator
-) -> None:
+def test_retry_after_as_http_date_is_honoured(client: GraphClient, emulator: EntraEmulator) -> None:
     client.check_token()
     when = formatdate(time.time() + 2, usegmt=True)  # whole seconds: waits 1–2 s
     emulator.faults.throttle(r"/groups/", times=1, retry_after=when)
@@ -71,8 +69,9 @@ def test_slow_response_times_out_and_is_retried(
 def test_endless_storm_gives_up_within_bounds_with_exit_69(
     client_for: Callable[..., GraphClient], emulator: EntraEmulator
 ) -> None:
-    client = client_for(retry=RetryPolicy(max_attempts=4, max_total=2.0, backoff_base=0.01,
-                                          backoff_max=0.05))
+    client = client_for(
+        retry=RetryPolicy(max_attempts=4, max_total=2.0, backoff_base=0.01, backoff_max=0.05)
+    )
     emulator.faults.throttle(r"/users/delta", times=None, retry_after="0.1")
     started = time.monotonic()
     with pytest.raises(GraphUnavailable) as caught:
@@ -103,7 +102,8 @@ def _closed_port() -> int:
 def test_unreachable_authority_is_exit_69(emulator: EntraEmulator) -> None:
     port = _closed_port()
     settings = make_settings(
-        emulator, authority_host=f"https://127.0.0.1:{port}",
+        emulator,
+        authority_host=f"https://127.0.0.1:{port}",
         retry=RetryPolicy(max_attempts=2, max_total=1.0, backoff_base=0.01, backoff_max=0.02),
     )
     with GraphClient(settings) as client, pytest.raises(GraphUnavailable) as caught:
