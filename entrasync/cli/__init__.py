@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import sys
 
-from entrasync.cli import audit_cmd, db_cmd, ingest_cmd, pending_cmd, status_cmd, users_cmd
+from entrasync.cli import (
+    audit_cmd,
+    db_cmd,
+    ingest_cmd,
+    pending_cmd,
+    status_cmd,
+    sync_cmd,
+    users_cmd,
+)
 from entrasync.cli.app import app
 from entrasync.cli.output import error
 from entrasync.errors import EntrasyncError
 
 __all__ = ["app", "main"]
 
-for _module in (audit_cmd, db_cmd, ingest_cmd, pending_cmd, status_cmd, users_cmd):
+for _module in (audit_cmd, db_cmd, ingest_cmd, pending_cmd, status_cmd, sync_cmd, users_cmd):
     _module.register(app)
 
 

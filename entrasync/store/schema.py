@@ -237,3 +237,53 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_outbox_unsent", "sent_at", "next_attempt_at"),)
+
+
+class EntraKeyRow(Base):
+    """Identity keys of a mirrored Entra user, matched against store identifiers.
+
+    `rank` is the strength of the evidence that a store record with this key is the same
+    person: 1 the object's own (current or previous) UPN, 2 an address Entra still lists for
+    it (mail, proxyAddresses, on-premises UPN, DOMAIN\\sam logon, employee id), 3 a
+    `merge.domain_map` / `merge.netbios_map` translation of one of those.
+    """
+
+    __tablename__ = "entra_keys"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[str] = mapped_column(String(320), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_entra_keys_object", "object_id"),)
+
+
+class WatchedMemberRow(Base):
+    """Effective (transitive) membership of the DNT and Delete groups, materialised each
+    cycle. `first_seen_at` starts the purge delay; it survives as long as the membership is
+    continuous."""
+
+    __tablename__ = "watched_members"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "dnt" | "delete"
+    object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    via_group: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_watched_members_object", "object_id"),)
+
+
+class HeldActionRow(Base):
+    """An action a safety threshold held back, waiting for `entrasync approve RUN_ID`."""
+
+    __tablename__ = "held_actions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(BigId)
+    entra_object_id: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="held")  # held|released|obsolete
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,159 @@
+"""`entrasync sync`, `entrasync plan`, `entrasync approve RUN_ID`."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+
+from entrasync.cli.context import AppContext, app_context, now
+from entrasync.cli.output import print_json, print_table, say
+from entrasync.domain.planning import ActionKind, Plan
+from entrasync.errors import ExitCode
+from entrasync.graph import GraphClient, settings_from_config
+from entrasync.sync.cycle import CycleResult, approve, run_cycle
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+_TITLES = {
+    ActionKind.MERGE: "merge duplicate records (UPN change)",
+    ActionKind.LINK: "link records to their Entra user",
+    ActionKind.PREREGISTER: "pre-register as Untracked (in a watched group, not in the store)",
+    ActionKind.UNTRACK: "untrack (Do Not Track / Delete group, or deleted in Entra)",
+    ActionKind.PURGE: "purge history (Delete group, delay passed)",
+    ActionKind.RETRACK: "track again (left the groups)",
+    ActionKind.MERGE_SKIPPED: "merge skipped (different Entra objects)",
+}
+
+
+def _graph_factory(actx: AppContext) -> Any:
+    settings = settings_from_config(actx.config.entra, os.environ)
+    return lambda: GraphClient(settings)
+
+
+def plan_json(result: CycleResult) -> dict[str, Any]:
+    the_plan = result.plan
+    groups = {}
+    for kind in ActionKind:
+        actions = the_plan.of_kind(kind)
+        if actions:
+            groups[kind.value] = {
+                "count": len(actions),
+                "licenses_freed": sum(a.licenses_freed for a in actions),
+                "held": kind.value in result.held,
+                "actions": [
+                    {
+                        "user_id": a.user_id,
+                        "entra_object_id": a.object_id,
+                        "source_user_ids": list(a.source_user_ids),
+                        "licenses_freed": a.licenses_freed,
+                        "reason": a.reason,
+                    }
+                    for a in actions
+                ],
+            }
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "resync": result.resync,
+        "graph_requests": result.graph_requests,
+        "licenses_freed": sum(a.licenses_freed for a in the_plan.actions),
+        "actions": groups,
+        "scheduled_purges": [
+            {
+                "user_id": s.user_id,
+                "entra_object_id": s.object_id,
+                "due_at": s.due_at.isoformat(),
+                "licenses": s.licenses,
+            }
+            for s in the_plan.scheduled
+        ],
+        "applied": dict(result.applied),
+        "held": dict(result.held),
+        "failed_reads": result.frozen,
+    }
+
+
+def print_plan(result: CycleResult, heading: str) -> None:
+    the_plan: Plan = result.plan
+    total = sum(a.licenses_freed for a in the_plan.actions)
+    say(f"{heading}: {len(the_plan.actions)} actions, {total} licenses freed")
+    rows = []
+    for kind in ActionKind:
+        actions = the_plan.of_kind(kind)
+        if actions:
+            held = " (HELD by safety threshold)" if kind.value in result.held else ""
+            rows.append(
+                [_TITLES[kind] + held, len(actions), sum(a.licenses_freed for a in actions)]
+            )
+    if rows:
+        print_table(None, ["action", "count", "licenses freed"], rows)
+    if the_plan.scheduled:
+        say(f"{len(the_plan.scheduled)} purges scheduled for later:")
+        for s in sorted(the_plan.scheduled, key=lambda s: s.due_at)[:20]:
+            say(f"  user {s.user_id} at {s.due_at:%Y-%m-%d %H:%M} UTC ({s.licenses} licenses)")
+    for why in result.frozen.values():
+        say(f"failed read: {why} — no retracks from it this cycle")
+    if result.resync:
+        say("this cycle was a full resync (a delta link had expired)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sync")
+    def sync(
+        ctx: typer.Context,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Plan only; change nothing.")
+        ] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Run one cycle now. Exits 3 when a safety threshold held some actions.
+
+        Example: entrasync sync --dry-run
+        """
+        actx = app_context(ctx)
+        result = run_cycle(actx.store(), actx.config, _graph_factory(actx), now(), dry_run=dry_run)
+        if as_json:
+            print_json(plan_json(result))
+        else:
+            print_plan(
+                result,
+                "dry run" if result.status == "dry-run" else f"run {result.run_id} {result.status}",
+            )
+            if result.held:
+                say(f"release held actions with: entrasync approve {result.run_id}")
+        if result.status == "held":
+            raise typer.Exit(int(ExitCode.HELD))
+
+    @app.command("plan")
+    def plan_cmd(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+        """What the next cycle would do, grouped by kind, with the licenses it would free.
+
+        Example: entrasync plan --json
+        """
+        actx = app_context(ctx)
+        result = run_cycle(actx.store(), actx.config, _graph_factory(actx), now(), dry_run=True)
+        if as_json:
+            print_json(plan_json(result))
+        else:
+            print_plan(result, "next cycle would take")
+
+    @app.command("approve")
+    def approve_cmd(
+        ctx: typer.Context,
+        run_id: Annotated[str, typer.Argument(help="The run whose held actions to release.")],
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Release actions a safety threshold held, after re-checking them against the
+        current state (those no longer valid are dropped).
+
+        Example: entrasync approve 0f8c2a4e-…
+        """
+        actx = app_context(ctx)
+        result = approve(actx.store(), actx.config, _graph_factory(actx), run_id, now())
+        if as_json:
+            print_json(plan_json(result))
+        else:
+            applied = ", ".join(f"{n} {k}" for k, n in result.applied.items()) or "nothing"
+            say(f"approved run {run_id}: applied {applied} (run {result.run_id})")

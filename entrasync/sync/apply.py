@@ -1,0 +1,250 @@
+"""Applying planned actions: one transaction per action, its audit record in the same one.
+
+Each action re-checks the current state first, so applying a plan twice (a cycle re-run
+after a crash, `approve` after a later cycle) never acts twice or writes a second record.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from entrasync.config import Config
+from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
+from entrasync.domain.evidence import RANK_ADDRESS
+from entrasync.domain.planning import ActionKind, PlannedAction
+from entrasync.services import operations
+from entrasync.store import audit, queries
+from entrasync.store.db import Store
+from entrasync.store.schema import (
+    ActivityRow,
+    AgentRow,
+    AuditRow,
+    EntraKeyRow,
+    EntraUserRow,
+    IdentifierRow,
+    UserRow,
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    action: PlannedAction
+    done: bool  # False: state had already moved on (nothing to do)
+
+
+class ActionApplier:
+    def __init__(self, store: Store, config: Config, run_id: str, now: datetime) -> None:
+        self.store = store
+        self.config = config
+        self.run_id = run_id
+        self.now = now
+
+    def apply(self, action: PlannedAction) -> Applied:
+        with self.store.transaction() as session:
+            events = _HANDLERS[action.kind](self, session, action)
+            if events:
+                audit.append(
+                    self.store,
+                    session,
+                    events,
+                    actor=SYSTEM_ACTOR,
+                    now=self.now,
+                    run_id=self.run_id,
+                )
+        return Applied(action, bool(events))
+
+    # -- handlers: the audit events to write, or None when there is nothing left to do -----
+
+    def _link(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        user = session.get(UserRow, action.user_id)
+        taken = session.scalar(
+            select(UserRow.id).where(UserRow.entra_object_id == action.object_id)
+        )
+        if user is None or user.entra_object_id is not None or taken is not None:
+            return None
+        user.entra_object_id = action.object_id
+        return []  # linking is bookkeeping, not an action on the person: counted, not audited
+
+    def _merge(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        target = session.get(UserRow, action.user_id)
+        if target is None or target.merged_into_id is not None:
+            return None
+        events = []
+        for source_id in action.source_user_ids:
+            source = session.get(UserRow, source_id)
+            if source is None or source.merged_into_id is not None:
+                continue
+            identifiers = queries.identifiers_of(session, source.id)
+            details = operations.merge_users(
+                session, source, target, self.config.merge.agent_merge, apply=True
+            )
+            events.append(
+                AuditEvent(
+                    "user.merged", action.reason, source.id, action.object_id, identifiers, details
+                )
+            )
+        if target.entra_object_id is None and action.object_id:
+            taken = session.scalar(
+                select(UserRow.id).where(UserRow.entra_object_id == action.object_id)
+            )
+            if taken is None:
+                target.entra_object_id = action.object_id
+        return events
+
+    def _merge_skipped(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        already = session.scalar(
+            select(
+                exists().where(
+                    AuditRow.action == "merge.skipped",
+                    AuditRow.user_id == action.user_id,
+                    AuditRow.entra_object_id == action.object_id,
+                )
+            )
+        )
+        if already:
+            return None
+        return [self._event("merge.skipped", session, action, {})]
+
+    def _preregister(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        exists_already = session.scalar(
+            select(UserRow.id).where(UserRow.entra_object_id == action.object_id)
+        )
+        entra = session.get(EntraUserRow, action.object_id)
+        if exists_already is not None or entra is None:
+            return None
+        user = UserRow(
+            tracking="untracked",
+            untracked_by="entrasync",
+            status="active",
+            entra_object_id=action.object_id,
+            display_name=entra.display_name,
+            created_at=self.now,
+        )
+        session.add(user)
+        session.flush()
+        owned = select(IdentifierRow.id).where(
+            IdentifierRow.kind == EntraKeyRow.kind, IdentifierRow.value == EntraKeyRow.value
+        )
+        keys = session.execute(
+            select(EntraKeyRow.kind, EntraKeyRow.value).where(
+                EntraKeyRow.object_id == action.object_id,
+                EntraKeyRow.rank <= RANK_ADDRESS,
+                ~owned.exists(),
+            )
+        ).all()
+        session.add_all(IdentifierRow(user_id=user.id, kind=k, value=v) for k, v in keys)
+        session.flush()
+        return [
+            AuditEvent(
+                "user.preregistered",
+                action.reason,
+                user.id,
+                action.object_id,
+                queries.identifiers_of(session, user.id),
+                {"tracking": "untracked"},
+            )
+        ]
+
+    def _untrack(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        user = self._live_user(session, action)
+        if user is None or user.tracking == "untracked":
+            return None
+        details = operations.set_tracking(
+            session, user, "untracked", action.untracked_by, apply=True
+        )
+        return [self._event("user.untracked", session, action, details, user)]
+
+    def _retrack(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        user = self._live_user(session, action)
+        if user is None or user.tracking == "tracked" or user.untracked_by != "entrasync":
+            return None
+        details = operations.set_tracking(session, user, "tracked", "entrasync", apply=True)
+        return [self._event("user.tracked", session, action, details, user)]
+
+    def _purge(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        user = self._live_user(session, action)
+        if user is None:
+            return None
+        has_agents = session.scalar(select(exists().where(AgentRow.user_id == user.id)))
+        if not has_agents:
+            return None
+        identifiers = queries.identifiers_of(session, user.id)
+        exported = self._export(session, user.id)
+        details = operations.purge_user(session, user, action.untracked_by, apply=True)
+        if exported:
+            details["exported_to"] = exported
+        return [
+            AuditEvent(
+                "user.purged", action.reason, user.id, action.object_id, identifiers, details
+            )
+        ]
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _live_user(self, session: Session, action: PlannedAction) -> UserRow | None:
+        user = session.get(UserRow, action.user_id) if action.user_id is not None else None
+        while user is not None and user.merged_into_id is not None:
+            user = session.get(UserRow, user.merged_into_id)
+        return user
+
+    def _event(
+        self,
+        name: str,
+        session: Session,
+        action: PlannedAction,
+        details: dict[str, Any],
+        user: UserRow | None = None,
+    ) -> AuditEvent:
+        user_id = user.id if user is not None else action.user_id
+        identifiers = queries.identifiers_of(session, user_id) if user_id is not None else []
+        return AuditEvent(name, action.reason, user_id, action.object_id, identifiers, details)
+
+    def _export(self, session: Session, user_id: int) -> str | None:
+        """The user's history as gzip JSON Lines (mode 0600) before it is purged."""
+        directory = self.config.safety.export_dir
+        if directory is None:
+            return None
+        directory.mkdir(parents=True, exist_ok=True)
+        path = (
+            Path(directory) / f"user-{user_id}-{self.now:%Y%m%dT%H%M%SZ}-{self.run_id[:8]}.jsonl.gz"
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        rows = session.execute(
+            select(ActivityRow)
+            .join(AgentRow, AgentRow.id == ActivityRow.agent_id)
+            .where(AgentRow.user_id == user_id)
+            .order_by(ActivityRow.id)
+            .execution_options(yield_per=5000)
+        ).scalars()
+        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
+            for row in rows:
+                record = {
+                    "agent_id": row.agent_id,
+                    "device": row.device,
+                    "start": row.start.isoformat(),
+                    "duration_s": row.duration_s,
+                    "app": row.app,
+                    "title": row.title,
+                }
+                out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        return str(path)
+
+
+_HANDLERS = {
+    ActionKind.LINK: ActionApplier._link,
+    ActionKind.MERGE: ActionApplier._merge,
+    ActionKind.MERGE_SKIPPED: ActionApplier._merge_skipped,
+    ActionKind.PREREGISTER: ActionApplier._preregister,
+    ActionKind.UNTRACK: ActionApplier._untrack,
+    ActionKind.RETRACK: ActionApplier._retrack,
+    ActionKind.PURGE: ActionApplier._purge,
+}

@@ -1,0 +1,173 @@
+"""The planner's inputs: set-based queries that return discrepancies only.
+
+In a steady state (nothing changed in Entra or the store) every query returns no rows, so
+planning costs a handful of indexed queries whatever the size of the tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from entrasync.domain.planning import Facts, IdentityMatch, StoreUser, WatchedMember
+from entrasync.store import queries
+from entrasync.store.schema import (
+    AgentRow,
+    EntraKeyRow,
+    EntraUserRow,
+    IdentifierRow,
+    UserRow,
+    WatchedMemberRow,
+)
+
+
+def _store_users(session: Session, rows: Iterable[UserRow]) -> dict[int, StoreUser]:
+    users = {row.id: row for row in rows}
+    ids = sorted(users)
+    licenses = queries.user_license_counts(session, ids)
+    agents: dict[int, int] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        agents.update(
+            session.execute(
+                select(AgentRow.user_id, func.count(AgentRow.id))
+                .where(AgentRow.user_id.in_(chunk))
+                .group_by(AgentRow.user_id)
+            ).all()
+        )
+    return {
+        uid: StoreUser(
+            id=uid,
+            entra_object_id=row.entra_object_id,
+            tracking=row.tracking,
+            untracked_by=row.untracked_by,
+            status=row.status,
+            agents=int(agents.get(uid, 0)),
+            licenses=licenses.get(uid, 0),
+            last_activity_at=row.last_activity_at,
+        )
+        for uid, row in users.items()
+    }
+
+
+def _identity_rows(session: Session, changed_since: datetime | None) -> list[tuple[str, int, int]]:
+    """(object, rank, user) for records that carry an Entra object's key but are not linked
+    to it: unlinked records always; records linked elsewhere only for objects that changed
+    in this cycle (UPN reuse is reported once, when it appears)."""
+    other = aliased(EntraKeyRow)
+    live = exists().where(
+        EntraUserRow.object_id == EntraKeyRow.object_id, EntraUserRow.deleted_at.is_(None)
+    )
+    base = (
+        select(EntraKeyRow.object_id, func.min(EntraKeyRow.rank), UserRow.id)
+        .join(
+            IdentifierRow,
+            and_(IdentifierRow.kind == EntraKeyRow.kind, IdentifierRow.value == EntraKeyRow.value),
+        )
+        .join(UserRow, UserRow.id == IdentifierRow.user_id)
+        .where(UserRow.merged_into_id.is_(None), live)
+        .group_by(EntraKeyRow.object_id, UserRow.id)
+    )
+    unlinked = base.where(UserRow.entra_object_id.is_(None))
+    rows = [(o, int(r), int(u)) for o, r, u in session.execute(unlinked)]
+    if changed_since is not None:
+        claimed_by_own = exists().where(
+            other.kind == EntraKeyRow.kind,
+            other.value == EntraKeyRow.value,
+            other.object_id == UserRow.entra_object_id,
+        )
+        changed = select(EntraUserRow.object_id).where(EntraUserRow.updated_at >= changed_since)
+        reused = base.where(
+            UserRow.entra_object_id.is_not(None),
+            UserRow.entra_object_id != EntraKeyRow.object_id,
+            ~claimed_by_own,
+            EntraKeyRow.object_id.in_(changed),
+        )
+        rows += [(o, int(r), int(u)) for o, r, u in session.execute(reused)]
+    return rows
+
+
+def gather(session: Session, *, changed_since: datetime | None, on_user_deleted: str) -> Facts:
+    identity = _identity_rows(session, changed_since)
+    objects = sorted({o for o, _, _ in identity})
+    linked_rows = queries.users_linked_to(session, objects)
+    watched = session.execute(
+        select(WatchedMemberRow, UserRow)
+        .join(
+            EntraUserRow,
+            and_(
+                EntraUserRow.object_id == WatchedMemberRow.object_id,
+                EntraUserRow.deleted_at.is_(None),
+            ),
+        )
+        .outerjoin(
+            UserRow,
+            and_(
+                UserRow.entra_object_id == WatchedMemberRow.object_id,
+                UserRow.merged_into_id.is_(None),
+            ),
+        )
+        .where(
+            or_(
+                UserRow.id.is_(None),
+                UserRow.tracking == "tracked",
+                and_(
+                    WatchedMemberRow.kind == "delete",
+                    exists().where(AgentRow.user_id == UserRow.id),
+                ),
+            )
+        )
+    ).all()
+    retrack_rows = session.scalars(
+        select(UserRow).where(
+            UserRow.untracked_by == "entrasync",
+            UserRow.tracking == "untracked",
+            UserRow.merged_into_id.is_(None),
+            UserRow.entra_object_id.is_not(None),
+            ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
+        )
+    ).all()
+    deleted_rows: list[UserRow] = []
+    if on_user_deleted != "ignore":
+        deleted_rows = list(
+            session.scalars(
+                select(UserRow)
+                .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
+                .where(
+                    EntraUserRow.deleted_at.is_not(None),
+                    UserRow.merged_into_id.is_(None),
+                    or_(
+                        UserRow.tracking == "tracked",
+                        exists().where(AgentRow.user_id == UserRow.id),
+                    ),
+                )
+            )
+        )
+    identity_users = queries.users_by_id(session, sorted({u for _, _, u in identity}))
+    everyone = _store_users(
+        session,
+        [
+            *identity_users,
+            *linked_rows,
+            *(u for _, u in watched if u is not None),
+            *retrack_rows,
+            *deleted_rows,
+        ],
+    )
+    return Facts(
+        identity_matches=[IdentityMatch(o, r, everyone[u]) for o, r, u in identity],
+        linked={
+            row.entra_object_id: everyone[row.id] for row in linked_rows if row.entra_object_id
+        },
+        watched=[
+            WatchedMember(
+                w.object_id, w.kind, w.via_group, w.first_seen_at, everyone[u.id] if u else None
+            )
+            for w, u in watched
+        ],
+        retrack=[everyone[row.id] for row in retrack_rows],
+        deleted=[(row.entra_object_id or "", everyone[row.id]) for row in deleted_rows],
+    )

@@ -1,0 +1,303 @@
+"""Applying Graph delta rounds to the Entra mirror (store adapter side of the read step).
+
+Each round is applied in one transaction together with its new delta links, so a failure
+midway replays the same changes next time. A full round (first run or resync) is diffed
+against the mirror: users not seen are marked deleted, edges not seen are removed — the
+increments of a resync are never trusted on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from entrasync.domain.entra import (
+    EntraUser,
+    GroupPage,
+    MembershipEdge,
+    UserPage,
+    effective_members,
+)
+from entrasync.domain.evidence import MergeMaps, identity_keys
+from entrasync.domain.identity import normalize
+from entrasync.store.schema import (
+    EntraKeyRow,
+    EntraMemberRow,
+    EntraUserRow,
+    SyncStateRow,
+    WatchedMemberRow,
+)
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+@dataclass
+class RoundStats:
+    users_changed: int = 0
+    users_removed: int = 0
+    membership_changes: int = 0
+    full: bool = False
+    resync: bool = False
+
+
+def apply_user_pages(
+    session: Session, pages: Iterable[UserPage], maps: MergeMaps, now: datetime
+) -> RoundStats:
+    stats = RoundStats()
+    for page in pages:
+        stats.full |= page.full
+        stats.resync |= page.resync
+        if page.users:
+            _upsert_users(session, page.users, maps, now)
+            stats.users_changed += len(page.users)
+        for removal in page.removals:
+            session.execute(
+                update(EntraUserRow)
+                .where(EntraUserRow.object_id == removal.id)
+                .values(deleted_at=now, updated_at=now)
+            )
+            if removal.permanent:
+                session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id == removal.id))
+        stats.users_removed += len(page.removals)
+    if stats.full:
+        # Everyone seen in a full round was stamped with `now`; the rest is gone.
+        gone = select(EntraUserRow.object_id).where(
+            EntraUserRow.updated_at < now, EntraUserRow.deleted_at.is_(None)
+        )
+        session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id.in_(gone)))
+        marked = session.execute(
+            update(EntraUserRow)
+            .where(EntraUserRow.updated_at < now, EntraUserRow.deleted_at.is_(None))
+            .values(deleted_at=now)
+        )
+        stats.users_removed += int(getattr(marked, "rowcount", 0) or 0)
+    return stats
+
+
+def _upsert_users(
+    session: Session, users: Iterable[EntraUser], maps: MergeMaps, now: datetime
+) -> None:
+    users = list(users)
+    ids = [u.id for u in users]
+    known = dict(
+        session.execute(
+            select(EntraUserRow.object_id, EntraUserRow.previous_upns.label("p")).where(
+                EntraUserRow.object_id.in_(ids)
+            )
+        ).all()
+    )
+    current = dict(
+        session.execute(
+            select(EntraUserRow.object_id, EntraUserRow.upn).where(EntraUserRow.object_id.in_(ids))
+        ).all()
+    )
+    rows: list[dict[str, Any]] = []
+    keys: list[dict[str, Any]] = []
+    for user in users:
+        previous = list(known.get(user.id) or [])
+        old_upn = current.get(user.id)
+        new_upn = normalize(user.user_principal_name) if user.user_principal_name else None
+        if old_upn and new_upn and old_upn != new_upn and old_upn not in previous:
+            previous.append(old_upn)
+        rows.append(
+            {
+                "object_id": user.id,
+                "upn": new_upn,
+                "mail": user.mail,
+                "proxy_addresses": list(user.proxy_addresses),
+                "on_premises_upn": user.on_premises_user_principal_name,
+                "on_premises_sam": user.on_premises_sam_account_name,
+                "on_premises_domain": user.on_premises_domain_name,
+                "employee_id": user.employee_id,
+                "display_name": user.display_name,
+                "previous_upns": previous,
+                "deleted_at": None,
+                "updated_at": now,
+            }
+        )
+        keys.extend(
+            {"object_id": user.id, "kind": k.kind, "value": k.value, "rank": k.rank}
+            for k in identity_keys(user, previous, maps)
+        )
+    stmt = _insert(session, EntraUserRow)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["object_id"],
+            set_={c: stmt.excluded[c] for c in rows[0] if c != "object_id"},
+        ),
+        rows,
+    )
+    session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id.in_(ids)))
+    if keys:
+        session.execute(_insert(session, EntraKeyRow).on_conflict_do_nothing(), keys)
+
+
+@dataclass
+class GroupRoundStats(RoundStats):
+    deleted_groups: set[str] = field(default_factory=set)
+
+
+def apply_group_pages(
+    session: Session, pages: Iterable[GroupPage], now: datetime
+) -> GroupRoundStats:
+    stats = GroupRoundStats()
+    seen: dict[str, set[tuple[str, str]]] = {}  # full stream -> edges seen
+    covered: dict[str, tuple[str, ...]] = {}
+    for page in pages:
+        stats.full |= page.full
+        stats.resync |= page.resync
+        if page.full and page.first:
+            seen[page.stream] = set()
+        covered[page.stream] = page.groups
+        adds = [c for c in page.changes if not c.removed]
+        for change in page.changes:
+            if page.full and not change.removed:
+                seen[page.stream].add((change.group_id, change.member_id))
+            if change.removed:
+                session.execute(
+                    delete(EntraMemberRow).where(
+                        EntraMemberRow.group_id == change.group_id,
+                        EntraMemberRow.member_id == change.member_id,
+                    )
+                )
+        if adds:
+            session.execute(
+                _insert(session, EntraMemberRow).on_conflict_do_nothing(),
+                [
+                    {
+                        "group_id": c.group_id,
+                        "member_id": c.member_id,
+                        "member_type": c.member_kind,
+                        "first_seen_at": now,
+                    }
+                    for c in adds
+                ],
+            )
+        for group in page.deleted_groups:
+            session.execute(delete(EntraMemberRow).where(EntraMemberRow.group_id == group))
+            stats.deleted_groups.add(group)
+        stats.membership_changes += len(page.changes)
+    for stream, edges in seen.items():
+        _remove_unseen(session, covered.get(stream, ()), edges)
+    return stats
+
+
+def _remove_unseen(session: Session, groups: Iterable[str], seen: set[tuple[str, str]]) -> None:
+    for group in groups:
+        existing = session.scalars(
+            select(EntraMemberRow.member_id).where(EntraMemberRow.group_id == group)
+        ).all()
+        stale = [m for m in existing if (group, m) not in seen]
+        for start in range(0, len(stale), 500):
+            session.execute(
+                delete(EntraMemberRow).where(
+                    EntraMemberRow.group_id == group,
+                    EntraMemberRow.member_id.in_(stale[start : start + 500]),
+                )
+            )
+
+
+def save_links(session: Session, links: Mapping[str, str], now: datetime) -> None:
+    if not links:
+        return
+    stmt = _insert(session, SyncStateRow)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["stream"],
+            set_={"delta_link": stmt.excluded.delta_link, "updated_at": stmt.excluded.updated_at},
+        ),
+        [{"stream": s, "delta_link": link, "updated_at": now} for s, link in links.items()],
+    )
+
+
+def load_links(session: Session) -> dict[str, str]:
+    return {
+        stream: link
+        for stream, link in session.execute(select(SyncStateRow.stream, SyncStateRow.delta_link))
+        if link
+    }
+
+
+def drop_streams(session: Session, streams: Iterable[str]) -> None:
+    names = list(streams)
+    if names:
+        session.execute(delete(SyncStateRow).where(SyncStateRow.stream.in_(names)))
+
+
+def mirror_edges(session: Session) -> list[MembershipEdge]:
+    return [
+        MembershipEdge(g, m, kind)  # type: ignore[arg-type]
+        for g, m, kind in session.execute(
+            select(EntraMemberRow.group_id, EntraMemberRow.member_id, EntraMemberRow.member_type)
+        )
+    ]
+
+
+@dataclass
+class WatchedUpdate:
+    added: int = 0
+    removed: int = 0
+    frozen: dict[str, str] = field(default_factory=dict)  # group -> why
+
+
+def update_watched(
+    session: Session,
+    roots: Mapping[str, list[str]],
+    edges: list[MembershipEdge],
+    missing_groups: set[str],
+    now: datetime,
+) -> WatchedUpdate:
+    """Materialise effective DNT/Delete membership; keeps `first_seen_at` of continuing
+    members. A watched group that reads empty or missing while it had members is treated as
+    a failed read: its kind's memberships are not reduced this cycle (no retracks)."""
+    result = WatchedUpdate()
+    for kind, groups in roots.items():
+        effective = effective_members(edges, groups)
+        old = dict(
+            session.execute(
+                select(WatchedMemberRow.object_id, WatchedMemberRow.via_group).where(
+                    WatchedMemberRow.kind == kind
+                )
+            ).all()
+        )
+        for group in groups:
+            had = sum(1 for via in old.values() if via == group)
+            if had and (group in missing_groups or not effective.get(group)):
+                state = "missing" if group in missing_groups else "empty"
+                result.frozen[group] = f"{kind} group {group} read {state} but had {had} members"
+        new: dict[str, str] = {}
+        for group in groups:
+            for object_id in effective.get(group, ()):
+                new.setdefault(object_id, group)
+        added = [o for o in new if o not in old]
+        removed = (
+            [] if any(g in result.frozen for g in groups) else [o for o in old if o not in new]
+        )
+        if added:
+            session.execute(
+                _insert(session, WatchedMemberRow).on_conflict_do_nothing(),
+                [
+                    {"kind": kind, "object_id": o, "via_group": new[o], "first_seen_at": now}
+                    for o in added
+                ],
+            )
+        for start in range(0, len(removed), 500):
+            session.execute(
+                delete(WatchedMemberRow).where(
+                    WatchedMemberRow.kind == kind,
+                    WatchedMemberRow.object_id.in_(removed[start : start + 500]),
+                )
+            )
+        result.added += len(added)
+        result.removed += len(removed)
+    return result
