@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import socket
 import ssl
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -15,8 +17,16 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from sqlalchemy import select
 
+from entrasync.config import Config, parse_config
+from entrasync.domain.audit import verify_chain
+from entrasync.domain.reports import parse_reports
+from entrasync.services.ingest import IngestSummary, ingest_reports
 from entrasync.sim.certs import TlsFiles, write_tls_files
+from entrasync.store.audit import iter_all
+from entrasync.store.db import Store
+from entrasync.store.schema import AuditRow
 
 
 def free_port() -> int:
@@ -124,3 +134,24 @@ def account_toml(
 def write_reports(path: Path, *lines: str) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def make_config(store_url: str, toml: str) -> Config:
+    return parse_config(tomllib.loads(f'[store]\nurl = "{store_url}"\n{toml}'))
+
+
+def ingest(store: Store, config: Config, now: datetime, *lines: str) -> IngestSummary:
+    return ingest_reports(store, config, parse_reports(lines), now, source="test")
+
+
+def audit_actions(store: Store) -> list[tuple[str, str, int | None]]:
+    with store.reading() as session:
+        return [
+            (row.action, row.actor, row.user_id)
+            for row in session.scalars(select(AuditRow).order_by(AuditRow.seq))
+        ]
+
+
+def chain_ok(store: Store) -> bool:
+    with store.reading() as session:
+        return verify_chain(iter_all(session)) is None
