@@ -8,16 +8,19 @@ advisory lock (see ``audit_lock``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,14 +30,38 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _AUDIT_LOCK_KEY = 0x656E7472  # "entr": one advisory lock id for the audit chain head
 
 
+_USERINFO = re.compile(r"^(?P<head>[^:/?#]+://[^:/?#@]*:)(?P<password>[^@/?#]*)@")
+
+
 def _safe_url(url: str) -> str:
     """The URL with any password hidden, for messages."""
     try:
-        from sqlalchemy.engine import make_url
-
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable url>"
+    except (ArgumentError, ValueError):
+        # Unparseable (e.g. a bad port): still show it, minus anything that may be a password.
+        return _USERINFO.sub(lambda m: f"{m['head']}***@", url)
+
+
+def _passwords(url: str) -> set[str]:
+    found: set[str] = set()
+    try:
+        password = make_url(url).password
+        if password:
+            found.add(str(password))
+    except (ArgumentError, ValueError):
+        pass
+    match = _USERINFO.match(url)
+    if match and match["password"]:
+        found.update({match["password"], unquote(match["password"])})
+    return found
+
+
+def _hide(message: object, url: str) -> str:
+    """An error message from a driver or URL parser, with the store password removed."""
+    text = str(message)
+    for password in sorted(_passwords(url), key=len, reverse=True):
+        text = text.replace(password, "***")
+    return text
 
 
 def make_engine(url: str) -> Engine:
@@ -49,7 +76,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ImportError, ValueError) as exc:
         raise ConfigError(
-            f"store.url: {_safe_url(url)} is not a usable database URL ({exc})"
+            f"store.url: {_safe_url(url)} is not a usable database URL ({_hide(exc, url)})"
         ) from None
     return engine
 
@@ -93,21 +120,28 @@ class Store:
             with session.begin():
                 yield session
         except OperationalError as exc:
-            raise StoreUnavailable(f"store {_safe_url(self.url)}: {exc.orig}") from None
+            raise StoreUnavailable(
+                f"store {_safe_url(self.url)}: {_hide(exc.orig, self.url)}"
+            ) from None
         finally:
             session.close()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
         """A read-only session (no write lock on SQLite)."""
-        with self.engine.connect() as conn:
-            if self.dialect == "sqlite":
-                conn.exec_driver_sql("COMMIT")  # leave the BEGIN IMMEDIATE the event opened
-            session = Session(bind=conn)
-            try:
-                yield session
-            finally:
-                session.close()
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn.exec_driver_sql("COMMIT")  # leave the BEGIN IMMEDIATE the event opened
+                session = Session(bind=conn)
+                try:
+                    yield session
+                finally:
+                    session.close()
+        except OperationalError as exc:
+            raise StoreUnavailable(
+                f"store {_safe_url(self.url)}: {_hide(exc.orig, self.url)}"
+            ) from None
 
     def audit_lock(self, session: Session) -> None:
         """Serialise writers of the audit chain for the rest of this transaction."""
@@ -140,7 +174,9 @@ class Store:
             with self.engine.connect() as conn:
                 current = MigrationContext.configure(conn).get_current_revision()
         except OperationalError as exc:
-            raise StoreUnavailable(f"store {_safe_url(self.url)}: {exc.orig}") from None
+            raise StoreUnavailable(
+                f"store {_safe_url(self.url)}: {_hide(exc.orig, self.url)}"
+            ) from None
         return current, head
 
     def require_current_schema(self) -> None:
@@ -164,9 +200,13 @@ class Store:
         try:
             command.upgrade(self._alembic_config(), "head")
         except OperationalError as exc:
-            raise StoreUnavailable(f"store {_safe_url(self.url)}: {exc.orig}") from None
+            raise StoreUnavailable(
+                f"store {_safe_url(self.url)}: {_hide(exc.orig, self.url)}"
+            ) from None
         except CommandError as exc:
-            raise EntrasyncError(f"store {_safe_url(self.url)}: migration failed: {exc}") from None
+            raise EntrasyncError(
+                f"store {_safe_url(self.url)}: migration failed: {_hide(exc, self.url)}"
+            ) from None
         return before, head
 
 
