@@ -59,6 +59,9 @@ def ingest_reports(
     store: Store, config: Config, reports: Sequence[AgentReport], now: datetime, source: str
 ) -> IngestSummary:
     with store.transaction() as session:
+        # Pending routing reads the license count: hold the audit lock from here to the commit
+        # so a concurrent `pending approve` cannot take the same free license (PostgreSQL).
+        store.audit_lock(session)
         account = apply_settings(store, session, config.account, now)
         plan = plan_ingest(list(reports), _lookups(session, reports), terms_of(account))
         ids = _write(session, plan, now)

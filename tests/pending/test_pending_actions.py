@@ -3,6 +3,7 @@ refusals, audit records, and the CLI wiring."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,41 @@ def test_cli_assign_merge_and_help(
     for command in ("list", "approve", "assign", "merge", "remove", "expire"):
         helped = cli("pending", command, "--help")
         assert helped.code == 0 and "Example: entrasync pending " + command in helped.out
+
+
+def test_concurrent_approvals_cannot_share_the_last_license(store: Store, store_url: str) -> None:
+    """Two admins approve two waiting users at once with one free license: exactly one wins
+    (each action holds the audit lock from its license check to its commit)."""
+    config = make_config(store_url, account_toml(1, manual_review=True))
+    ingest(
+        store,
+        config,
+        T0,
+        report("CONTOSO\\a", "PC-1", upn="a@contoso.com"),
+        report("CONTOSO\\b", "PC-2", upn="b@contoso.com"),
+    )
+    barrier = threading.Barrier(2)
+    outcomes: dict[str, str] = {}
+
+    def approve(ident: str) -> None:
+        other = Store(store_url)
+        try:
+            barrier.wait()
+            pending.approve(other, config, ident, actor=ADMIN, now=T0)
+            outcomes[ident] = "approved"
+        except ActionRefused:
+            outcomes[ident] = "refused"
+        finally:
+            other.engine.dispose()
+
+    threads = [
+        threading.Thread(target=approve, args=(i,)) for i in ("a@contoso.com", "b@contoso.com")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes.values()) == ["approved", "refused"]
+    final = snapshot(store)
+    assert (final["used"], final["pending"]) == (1, 1)
+    assert chain_ok(store)
