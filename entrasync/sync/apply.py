@@ -33,6 +33,7 @@ from entrasync.store.schema import (
     IdentifierRow,
     UserRow,
 )
+from entrasync.sync.crashpoints import crashpoint
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ class ActionApplier:
                     now=self.now,
                     run_id=self.run_id,
                 )
-        return Applied(action, bool(events))
+            crashpoint("mid-action")  # changes made, transaction not yet committed
+        crashpoint("between-actions")
+        return Applied(action, events is not None)
 
     # -- handlers: the audit events to write, or None when there is nothing left to do -----
 

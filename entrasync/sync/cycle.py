@@ -30,6 +30,7 @@ from entrasync.store.db import Store
 from entrasync.store.schema import HeldActionRow, RunRow, UserRow
 from entrasync.sync import facts, mirror
 from entrasync.sync.apply import ActionApplier
+from entrasync.sync.crashpoints import crashpoint
 
 GraphFactory = Callable[[], GraphClient]
 
@@ -177,6 +178,7 @@ def _cycle(
 ) -> CycleResult:
     with store.transaction() as session:
         read = read_entra(session, graph, config, now)
+        crashpoint("mirror-read")
     with store.reading() as session:
         gathered = facts.gather(
             session, changed_since=now, on_user_deleted=config.sync.on_user_deleted
