@@ -331,13 +331,14 @@ class GraphClient:
 
         async def initial() -> dict[str, Any]:
             query = UsersDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
-                select=USER_SELECT, top=self.settings.page_size
+                select=USER_SELECT
             )
-            config = RequestConfiguration(query_parameters=query)
+            config = self._delta_config(query)
             return await self._get_json(builder.to_get_request_information(config))
 
         async def follow(url: str) -> dict[str, Any]:
-            return await self._get_json(builder.with_url(url).to_get_request_information())
+            config = self._delta_config(None)
+            return await self._get_json(builder.with_url(url).to_get_request_information(config))
 
         for response, first, full, resync in self._drive(
             USERS_STREAM, link, initial, follow, "reading users", USER_PERMISSION, state
@@ -393,13 +394,13 @@ class GraphClient:
             query = GroupsDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
                 select=["members"],
                 filter=" or ".join(f"id eq '{g}'" for g in ids),
-                top=self.settings.page_size,
             )
-            config = RequestConfiguration(query_parameters=query)
+            config = self._delta_config(query)
             return await self._get_json(builder.to_get_request_information(config))
 
         async def follow(url: str) -> dict[str, Any]:
-            return await self._get_json(builder.with_url(url).to_get_request_information())
+            config = self._delta_config(None)
+            return await self._get_json(builder.with_url(url).to_get_request_information(config))
 
         what = f"reading membership of group(s) {', '.join(ids[:3])}" + (
             f" and {len(ids) - 3} more" if len(ids) > 3 else ""
@@ -465,6 +466,14 @@ class GraphClient:
             return
 
     # -- one request, with retries and error mapping -----------------------------------------
+
+    def _delta_config(self, query: Any) -> RequestConfiguration[Any]:
+        """Delta requests take the page size as `Prefer: odata.maxpagesize` ($top is not
+        supported on delta queries); Graph caps it (200 objects, 500 links per page)."""
+        config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+        if self.settings.page_size:
+            config.headers.add("Prefer", f"odata.maxpagesize={self.settings.page_size}")
+        return config
 
     async def _get_json(self, request: Any) -> dict[str, Any]:
         """Send a request built by the SDK; return the JSON body as plain data."""

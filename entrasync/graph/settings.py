@@ -53,7 +53,7 @@ class GraphSettings:
     ca_bundle: Path | None = None
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    page_size: int | None = None  # $top on delta/list requests; None = Graph's default
+    page_size: int | None = None  # Prefer: odata.maxpagesize on delta; None = Graph's default
 
     @property
     def authority(self) -> str:
