@@ -22,8 +22,17 @@ def _report(result: service.PendingResult, as_json: bool) -> None:
         f"licenses used {details['licenses_used_before']} -> {details['licenses_used_after']}"
         f" of {details['licenses_purchased']}"
     )
+    facts = [
+        f"{key}={value}"
+        for key, value in details.items()
+        if isinstance(value, int | str | list)
+        and not key.startswith("licenses_used")
+        and key not in {"licenses_purchased", "waited_s"}
+    ]
     suffix = f" (audit record {result.audit_seq})" if result.audit_seq else ""
-    say(f"{prefix} {result.action} to user {result.user_id}: {licenses}{suffix}")
+    say(
+        f"{prefix} {result.action} to user {result.user_id}: {', '.join([*facts, licenses])}{suffix}"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +66,7 @@ def register(app: typer.Typer) -> None:
                     e.as_dict()["waiting"],
                     e.agents,
                     e.activity_rows,
-                    e.agents_with_history,
+                    e.licenses_needed,
                     e.tracking,
                 ]
                 for e in entries

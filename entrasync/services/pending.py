@@ -52,7 +52,13 @@ class PendingEntry:
             value = view[key]
             view[key] = value.isoformat() if value is not None else None
         view["waiting"] = format_wait(self.waiting_s)
+        view["licenses_needed"] = self.licenses_needed
         return view
+
+    @property
+    def licenses_needed(self) -> int:
+        """What approving takes: one per agent with history, and at least one."""
+        return max(1, self.agents_with_history)
 
 
 def _pending_ids() -> Any:
@@ -252,7 +258,7 @@ def approve(
         limit = terms_of(account_row(session)).limit
         used = queries.used_licenses(session)
         holding = _history_agents(session, user.id)
-        needed = max(1, holding)
+        needed = max(1, holding)  # as PendingEntry.licenses_needed
         if used + needed > limit:
             free = max(0, limit - used)
             name = _label(queries.identifiers_of(session, user.id), user.id)

@@ -78,6 +78,7 @@ def test_list_shows_wait_and_data(store: Store, full: Config) -> None:
     (entry,) = pending.list_pending(store, T0 + timedelta(days=2, hours=1))
     assert entry.waiting_s == 2 * 86400
     assert entry.as_dict()["waiting"] == "2d 0h"
+    assert entry.as_dict()["licenses_needed"] == 2
     assert (entry.agents, entry.agents_with_history, entry.activity_rows) == (2, 2, 3)
     assert entry.pending_since == T0 + timedelta(hours=1)
     assert entry.oldest_activity == datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -247,6 +248,7 @@ def test_cli_assign_merge_and_help(
         "--dry-run",
     )
     assert dry.code == 0 and dry.out.startswith("would apply pending.merged")
+    assert "rows_moved=3" in dry.out and "licenses used 1 -> 1 of 1" in dry.out
     missing = cli(
         "--config",
         str(cfg),
