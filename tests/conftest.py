@@ -7,25 +7,20 @@ see each other's rows and the shared `test` database is left clean.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_reports import report  # noqa: F401  (tests import it from here)
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from testkit import BACKENDS, PG_ENV, CliResult, write_config
 
 from entrasync.cli import main
 from entrasync.config import Config, load_config
 from entrasync.store.db import Store
-
-PG_ENV = "ENTRASYNC_TEST_DATABASE_URL"
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def _pg_schema_url(base: str, schema: str) -> str:
@@ -74,11 +69,6 @@ def store(store_url: str) -> Iterator[Store]:
     s.engine.dispose()
 
 
-def write_config(path: Path, store_url: str, extra: str = "") -> Path:
-    path.write_text(f'[store]\nurl = "{store_url}"\n{extra}', encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def config_path(tmp_path: Path, store_url: str) -> Path:
     return write_config(
@@ -89,16 +79,6 @@ def config_path(tmp_path: Path, store_url: str) -> Path:
 @pytest.fixture
 def config(config_path: Path) -> Config:
     return load_config(config_path)
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @pytest.fixture

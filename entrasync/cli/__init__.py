@@ -6,6 +6,7 @@ import sys
 
 from entrasync.cli import (
     audit_cmd,
+    check_config,
     db_cmd,
     ingest_cmd,
     pending_cmd,
@@ -19,7 +20,16 @@ from entrasync.errors import EntrasyncError
 
 __all__ = ["app", "main"]
 
-for _module in (audit_cmd, db_cmd, ingest_cmd, pending_cmd, status_cmd, sync_cmd, users_cmd):
+for _module in (
+    audit_cmd,
+    check_config,
+    db_cmd,
+    ingest_cmd,
+    pending_cmd,
+    status_cmd,
+    sync_cmd,
+    users_cmd,
+):
     _module.register(app)
 
 

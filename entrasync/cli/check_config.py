@@ -14,9 +14,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.text import Text
 
+from entrasync.cli.context import app_context
 from entrasync.config import load_config, resolve_config_path
 from entrasync.errors import EntrasyncError, ExitCode, GraphPermissionDenied
 from entrasync.graph import ClientSecret, GraphClient, GraphSettings, RetryPolicy
@@ -118,3 +120,16 @@ def check_config(
             count = "unknown" if info.member_count is None else str(info.member_count)
             checks.ok(f"{label} group {group_id}: {info.display_name!s}, {count} direct members")
     return int(checks.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check-config")
+    def check_config_cmd(ctx: typer.Context) -> None:
+        """Validate the config file, get a token, read each configured group, and print a
+        checklist of what works and what to fix (exit 78/77/69 on the first failure class).
+
+        Example: entrasync --config /etc/entrasync/entrasync.toml check-config
+        """
+        code = check_config(app_context(ctx).config_path)
+        if code:
+            raise typer.Exit(code)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import sql
+from testkit import sql
 
 from entrasync.domain.audit import GENESIS, AuditEvent, record_hash
 from entrasync.store import audit

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import report
+from testkit import report
 
 
 def test_three_domain_joined_computers_are_one_agent_one_license(ingest: Any, es: Any) -> None:
@@ -105,7 +105,7 @@ def test_ingest_is_audited(ingest: Any, es: Any) -> None:
 def test_pending_mode_routes_new_users_over_the_limit(
     cli: Any, tmp_path: Path, store_url: str
 ) -> None:
-    from conftest import write_config
+    from testkit import write_config
 
     config = write_config(
         tmp_path / "pending.toml",

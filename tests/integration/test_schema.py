@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BACKENDS, report, sql, write_config
+from testkit import BACKENDS, report, sql, write_config
 
 from entrasync.errors import ExitCode, SchemaOutOfDate
 from entrasync.store.db import Store

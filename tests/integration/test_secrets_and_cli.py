@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_config
+from testkit import write_config
 
 from entrasync.errors import ConfigError, ExitCode, StoreUnavailable
 from entrasync.store.db import Store, _safe_url

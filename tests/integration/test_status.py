@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import report, write_config
+from testkit import report, write_config
 
 from entrasync.config import AccountConfig, Config, parse_config
 from entrasync.domain.licensing import Compliance

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import report, sql, write_config
+from testkit import report, sql, write_config
 
 SHOW_KEYS = {"id", "tracking", "status", "entra_object_id", "identifiers", "agents", "licenses"}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import report, write_config
 from pending_support import account_toml, audit_actions, chain_ok, ingest, make_config
 from sqlalchemy import func, select
+from testkit import report, write_config
 
 from entrasync.config import Config
 from entrasync.errors import ActionRefused, NotFound

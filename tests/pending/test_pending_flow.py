@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import report, write_config
 from pending_support import SmtpServer, account_toml, notify_toml, smtp_server, write_reports
+from testkit import report, write_config
 
 from entrasync.config import load_config
 from entrasync.notify import flush_outbox

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import report, write_config
 from pending_support import account_toml, audit_actions, chain_ok, ingest, make_config
 from sqlalchemy import select
+from testkit import report, write_config
 
 from entrasync.services.pending import expire_pending_data
 from entrasync.store import queries

@@ -1,0 +1,81 @@
+"""Helpers shared by the test suites (import them as `from testkit import …`; a module
+named `conftest` is ambiguous once test folders have their own conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, create_engine, select, text
+
+PG_ENV = "ENTRASYNC_TEST_DATABASE_URL"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def write_config(path: Path, store_url: str, extra: str = "") -> Path:
+    path.write_text(f'[store]\nurl = "{store_url}"\n{extra}', encoding="utf-8")
+    return path
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def report(
+    logon: str,
+    device: str,
+    *,
+    upn: str | None = None,
+    email: str | None = None,
+    employee_id: str | None = None,
+    events: int = 1,
+    start: str = "2026-06-01T09:00:00Z",
+) -> str:
+    """One agent report line (JSON) as the agents send it."""
+    body: dict[str, Any] = {"device": device, "logon": logon}
+    if upn:
+        body["upn"] = upn
+    if email:
+        body["email"] = email
+    if employee_id:
+        body["employee_id"] = employee_id
+    body["events"] = [
+        {"start": start, "duration_s": 60 * (i + 1), "app": "excel.exe", "title": f"Book{i}.xlsx"}
+        for i in range(events)
+    ]
+    return json.dumps(body)
+
+
+def dump_store(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order (rows as tuples of column values)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            out: dict[str, list[tuple[Any, ...]]] = {}
+            metadata = MetaData()
+            metadata.reflect(conn)  # the tables the store has, not the ones the code knows
+            for table in metadata.sorted_tables:
+                order = list(table.primary_key.columns) or list(table.columns)
+                out[table.name] = [tuple(r) for r in conn.execute(select(table).order_by(*order))]
+            return out
+    finally:
+        engine.dispose()
+
+
+def sql(url: str, statement: str, **params: Any) -> None:
+    """Run one statement by hand, outside entrasync (as a tampering admin would)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement), params)
+    finally:
+        engine.dispose()
