@@ -34,7 +34,11 @@ def terms_of(row: AccountRow) -> AccountTerms:
 
 
 def apply_settings(store: Store, session: Session, cfg: AccountConfig, now: datetime) -> AccountRow:
-    """Bring the account row in line with `[account]`; a change is audited once."""
+    """Bring the account row in line with `[account]`; a change is audited once.
+
+    Takes the audit lock first: two processes starting on a fresh store must not both insert
+    the account row, nor both audit the same change."""
+    store.audit_lock(session)
     row = account_row(session)
     wanted = {name: getattr(cfg, name) for name in _SETTINGS}
     before = {name: getattr(row, name) for name in _SETTINGS}

@@ -88,9 +88,7 @@ def list_users(
         result = []
         for u in users:
             mine = agents.get(u.id, [])
-            licenses = (
-                sum(1 for a in mine if a["activity_rows"] > 0) if u.status == "active" else 0
-            )
+            licenses = sum(1 for a in mine if a["activity_rows"] > 0) if u.status == "active" else 0
             result.append(
                 {
                     "id": u.id,
@@ -142,6 +140,9 @@ def _admin_action(
 ) -> ActionResult:
     try:
         with store.transaction() as session:
+            # Serialise with every other writer (PostgreSQL) before reading the user, so that
+            # the details audited are the state the change was made on.
+            store.audit_lock(session)
             user = queries.find_user(session, ident)
             identifiers = queries.identifiers_of(session, user.id)
             details = operation(session, user, not dry_run)

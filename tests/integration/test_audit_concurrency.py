@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import subprocess
 import sys
@@ -105,7 +106,7 @@ def test_two_processes_never_fork_the_chain(
         )
     # The two writers really interleaved (otherwise the test proves nothing).
     actors = [r["actor"] for r in records[before:]]
-    switches = sum(1 for a, b in zip(actors, actors[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(actors) if a != b)
     assert switches >= 2
     result = es("audit", "verify")
     assert result.code == 0
