@@ -75,9 +75,7 @@ def test_status_shows_the_last_run(es: Any, store: Store) -> None:
 def test_overage_starts_grace_once_and_status_shows_its_end(
     cli: Any, tmp_path: Path, store_url: str
 ) -> None:
-    config = write_config(
-        tmp_path / "one.toml", store_url, "[account]\npurchased_licenses = 1\n"
-    )
+    config = write_config(tmp_path / "one.toml", store_url, "[account]\npurchased_licenses = 1\n")
     reports = tmp_path / "r.jsonl"
     reports.write_text(report("C\\a", "PC") + "\n" + report("C\\b", "PC") + "\n", encoding="utf-8")
     assert cli("--config", str(config), "ingest", str(reports)).code == 0
