@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from entrasync.errors import ConfigError, EntrasyncError, SchemaOutOfDate, StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_READ_ONLY = "entrasync_read_only"
 _AUDIT_LOCK_KEY = 0x656E7472  # "entr": one advisory lock id for the audit chain head
 
 
@@ -95,7 +96,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front; readers (Store.reading) begin a deferred
+        # transaction: a consistent WAL snapshot that never waits for, or blocks, a writer.
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -128,11 +132,10 @@ class Store:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        """A read-only session (no write lock on SQLite)."""
+        """A read-only session: one consistent snapshot, rolled back at the end (on SQLite it
+        takes no write lock, so reads neither wait for nor block a writer)."""
         try:
-            with self.engine.connect() as conn:
-                if self.dialect == "sqlite":
-                    conn.exec_driver_sql("COMMIT")  # leave the BEGIN IMMEDIATE the event opened
+            with self.engine.connect().execution_options(**{_READ_ONLY: True}) as conn:
                 session = Session(bind=conn)
                 try:
                     yield session

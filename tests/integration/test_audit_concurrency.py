@@ -171,3 +171,21 @@ def test_first_commands_on_a_fresh_store_race_safely(
     changes = [r for r in _records(store) if r["action"] == "account.settings_changed"]
     assert len(changes) == 1
     assert verify_chain(_records(store)) is None
+
+
+def test_readers_do_not_wait_for_a_writer(store: Store, store_url: str) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    with store.transaction() as session:
+        audit.append(store, session, [AuditEvent("merge.skipped", "one")], actor="t", now=now)
+    other = Store(store_url)
+    try:
+        with store.transaction() as session:  # a writer holds the lock, uncommitted record
+            audit.append(store, session, [AuditEvent("merge.skipped", "two")], actor="t", now=now)
+            started = time.monotonic()
+            with other.reading() as reader:
+                seen = [r["reason"] for r in audit.iter_all(reader)]
+            assert time.monotonic() - started < 5
+            assert seen == ["one"]  # the committed snapshot only
+    finally:
+        other.engine.dispose()
+    assert [r["reason"] for r in _records(store)] == ["one", "two"]
