@@ -54,7 +54,7 @@ def records(store: Store, flt: AuditFilter, batch: int = 5000) -> Iterator[dict[
             if flt.until:
                 query = query.where(AuditRow.at < flt.until)
             if flt.action:
-                query = query.where(AuditRow.action.like(flt.action.replace("*", "%")))
+                query = query.where(AuditRow.action.like(_like(flt.action), escape="\\"))
             if flt.user_id is not None:
                 query = query.where(AuditRow.user_id == flt.user_id)
             if flt.run_id:
@@ -65,6 +65,12 @@ def records(store: Store, flt: AuditFilter, batch: int = 5000) -> Iterator[dict[
             for row in rows:
                 yield audit.as_dict(row)
             last = rows[-1].seq
+
+
+def _like(pattern: str) -> str:
+    """`pending.*` -> a LIKE pattern; `_` and `%` in action names match only themselves."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
 
 
 def show(store: Store, seq: int) -> dict[str, Any]:

@@ -62,6 +62,9 @@ def test_list_filters(es: Any) -> None:
     assert seqs(es("audit", "list", "--json")) == [1, 2, 3, 4, 5, 6]
     assert seqs(es("audit", "list", "--action", "user.purged", "--json")) == [2, 5]
     assert seqs(es("audit", "list", "--action", "user.*", "--json")) == [1, 2, 3, 4, 5]
+    assert seqs(es("audit", "list", "--action", "pending.*", "--json")) == [6]
+    assert seqs(es("audit", "list", "--action", "user_purged", "--json")) == []  # _ is literal
+    assert seqs(es("audit", "list", "--action", "user.%", "--json")) == []  # so is %
     assert seqs(es("audit", "list", "--user", "3", "--json")) == [4, 5]
     assert seqs(es("audit", "list", "--run", "run-a", "--json")) == [1, 2]
     assert seqs(es("audit", "list", "--since", "2026-06-02", "--json")) == [3, 4, 5, 6]
