@@ -64,8 +64,11 @@ def register(app: typer.Typer) -> None:
             return
         print_table(
             None,
-            ["seq", "at", "actor", "action", "user", "reason"],
-            [[r["seq"], r["at"], r["actor"], r["action"], r["user_id"], r["reason"]] for r in rows],
+            ["seq", "at", "run", "actor", "action", "user", "reason"],
+            [
+                [r["seq"], r["at"], r["run_id"], r["actor"], r["action"], r["user_id"], r["reason"]]
+                for r in rows
+            ],
         )
 
     @audit.command("show")

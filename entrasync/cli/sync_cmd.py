@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from entrasync.cli.context import AppContext, app_context, now
+from entrasync.cli.context import AppContext, actor_name, app_context, now
 from entrasync.cli.output import print_json, print_table, say
 from entrasync.domain.planning import ActionKind, Plan
 from entrasync.errors import ExitCode
@@ -143,6 +143,10 @@ def register(app: typer.Typer) -> None:
     def approve_cmd(
         ctx: typer.Context,
         run_id: Annotated[str, typer.Argument(help="The run whose held actions to release.")],
+        actor: Annotated[
+            str | None,
+            typer.Option("--actor", help="Administrator name for the audit log (default: login)."),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Release actions a safety threshold held, after re-checking them against the
@@ -151,7 +155,9 @@ def register(app: typer.Typer) -> None:
         Example: entrasync approve 0f8c2a4e-…
         """
         actx = app_context(ctx)
-        result = approve(actx.store(), actx.config, _graph_factory(actx), run_id, now())
+        result = approve(
+            actx.store(), actx.config, _graph_factory(actx), run_id, now(), actor_name(actor)
+        )
         if as_json:
             print_json(plan_json(result))
         else:

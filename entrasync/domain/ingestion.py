@@ -22,6 +22,7 @@ IdentKey = tuple[str, str]
 class KnownUser:
     tracking: str  # "tracked" | "untracked"
     status: str  # "active" | "pending"
+    licensed: bool = False  # holds at least one license already
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class IngestPlan:
     # Reports to store: (agent id or ref, user id or ref, report)
     accepted: list[tuple[int, int, AgentReport]] = field(default_factory=list)
     dropped: list[AgentReport] = field(default_factory=list)
+    # Existing users whose first data would take a license over the limit: to the queue.
+    queued: list[int] = field(default_factory=list)
 
     @property
     def pending_users(self) -> list[NewUser]:
@@ -85,7 +88,7 @@ class _Resolver:
         if user is None:
             user = self._match_user(report)
         if user is None:
-            user = self._new_user(report)
+            user = self._new_user()
         self._learn(user, report)
         if self.users[user].tracking == "untracked":
             self.plan.dropped.append(report)
@@ -96,9 +99,26 @@ class _Resolver:
             self.logons[report.logon] = (agent, user)
         if report.events and agent not in self.with_history:
             self.with_history.add(agent)
-            if self.users[user].status == "active":
-                self.used += 1
+            self._consume_license(user)
         self.plan.accepted.append((agent, user, report))
+
+    def _consume_license(self, user: int) -> None:
+        """An agent of `user` starts holding history. A user's *first* license goes through
+        pending routing — whether the user was created by this report or by an earlier one
+        that carried no data."""
+        known = self.users[user]
+        if known.status != "active":
+            return
+        if not known.licensed:
+            if route_new_user(self.used, self.terms) == "pending":
+                known.status = "pending"
+                if user < 0:
+                    self._new_users[user].status = "pending"
+                else:
+                    self.plan.queued.append(user)
+                return
+            known.licensed = True
+        self.used += 1
 
     def _match_user(self, report: AgentReport) -> int | None:
         by_logon = self.idents.get((IdentifierKind.LOGON, report.logon))
@@ -115,11 +135,10 @@ class _Resolver:
                     return owner
         return None
 
-    def _new_user(self, report: AgentReport) -> int:
+    def _new_user(self) -> int:
         ref = self._ref()
-        status = route_new_user(self.used, self.terms) if report.events else "active"
-        self.users[ref] = KnownUser("tracked", status)
-        new_user = NewUser(ref, status, [])
+        self.users[ref] = KnownUser("tracked", "active")
+        new_user = NewUser(ref, "active", [])
         self._new_users[ref] = new_user
         self.plan.new_users.append(new_user)
         return ref

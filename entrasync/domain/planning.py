@@ -77,7 +77,8 @@ class Facts:
     linked: Mapping[str, StoreUser] = field(default_factory=dict)  # object -> linked record
     watched: list[WatchedMember] = field(default_factory=list)
     retrack: list[StoreUser] = field(default_factory=list)
-    deleted: list[tuple[str, StoreUser]] = field(default_factory=list)
+    # (object, when entrasync saw the deletion, linked record)
+    deleted: list[tuple[str, datetime, StoreUser]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -276,11 +277,15 @@ def _plan_retracks(facts: Facts, policy: Policy, out: Plan) -> None:
 
 
 def _plan_deleted(facts: Facts, policy: Policy, out: Plan) -> None:
+    """A deleted Entra user is untracked at once; with `purge`, their data goes after the
+    purge delay like a Delete-group member's (a soft-deleted user restored in that window
+    keeps it)."""
     if policy.on_user_deleted == "ignore":
         return
-    for object_id, user in facts.deleted:
+    for object_id, deleted_at, user in facts.deleted:
         reason = (
-            f"Entra user {object_id} was deleted (sync.on_user_deleted = {policy.on_user_deleted})"
+            f"Entra user {object_id} deleted (seen {deleted_at:%Y-%m-%d %H:%M} UTC; "
+            f"sync.on_user_deleted = {policy.on_user_deleted})"
         )
         if user.tracking == "tracked":
             out.actions.append(
@@ -288,14 +293,19 @@ def _plan_deleted(facts: Facts, policy: Policy, out: Plan) -> None:
                     ActionKind.UNTRACK, reason, user.id, object_id, untracked_by="entra-deleted"
                 )
             )
-        if policy.on_user_deleted == "purge" and user.agents > 0:
-            out.actions.append(
-                PlannedAction(
-                    ActionKind.PURGE,
-                    reason,
-                    user.id,
-                    object_id,
-                    licenses_freed=user.licenses,
-                    untracked_by="entra-deleted",
-                )
+        if policy.on_user_deleted != "purge" or user.agents == 0:
+            continue
+        due = deleted_at + policy.purge_delay
+        if due > policy.now:
+            out.scheduled.append(ScheduledPurge(user.id, object_id, due, user.licenses))
+            continue
+        out.actions.append(
+            PlannedAction(
+                ActionKind.PURGE,
+                reason,
+                user.id,
+                object_id,
+                licenses_freed=user.licenses,
+                untracked_by="entra-deleted",
             )
+        )

@@ -65,7 +65,8 @@ def ingest_reports(
         account = apply_settings(store, session, config.account, now)
         plan = plan_ingest(list(reports), _lookups(session, reports), terms_of(account))
         ids = _write(session, plan, now)
-        pending = [ids[user.ref] for user in plan.pending_users]
+        pending = [ids[user.ref] for user in plan.pending_users] + plan.queued
+        _queue_existing(session, plan.queued, now)
         summary = IngestSummary(
             reports=len(reports),
             rows_stored=sum(len(report.events) for _, _, report in plan.accepted),
@@ -98,8 +99,9 @@ def _lookups(session: Session, reports: Sequence[AgentReport]) -> Lookups:
     logon_agents = queries.logon_agents(session, logons)
     identifier_users = queries.identifier_users(session, keys)
     user_ids = {uid for _, uid in logon_agents.values()} | set(identifier_users.values())
+    licensed = queries.user_license_counts(session, sorted(user_ids))
     users = {
-        row.id: KnownUser(row.tracking, row.status)
+        row.id: KnownUser(row.tracking, row.status, licensed.get(row.id, 0) > 0)
         for row in queries.users_by_id(session, sorted(user_ids))
     }
     agent_ids = sorted({aid for aid, _ in logon_agents.values()})
@@ -186,6 +188,15 @@ def _write_activity(session: Session, plan: IngestPlan, ids: dict[int, int], now
             )
             .values(last_activity_at=bindparam("t")),
             [{"uid": uid, "t": moment} for uid, moment in latest.items()],
+        )
+
+
+def _queue_existing(session: Session, user_ids: list[int], now: datetime) -> None:
+    if user_ids:
+        session.execute(
+            update(UserRow)
+            .where(UserRow.id.in_(user_ids))
+            .values(status="pending", pending_since=now)
         )
 
 

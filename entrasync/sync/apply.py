@@ -43,7 +43,10 @@ class Applied:
 
 
 class ActionApplier:
-    def __init__(self, store: Store, config: Config, run_id: str, now: datetime) -> None:
+    def __init__(
+        self, store: Store, config: Config, run_id: str, now: datetime, actor: str = SYSTEM_ACTOR
+    ) -> None:
+        self.actor = actor
         self.store = store
         self.config = config
         self.run_id = run_id
@@ -57,7 +60,7 @@ class ActionApplier:
                     self.store,
                     session,
                     events,
-                    actor=SYSTEM_ACTOR,
+                    actor=self.actor,
                     now=self.now,
                     run_id=self.run_id,
                 )

@@ -264,7 +264,12 @@ def _hold(
 
 
 def approve(
-    store: Store, config: Config, graph_factory: GraphFactory, run_id: str, now: datetime
+    store: Store,
+    config: Config,
+    graph_factory: GraphFactory,
+    run_id: str,
+    now: datetime,
+    actor: str = SYSTEM_ACTOR,
 ) -> CycleResult:
     """Re-plan against current state; apply the held actions of `run_id` that are still valid."""
     from entrasync.errors import NotFound
@@ -292,7 +297,7 @@ def approve(
     new_run = str(uuid.uuid4())
     _start_run(store, new_run, "approve", now)
     result = CycleResult(new_run, "ok", the_plan, read.resync, requests, frozen=read.frozen)
-    applier = ActionApplier(store, config, new_run, now)
+    applier = ActionApplier(store, config, new_run, now, actor)
     still_valid = {a.target for a in the_plan.actions}
     for action in the_plan.actions:
         if action.target in targets and applier.apply(action).done:
@@ -321,7 +326,7 @@ def approve(
                     },
                 )
             ],
-            actor=SYSTEM_ACTOR,
+            actor=actor,
             now=now,
             run_id=new_run,
         )

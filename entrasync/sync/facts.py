@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -130,22 +131,24 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
             ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
         )
     ).all()
-    deleted_rows: list[UserRow] = []
+    deleted_pairs: list[tuple[UserRow, datetime]] = []
     if on_user_deleted != "ignore":
-        deleted_rows = list(
-            session.scalars(
-                select(UserRow)
+        out_of_line = UserRow.tracking == "tracked"
+        if on_user_deleted == "purge":
+            out_of_line = or_(out_of_line, exists().where(AgentRow.user_id == UserRow.id))
+        deleted_pairs = [
+            (row, cast(datetime, deleted_at))  # the WHERE clause excludes NULL
+            for row, deleted_at in session.execute(
+                select(UserRow, EntraUserRow.deleted_at)
                 .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
                 .where(
                     EntraUserRow.deleted_at.is_not(None),
                     UserRow.merged_into_id.is_(None),
-                    or_(
-                        UserRow.tracking == "tracked",
-                        exists().where(AgentRow.user_id == UserRow.id),
-                    ),
+                    out_of_line,
                 )
             )
-        )
+        ]
+    deleted_rows = [row for row, _ in deleted_pairs]
     identity_users = queries.users_by_id(session, sorted({u for _, _, u in identity}))
     everyone = _store_users(
         session,
@@ -169,5 +172,8 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
             for w, u in watched
         ],
         retrack=[everyone[row.id] for row in retrack_rows],
-        deleted=[(row.entra_object_id or "", everyone[row.id]) for row in deleted_rows],
+        deleted=[
+            (row.entra_object_id or "", deleted_at, everyone[row.id])
+            for row, deleted_at in deleted_pairs
+        ],
     )

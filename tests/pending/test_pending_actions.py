@@ -319,11 +319,6 @@ def test_concurrent_approvals_cannot_share_the_last_license(store: Store, store_
     assert chain_ok(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (domain/ingestion.py): a user first seen in an empty report is created "
-    "active, and their first data later takes a license without pending routing",
-)
 def test_first_data_after_an_empty_report_is_routed(store: Store, store_url: str) -> None:
     config = make_config(store_url, account_toml(1))
     ingest(

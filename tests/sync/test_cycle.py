@@ -256,3 +256,78 @@ def test_nested_groups_and_resync_without_spurious_actions(world: World) -> None
     resync = world.sync(later(1))
     assert resync.resync is True
     assert resync.plan.actions == [] and audit_count(world) == records
+
+
+def test_deleted_entra_user_untracked_then_purged_after_delay(world: World) -> None:
+    world.configure('[sync]\non_user_deleted = "purge"\n')
+    t = world.tenant
+    lee = t.add_user("lee@contoso.com")
+    t.add_user("keep@contoso.com")
+    world.ingest(
+        report("CONTOSO\\lee", "PC", upn="lee@contoso.com", events=2),
+        report("CONTOSO\\keep", "PC", upn="keep@contoso.com"),
+    )
+    world.sync(later(0))
+    t.delete_user(lee)  # soft delete: the recycle bin
+    first = world.sync(later(1))
+    assert first.applied["untrack"] == 1 and first.applied.get("purge", 0) == 0
+    assert [s.user_id for s in first.plan.scheduled] == [
+        show_user(world.store, "lee@contoso.com")["id"]
+    ]
+    later_run = world.sync(later(30))
+    assert later_run.applied["purge"] == 1
+    assert show_user(world.store, "lee@contoso.com")["agents"] == []
+    assert show_user(world.store, "keep@contoso.com")["tracking"] == "tracked"
+
+
+def test_pending_user_resolved_by_merge_instead_of_waiting(world: World) -> None:
+    text = world.config_path.read_text().replace(
+        "purchased_licenses = 100", "purchased_licenses = 1\npending_mode = true"
+    )
+    world.config_path.write_text(text)
+    t = world.tenant
+    pat = t.add_user("pat@newco.com", proxy_addresses=["SMTP:pat@newco.com", "smtp:pat@oldco.com"])
+    world.ingest(report("OLDCO\\pat", "PC", upn="pat@oldco.com"))
+    world.sync(later(0))
+    # The renamed person reports under a new logon: a new user over the limit -> pending.
+    world.ingest(report("NEWCO\\pat", "PC", upn="pat@newco.com"), now=later(1))
+    assert show_user(world.store, "pat@newco.com")["status"] == "pending"
+    result = world.sync(later(2))
+    assert result.applied["merge"] == 1
+    view = show_user(world.store, "pat@newco.com")
+    assert view["status"] == "active" and view["licenses"] == 1
+    assert view["entra_object_id"] == pat
+
+
+def test_preregistered_user_carries_all_identifiers_and_stays_untracked(world: World) -> None:
+    t = world.tenant
+    quinn = t.add_user(
+        "quinn@contoso.com",
+        proxy_addresses=[
+            "SMTP:quinn@contoso.com",
+            "smtp:q.smith@contoso.com",
+            "SIP:quinn@contoso.com",
+        ],
+        on_premises_user_principal_name="quinn@corp.contoso.com",
+        on_premises_sam_account_name="qsmith",
+        on_premises_domain_name="corp.contoso.com",
+        employee_id="E-42",
+    )
+    t.add_member(world.delete, quinn)
+    result = world.sync(later(0))
+    assert result.applied["preregister"] == 1
+    view = show_user(world.store, "quinn@contoso.com")
+    values = {(i["kind"], i["value"]) for i in view["identifiers"]}
+    assert {
+        ("upn", "quinn@contoso.com"),
+        ("email", "q.smith@contoso.com"),
+        ("upn", "quinn@corp.contoso.com"),
+        ("logon", "corp\\qsmith"),
+        ("employee_id", "e-42"),
+    } <= values
+    assert not any("sip:" in v for _, v in values)
+    # Their first login, under any of those identifiers, is recognised and not tracked.
+    world.ingest(report("CORP\\qsmith", "LAPTOP-1"), now=later(1))
+    world.ingest(report("OTHER\\q", "KIOSK", email="q.smith@contoso.com"), now=later(1))
+    view = show_user(world.store, "quinn@contoso.com")
+    assert view["tracking"] == "untracked" and view["agents"] == []
