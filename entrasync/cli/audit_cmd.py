@@ -11,24 +11,12 @@ import typer
 
 from entrasync.cli.context import app_context, now
 from entrasync.cli.output import print_json, print_table, say
+from entrasync.domain.audit import FIELDS
 from entrasync.errors import ExitCode
 from entrasync.services import audit_review
 from entrasync.services.audit_review import AuditFilter
 
-EXPORT_FIELDS = [
-    "seq",
-    "at",
-    "run_id",
-    "actor",
-    "action",
-    "user_id",
-    "entra_object_id",
-    "identifiers",
-    "reason",
-    "details",
-    "prev_hash",
-    "hash",
-]
+EXPORT_FIELDS = [*FIELDS, "prev_hash", "hash"]
 
 
 def register(app: typer.Typer) -> None:
