@@ -41,7 +41,8 @@ def set_tracking(
 
 
 def purge_user(session: Session, user: UserRow, by: str, *, apply: bool) -> Details:
-    """Delete all history and agents; identifiers (logons included) stay, user is Untracked."""
+    """Delete all history and agents; identifiers (logons included) stay, user is Untracked.
+    A pending user leaves the queue: with no data left there is nothing to approve."""
     agent_ids = select(AgentRow.id).where(AgentRow.user_id == user.id).scalar_subquery()
     rows = session.scalar(
         select(func.count(ActivityRow.id)).where(ActivityRow.agent_id.in_(agent_ids))
@@ -51,8 +52,8 @@ def purge_user(session: Session, user: UserRow, by: str, *, apply: bool) -> Deta
         "rows_purged": int(rows or 0),
         "agents_removed": int(agents or 0),
         "licenses_freed": _licenses(session, user.id),
-        "before": {"tracking": user.tracking},
-        "after": {"tracking": "untracked"},
+        "before": {"tracking": user.tracking, "status": user.status},
+        "after": {"tracking": "untracked", "status": "active"},
     }
     if apply:
         session.execute(delete(ActivityRow).where(ActivityRow.agent_id.in_(agent_ids)))
@@ -62,6 +63,8 @@ def purge_user(session: Session, user: UserRow, by: str, *, apply: bool) -> Deta
         if user.tracking != "untracked":
             user.untracked_by = by
         user.tracking = "untracked"
+        user.status = "active"
+        user.pending_since = None
     return details
 
 

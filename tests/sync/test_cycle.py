@@ -331,3 +331,21 @@ def test_preregistered_user_carries_all_identifiers_and_stays_untracked(world: W
     world.ingest(report("OTHER\\q", "KIOSK", email="q.smith@contoso.com"), now=later(1))
     view = show_user(world.store, "quinn@contoso.com")
     assert view["tracking"] == "untracked" and view["agents"] == []
+
+
+def test_pending_user_in_the_delete_group_is_removed_from_the_queue(world: World) -> None:
+    text = world.config_path.read_text().replace(
+        "purchased_licenses = 100", "purchased_licenses = 0\npending_mode = true"
+    )
+    world.config_path.write_text(text.replace('purge_delay = "24h"', 'purge_delay = "0s"'))
+    t = world.tenant
+    rae = t.add_user("rae@contoso.com")
+    t.add_members(world.delete, [rae, t.add_user("other@contoso.com")])
+    world.ingest(report("CONTOSO\\rae", "PC", upn="rae@contoso.com", events=2))
+    assert show_user(world.store, "rae@contoso.com")["status"] == "pending"
+    result = world.sync(later(0))
+    assert result.applied["purge"] == 1
+    view = show_user(world.store, "rae@contoso.com")
+    assert (view["status"], view["tracking"], view["agents"]) == ("active", "untracked", [])
+    world.ingest(report("CONTOSO\\rae", "PC", upn="rae@contoso.com"), now=later(1))
+    assert show_user(world.store, "rae@contoso.com")["agents"] == []
