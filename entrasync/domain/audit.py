@@ -31,6 +31,7 @@ ACTIONS = frozenset(
         "account.grace_started",
         "account.grace_reset",
         "account.locked",
+        "account.unlocked",
         "pending.queued",
         "pending.approved",
         "pending.assigned",

@@ -5,16 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from entrasync.config import AccountConfig, NotifyConfig
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
-from entrasync.domain.licensing import AccountTerms, ComplianceState, evaluate_compliance
+from entrasync.domain.licensing import (
+    AccountTerms,
+    Compliance,
+    ComplianceState,
+    evaluate_compliance,
+)
 from entrasync.services.outbox import enqueue
 from entrasync.store import audit
 from entrasync.store.db import Store
 from entrasync.store.queries import pending_users, used_licenses
-from entrasync.store.schema import AccountRow
+from entrasync.store.schema import AccountRow, AuditRow
 
 _SETTINGS = ("purchased_licenses", "plan", "pending_mode", "manual_review")
 
@@ -78,8 +84,9 @@ def refresh_compliance(
     notify: NotifyConfig | None = None,
     run_id: str | None = None,
 ) -> LicenseStatus:
-    """Recompute usage and persist the grace clock; starting or ending grace is audited and
-    (when it starts) the admins are told."""
+    """Recompute usage and persist the grace clock. Starting or ending grace, and locking or
+    unlocking, are audited; the admins are told when grace starts and when the account locks."""
+    store.audit_lock(session)  # transitions are read and recorded by one writer at a time
     row = account_row(session)
     used = used_licenses(session)
     terms = terms_of(row)
@@ -102,7 +109,55 @@ def refresh_compliance(
                 recipients=notify.admins,
                 now=now,
             )
+    _record_lock_transition(store, session, state, used, terms, now, notify, run_id)
     return LicenseStatus(used, terms.limit, pending_users(session), state)
+
+
+def _record_lock_transition(
+    store: Store,
+    session: Session,
+    state: ComplianceState,
+    used: int,
+    terms: AccountTerms,
+    now: datetime,
+    notify: NotifyConfig | None,
+    run_id: str | None,
+) -> None:
+    """The lock has no column of its own: the audit log's latest lock record is the state."""
+    last = session.scalar(
+        select(AuditRow.action)
+        .where(AuditRow.action.in_(["account.locked", "account.unlocked"]))
+        .order_by(AuditRow.seq.desc())
+        .limit(1)
+    )
+    locked = state.state == Compliance.LOCKED
+    if locked == (last == "account.locked"):
+        return
+    details = {"used": used, "purchased": terms.limit, "plan": terms.plan}
+    if not locked:
+        event = AuditEvent(
+            "account.unlocked", "usage is back within the purchased count", details=details
+        )
+        audit.append(store, session, [event], actor=SYSTEM_ACTOR, now=now, run_id=run_id)
+        return
+    why = "free plan over its 3 licenses" if terms.plan == "free" else "the grace period ended"
+    event = AuditEvent(
+        "account.locked", f"{used} licenses used, {terms.limit} purchased: {why}", details=details
+    )
+    audit.append(store, session, [event], actor=SYSTEM_ACTOR, now=now, run_id=run_id)
+    if notify is not None:
+        enqueue(
+            session,
+            topic="locked",
+            subject=f"entrasync: account locked, {used}/{terms.limit} licenses used",
+            body=(
+                f"{used} licenses are in use and {terms.limit} are purchased ({why}).\n"
+                "Data is still collected. Buy licenses, or free some (untrack and purge users, "
+                "merge duplicates) to unlock.\n"
+            ),
+            recipients=notify.admins,
+            now=now,
+        )
 
 
 def _grace_event(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from testkit import report, write_config
 
 from entrasync.config import AccountConfig, Config, parse_config
@@ -16,7 +17,7 @@ from entrasync.domain.reports import parse_reports
 from entrasync.services import account, users
 from entrasync.services.ingest import ingest_reports
 from entrasync.store.db import Store
-from entrasync.store.schema import RunRow
+from entrasync.store.schema import AuditRow, RunRow
 
 T0 = datetime.now(UTC) - timedelta(days=60)
 
@@ -124,6 +125,9 @@ def test_grace_then_locked_then_reset(
     assert es("status", "--json").json()["compliance"] == "ok"
     assert len(_actions(es, "account.grace_started")) == 1
     assert len(_actions(es, "account.grace_reset")) == 1
+    # Locking and unlocking are recorded once each, however often status is asked.
+    assert len(_actions(es, "account.locked")) == 1
+    assert len(_actions(es, "account.unlocked")) == 1
     # Over again later: a fresh grace period from that moment.
     later = T0 + timedelta(days=40)
     _ingest(store, config, ["C\\c"], later)
@@ -145,6 +149,14 @@ def test_free_plan_locks_at_once_above_three(store: Store, store_url: str) -> No
         status = account.license_status(session, T0)
     assert status.compliance.state is Compliance.LOCKED
     assert status.compliance.grace_ends is None
+    with store.transaction() as session:
+        account.refresh_compliance(store, session, T0)
+        account.refresh_compliance(store, session, T0)
+    with store.reading() as session:
+        locked = session.scalars(
+            select(AuditRow.reason).where(AuditRow.action == "account.locked")
+        ).all()
+    assert len(locked) == 1 and "free plan" in locked[0]
 
 
 @pytest.mark.parametrize("purchased", [0, 5])
