@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, select
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from entrasync.config import Config
@@ -67,6 +67,50 @@ class ActionApplier:
             crashpoint("mid-action")  # changes made, transaction not yet committed
         crashpoint("between-actions")
         return Applied(action, events is not None)
+
+    def apply_links(self, actions: list[PlannedAction]) -> int:
+        """All LINK actions in one transaction, set-based: a first sync links every record
+        of the tenant, and linking is bookkeeping (not audited), so it need not pay one
+        transaction per record. Records or objects already linked are left alone."""
+        pairs = {a.user_id: a.object_id for a in actions if a.user_id is not None and a.object_id}
+        if not pairs:
+            return 0
+        linked = 0
+        with self.store.transaction() as session:
+            users, objects = list(pairs), list(pairs.values())
+            taken: set[str | None] = set()
+            free_users: set[int] = set()
+            for start in range(0, len(users), 500):
+                taken.update(
+                    session.scalars(
+                        select(UserRow.entra_object_id).where(
+                            UserRow.entra_object_id.in_(objects[start : start + 500])
+                        )
+                    )
+                )
+                free_users.update(
+                    session.scalars(
+                        select(UserRow.id).where(
+                            UserRow.id.in_(users[start : start + 500]),
+                            UserRow.entra_object_id.is_(None),
+                        )
+                    )
+                )
+            rows = [
+                {"uid": uid, "obj": obj}
+                for uid, obj in pairs.items()
+                if uid in free_users and obj not in taken
+            ]
+            if rows:
+                table = cast(Table, UserRow.__table__)
+                session.execute(
+                    update(table)
+                    .where(table.c.id == bindparam("uid"))
+                    .values(entra_object_id=bindparam("obj")),
+                    rows,
+                )
+                linked = len(rows)
+        return linked
 
     # -- handlers: the audit events to write, or None when there is nothing left to do -----
 

@@ -6,6 +6,7 @@ back, so it changes nothing — not even the delta links.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from entrasync.sync.apply import ActionApplier
 from entrasync.sync.crashpoints import crashpoint
 
 GraphFactory = Callable[[], GraphClient]
+log = logging.getLogger("entrasync.sync")
 
 
 @dataclass
@@ -190,11 +192,15 @@ def _cycle(
         run_id, "held" if held else "ok", the_plan, read.resync, frozen=read.frozen
     )
     applier = ActionApplier(store, config, run_id, now)
+    links = the_plan.of_kind(ActionKind.LINK)
+    if links:
+        result.applied[ActionKind.LINK.value] += applier.apply_links(links)
     for action in the_plan.actions:
-        if action.kind in held:
+        if action.kind in held or action.kind == ActionKind.LINK:
             continue
         if applier.apply(action).done:
             result.applied[action.kind.value] += 1
+            _log_applied(run_id, action)
     if held:
         _hold(store, config, run_id, now, [a for a in the_plan.actions if a.kind in held], total)
         result.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
@@ -302,6 +308,7 @@ def approve(
     for action in the_plan.actions:
         if action.target in targets and applier.apply(action).done:
             result.applied[action.kind.value] += 1
+            _log_applied(new_run, action)
     with store.transaction() as session:
         released = 0
         for row in session.scalars(
@@ -341,6 +348,24 @@ def approve(
         resync=read.resync,
     )
     return result
+
+
+def _log_applied(run_id: str, action: PlannedAction) -> None:
+    """One log line per applied action (the daemon renders it as JSON with these fields)."""
+    log.info(
+        "action applied: %s user %s",
+        action.kind.value,
+        action.user_id,
+        extra={
+            "run_id": run_id,
+            "action": action.kind.value,
+            "user_id": action.user_id,
+            "entra_object_id": action.object_id,
+            "source_user_ids": list(action.source_user_ids),
+            "licenses_freed": action.licenses_freed,
+            "reason": action.reason,
+        },
+    )
 
 
 def _start_run(store: Store, run_id: str, kind: str, now: datetime) -> None:
