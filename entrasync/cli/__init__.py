@@ -7,7 +7,9 @@ import sys
 from entrasync.cli import (
     audit_cmd,
     check_config,
+    daemon_cmd,
     db_cmd,
+    demo_cmd,
     ingest_cmd,
     pending_cmd,
     status_cmd,
@@ -23,7 +25,9 @@ __all__ = ["app", "main"]
 for _module in (
     audit_cmd,
     check_config,
+    daemon_cmd,
     db_cmd,
+    demo_cmd,
     ingest_cmd,
     pending_cmd,
     status_cmd,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from entrasync.cli.context import app_context, now
 from entrasync.cli.output import print_json, say
+from entrasync.daemon.state import daemon_summary
 from entrasync.services.account import apply_settings, refresh_compliance
 from entrasync.store.schema import RunRow
 
@@ -31,21 +32,23 @@ def register(app: typer.Typer) -> None:
             licenses = refresh_compliance(store, session, moment, actx.config.notify)
             last = session.scalar(select(RunRow).order_by(RunRow.started_at.desc()).limit(1))
             last_run = _run_view(last) if last else None
+            daemon = daemon_summary(session, moment)
         state = licenses.compliance
         grace_ends = state.grace_ends.isoformat() if state.grace_ends else None
         if as_json:
-            print_json(
-                {
-                    "licenses": {
-                        "used": licenses.used,
-                        "purchased": licenses.purchased,
-                        "pending": licenses.pending,
-                    },
-                    "compliance": state.state.value,
-                    "grace_ends": grace_ends,
-                    "last_run": last_run,
-                }
-            )
+            view: dict[str, Any] = {
+                "licenses": {
+                    "used": licenses.used,
+                    "purchased": licenses.purchased,
+                    "pending": licenses.pending,
+                },
+                "compliance": state.state.value,
+                "grace_ends": grace_ends,
+                "last_run": last_run,
+            }
+            if daemon["instances"]:  # only while an `entrasync run` is alive
+                view["daemon"] = daemon
+            print_json(view)
             return
         say(f"licenses   {licenses.used}/{licenses.purchased} used")
         say(f"pending    {licenses.pending}")
@@ -55,6 +58,16 @@ def register(app: typer.Typer) -> None:
             say(f"last run   {last_run['id']} {last_run['status']} at {last_run['started_at']}")
         else:
             say("last run   none yet")
+        say(f"daemon     {_daemon_line(daemon)}")
+        for job, at in sorted(daemon["jobs"].items()):
+            say(f"  next {job:<10} {at or 'paused'}")
+
+
+def _daemon_line(daemon: dict[str, Any]) -> str:
+    instances = daemon["instances"]
+    if not instances:
+        return "not running (no `entrasync run` heartbeat in the last 45 s)"
+    return ", ".join(f"{i['instance']} {i['role']}" for i in instances)
 
 
 def _run_view(run: RunRow) -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""Prometheus metrics of the daemon (own registry: nothing global, no default collectors
+beyond the process ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+OUTCOMES = ("ok", "held", "dry-run", "failed")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.cycles = Counter(
+            "entrasync_cycles", "Scheduled sync cycles by outcome.", ["outcome"], registry=r
+        )
+        for outcome in OUTCOMES:
+            self.cycles.labels(outcome)
+        self.actions = Counter(
+            "entrasync_actions",
+            "Actions applied by scheduled cycles, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.held = Counter(
+            "entrasync_held_actions",
+            "Actions held by a safety threshold, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.graph_requests = Counter(
+            "entrasync_graph_requests",
+            "HTTP attempts to Graph (api=graph) and the identity platform (api=login), by "
+            "status (error = connection failure or timeout).",
+            ["api", "status"],
+            registry=r,
+        )
+        self.licenses_used = Gauge(
+            "entrasync_licenses_used", "Licenses in use (agents holding history).", registry=r
+        )
+        self.licenses_purchased = Gauge(
+            "entrasync_licenses_purchased", "Licenses the account may use.", registry=r
+        )
+        self.licenses_pending = Gauge(
+            "entrasync_licenses_pending", "Users waiting in the pending queue.", registry=r
+        )
+        self.last_success = Gauge(
+            "entrasync_last_success_timestamp_seconds",
+            "Unix time of the last successful sync cycle (0 = none yet).",
+            registry=r,
+        )
+        self.consecutive_failures = Gauge(
+            "entrasync_consecutive_failures", "Failed cycles since the last success.", registry=r
+        )
+        self.leader = Gauge(
+            "entrasync_leader", "1 when this instance is the leader, 0 on standby.", registry=r
+        )
+        self.duration = Histogram(
+            "entrasync_cycle_duration_seconds",
+            "Duration of scheduled sync cycles (failed ones included).",
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.emails_sent = Counter(
+            "entrasync_outbox_sent", "Admin emails accepted by the SMTP server.", registry=r
+        )
+        self.retention_rows = Counter(
+            "entrasync_pending_rows_expired",
+            "Pending users' activity rows deleted by retention.",
+            registry=r,
+        )
+
+    def count_cycle(
+        self,
+        outcome: str,
+        seconds: float,
+        applied: Mapping[str, int],
+        held: Mapping[str, int],
+        requests: Mapping[tuple[str, str], int],
+    ) -> None:
+        self.cycles.labels(outcome).inc()
+        self.duration.observe(seconds)
+        for kind, n in applied.items():
+            self.actions.labels(kind).inc(n)
+        for kind, n in held.items():
+            self.held.labels(kind).inc(n)
+        for (api, status), n in requests.items():
+            self.graph_requests.labels(api, status).inc(n)
+
+    def set_licenses(self, used: int, purchased: int, pending: int) -> None:
+        self.licenses_used.set(used)
+        self.licenses_purchased.set(purchased)
+        self.licenses_pending.set(pending)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

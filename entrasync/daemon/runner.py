@@ -1,0 +1,156 @@
+"""The main thread of `entrasync run`: start, wait for signals, reload, stop.
+
+* SIGTERM / SIGINT: no new transaction starts, the one in progress finishes (up to
+  ``daemon.stop_timeout``), the lock is given up, exit 0. If the deadline passes while a
+  transaction is still open (a slow Graph read inside the mirror transaction), the process
+  exits anyway with 0: the database rolls that transaction back and the next cycle — here or
+  on the standby — redoes it (every action is idempotent).
+* SIGHUP: re-read and validate the config file; an invalid one is rejected (logged, the old
+  one kept). ``store.url`` and ``daemon.listen`` changes need a restart and are kept as they
+  were (logged); everything else applies from the next job on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from entrasync.config import Config, load_config
+from entrasync.daemon.health import parse_listen
+from entrasync.daemon.logs import configure_logging, get_logger, scrubber
+from entrasync.daemon.service import Daemon
+from entrasync.daemon.systemd import Notifier
+from entrasync.errors import ConfigError
+from entrasync.graph import settings_from_config
+from entrasync.graph.credentials import CREDENTIALS_DIRECTORY_ENV, SECRET_ENV
+from entrasync.notify import check_notify_config
+
+log = get_logger("entrasync.daemon")
+
+
+def known_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """Secret values the log scrubber must never let through."""
+    found: list[str | None] = [environ.get(SECRET_ENV, "").strip()]
+    files: list[Path | None] = [
+        config.entra.client_secret_file,
+        config.entra.certificate_passphrase_file,
+        config.notify.password_file,
+    ]
+    directory = environ.get(CREDENTIALS_DIRECTORY_ENV)
+    if directory:
+        files.append(Path(directory) / "client-secret")
+    for path in files:
+        if path is None:
+            continue
+        try:
+            found.append(path.read_text(encoding="utf-8", errors="replace").strip())
+        except OSError:
+            continue
+    try:
+        password = make_url(config.store.url).password
+        found.append(str(password) if password else None)
+    except (ArgumentError, ValueError):
+        pass
+    return [s for s in found if s]
+
+
+def validate(config: Config, environ: Mapping[str, str]) -> None:
+    """Checks beyond the file's schema that need no network: a credential is configured and
+    readable, the listen address parses, the SMTP settings are safe."""
+    parse_listen(config.daemon.listen)
+    settings_from_config(config.entra, environ)
+    check_notify_config(config.notify)
+
+
+def run_daemon(config_path: Path, config: Config, environ: Mapping[str, str] | None = None) -> int:
+    env = dict(os.environ if environ is None else environ)
+    configure_logging(config.logging.level, config.logging.format)
+    scrubber.set(known_secrets(config, env))
+    notifier = Notifier(env)
+    wake = threading.Event()
+    received: dict[str, str | bool | None] = {"stop": None, "reload": False, "changed": False}
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        received["stop"] = signal.Signals(signum).name
+        wake.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        received["reload"] = True
+        wake.set()
+
+    def on_change(_role: str) -> None:
+        received["changed"] = True
+        wake.set()
+
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig, handler in (
+            (signal.SIGTERM, on_stop),
+            (signal.SIGINT, on_stop),
+            (signal.SIGHUP, on_hup),
+        )
+    }
+    try:
+        try:
+            validate(config, env)
+        except ConfigError as exc:
+            log.error("configuration rejected", error=str(exc))
+            raise
+        daemon = Daemon(config, env, on_change=on_change)
+        daemon.start()
+        notifier.ready(daemon.status_line())
+        tick = min(1.0, notifier.watchdog_interval or 1.0)
+        while received["stop"] is None:
+            wake.wait(tick)
+            wake.clear()
+            if received["reload"]:
+                received["reload"] = False
+                _reload(daemon, config_path, env, notifier)
+            if received["changed"]:
+                received["changed"] = False
+                notifier.status(daemon.status_line())
+            if daemon.scheduler.running:
+                notifier.watchdog_due()
+        log.info("stopping", signal=received["stop"], role=daemon.role)
+        notifier.stopping()
+        timeout = daemon.config.daemon.stop_timeout.total_seconds()
+        if not daemon.stop(timeout):
+            log.warning(
+                "a transaction was still open at daemon.stop_timeout; exiting anyway "
+                "(the database rolls it back, the next cycle redoes it)",
+                stop_timeout_s=timeout,
+            )
+            logging.shutdown()
+            os._exit(0)
+        log.info("stopped")
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _reload(daemon: Daemon, path: Path, env: Mapping[str, str], notifier: Notifier) -> None:
+    notifier.reloading()
+    try:
+        new = load_config(path)
+        validate(new, env)
+    except ConfigError as exc:
+        log.error("config reload rejected; the running config is kept", error=str(exc))
+        notifier.reloaded(daemon.status_line())
+        return
+    kept = daemon.apply_config(new)
+    configure_logging(new.logging.level, new.logging.format)
+    scrubber.set(known_secrets(new, env))
+    if kept:
+        log.warning("config reloaded; these settings need a restart and were kept", kept=kept)
+    else:
+        log.info("config reloaded", interval_s=new.schedule.interval.total_seconds())
+    notifier.reloaded(daemon.status_line())
