@@ -1,5 +1,6 @@
 """Terminal output: rich tables on a terminal, plain JSON for scripts, no colour when piped
-or when NO_COLOR is set."""
+or when NO_COLOR is set (to any non-empty value, per no-color.org), progress bars only on a
+terminal."""
 
 from __future__ import annotations
 
@@ -10,18 +11,53 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 
+def colour_wanted(stream: Any) -> bool:
+    return not os.environ.get("NO_COLOR") and _is_terminal(stream)
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def _console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    plain = "NO_COLOR" in os.environ or not stream.isatty()
+    plain = not colour_wanted(stream)
     return Console(file=stream, no_color=plain, highlight=False, soft_wrap=True, emoji=False)
 
 
-def console() -> Console:
-    return _console()
+def console(stderr: bool = False) -> Console:
+    return _console(stderr)
+
+
+def progress(*, stderr: bool = True, transient: bool = True) -> Progress:
+    """A progress display for long operations: drawn only when the stream is a terminal
+    (stderr by default, so piped stdout stays clean), a no-op otherwise.
+
+    Use as ``with progress() as bar: task = bar.add_task("ingesting", total=n)``."""
+    out = _console(stderr)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=transient,
+        disable=not _is_terminal(out.file),
+    )
 
 
 def print_json(value: Any) -> None:
