@@ -1,0 +1,1 @@
+"""entrasync benchmarks: `python -m bench` (see bench/__main__.py and bench/RESULTS.md)."""

@@ -1,0 +1,103 @@
+"""`python -m bench [--quick] [--json] [--postgres]`: what a cycle costs, side by side.
+
+Full size by default (100k Entra users, 5M activity rows; tens of minutes), `--quick` for
+a 20k-user run in about a minute. PostgreSQL is measured too with `--postgres` or when
+`ENTRASYNC_TEST_DATABASE_URL` is set (its `test` database; the bench uses schemas of its own
+and drops them afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.machine import describe
+from bench.measure import postgres_backend, run_backend, sqlite_backend
+from bench.report import evaluate, render
+from bench.scenario import FULL, QUICK, SCENARIOS, Scenario
+from bench.world import CLIENT_ID, SECRET, request_model
+from entrasync.sim import EntraEmulator
+from entrasync.sim.generate import generate_tenant
+
+PG_ENV = "ENTRASYNC_TEST_DATABASE_URL"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def run(
+    scenario: Scenario,
+    *,
+    postgres_url: str | None,
+    workdir: Path | None = None,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Every figure for `scenario`: SQLite at the top level, PostgreSQL under `postgresql`."""
+    began = time.perf_counter()
+
+    def log(message: str) -> None:
+        if not quiet:
+            print(f"{time.perf_counter() - began:7.1f}s  {message}", file=sys.stderr, flush=True)
+
+    log(f"scenario {scenario.name}: generating a tenant of {scenario.users:,} users")
+    gen = generate_tenant(
+        scenario.users,
+        dnt=scenario.dnt,
+        delete=scenario.delete,
+        nested=scenario.nested,
+        seed=8,
+    )
+    with tempfile.TemporaryDirectory(prefix="entrasync-bench-", dir=workdir) as tmp:
+        with EntraEmulator(gen.tenant, workdir=Path(tmp) / "emu") as emu:
+            emu.register_app(CLIENT_ID, secret=SECRET)
+            model = request_model(gen, emu.page_size)
+            result: dict[str, Any] = {
+                "scenario": scenario.as_dict(),
+                "graph_page_size": emu.page_size,
+            }
+            result.update(
+                run_backend(sqlite_backend(Path(tmp)), scenario, gen, emu, model, Path(tmp), log)
+            )
+            if postgres_url:
+                result["postgresql"] = run_backend(
+                    postgres_backend(postgres_url), scenario, gen, emu, model, Path(tmp), log
+                )
+    result["machine"] = describe(postgres_url)
+    result["targets"] = evaluate(result, full_size=scenario.name == FULL.name)
+    result["bench_s"] = round(time.perf_counter() - began, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="20k users, 500k rows (~1 minute)")
+    size.add_argument("--scenario", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=os.environ.get(PG_ENV) or DEFAULT_PG,
+        default=os.environ.get(PG_ENV) or None,
+        metavar="URL",
+        help=f"measure PostgreSQL too (default: ${PG_ENV} when set)",
+    )
+    parser.add_argument("--workdir", type=Path, help="where the SQLite files go (default: /tmp)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    scenario = SCENARIOS[args.scenario] if args.scenario else QUICK if args.quick else FULL
+    result = run(scenario, postgres_url=args.postgres, workdir=args.workdir, quiet=args.quiet)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        print(render(result))
+    return 0 if all(t["met"] for t in result["targets"] if t["applies"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""One sync cycle in a process of its own, so that its peak memory is its own.
+
+`python -m bench.initial_sync CONFIG NOW` prints one JSON object: seconds, peak RSS (MB,
+`ru_maxrss`: the whole process, interpreter and imports included), the run status and the
+actions applied.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from bench.world import graph_factory, load
+from entrasync.store.db import Store
+from entrasync.sync.cycle import run_cycle
+
+
+def main(argv: list[str]) -> int:
+    config = load(Path(argv[0]))
+    now = datetime.fromisoformat(argv[1])
+    store = Store(config.store.url)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    result = run_cycle(store, config, lambda: graph_factory(config), now)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    store.engine.dispose()
+    json.dump(
+        {
+            "seconds": elapsed,
+            "peak_rss_mb": peak,
+            "rss_before_cycle_mb": baseline,
+            "status": result.status,
+            "applied": dict(result.applied),
+            "graph_requests_counted": result.graph_requests,
+        },
+        sys.stdout,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

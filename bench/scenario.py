@@ -1,0 +1,64 @@
+"""Benchmark scenarios: the size of the tenant and of the store that matches it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    users: int  # Entra users; every one has a store record
+    dnt: int  # direct members of the DNT group
+    nested: int  # members of a group nested in the DNT group (also DNT, transitively)
+    delete: int  # members of the Delete group
+    agents: int  # >= users: the first `users` agents are domain logons, the rest standalone
+    activity_rows: int  # spread evenly over the agents
+    purge_users: int  # users purged by entrasync (and by raw SQL on the copy)
+    ingest_rows: int  # activity rows ingested through `ingest_reports`
+    ingest_events_per_report: int = 50
+
+    @property
+    def dnt_effective(self) -> int:
+        return self.dnt + self.nested
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TINY = Scenario(
+    name="tiny",
+    users=300,
+    dnt=25,
+    nested=5,
+    delete=10,
+    agents=450,
+    activity_rows=3_000,
+    purge_users=10,
+    ingest_rows=1_000,
+    ingest_events_per_report=10,
+)
+QUICK = Scenario(
+    name="quick",
+    users=20_000,
+    dnt=1_800,
+    nested=200,
+    delete=500,
+    agents=30_000,
+    activity_rows=500_000,
+    purge_users=500,
+    ingest_rows=50_000,
+)
+FULL = Scenario(
+    name="full",
+    users=100_000,
+    dnt=9_000,
+    nested=1_000,
+    delete=2_000,
+    agents=150_000,
+    activity_rows=5_000_000,
+    purge_users=2_000,
+    ingest_rows=250_000,
+)
+SCENARIOS = {s.name: s for s in (TINY, QUICK, FULL)}
