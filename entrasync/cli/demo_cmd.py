@@ -209,7 +209,7 @@ def _keep_running(demo: Demo, interval: float, out: Console) -> int:
     config = demo.config()
     out.print(
         f"\n[bold]Keeping the emulator up[/bold] at {demo.emu.base_url} and running the daemon "
-        f"(a cycle every {config.schedule.interval}). In another terminal:\n"
+        f"(a cycle every {interval:g} s). In another terminal:\n"
         f"  {prog} plan\n  {prog} status\n  {prog} healthcheck\n"
         f"  curl -s http://{config.daemon.listen}/metrics\n"
         "Stop with Ctrl-C.",
