@@ -15,7 +15,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+	$(BIN)/entrasync demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
