@@ -11,7 +11,10 @@ from entrasync.cli.context import AppContext
 
 app = typer.Typer(
     name="entrasync",
-    help="Keeps a workforce-analytics license store in line with Microsoft Entra ID.",
+    help=(
+        "Keeps a workforce-analytics license store in line with Microsoft Entra ID.\n\n"
+        "Example: entrasync --config /etc/entrasync/entrasync.toml status"
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

@@ -20,7 +20,10 @@ EXPORT_FIELDS = [*FIELDS, "prev_hash", "hash"]
 
 
 def register(app: typer.Typer) -> None:
-    audit = typer.Typer(help="Review the tamper-evident audit log.", no_args_is_help=True)
+    audit = typer.Typer(
+        help="Review the tamper-evident audit log.\n\nExample: entrasync audit list --since 7d",
+        no_args_is_help=True,
+    )
     app.add_typer(audit, name="audit")
 
     @audit.command("list")

@@ -9,7 +9,9 @@ from entrasync.cli.output import say
 
 
 def register(app: typer.Typer) -> None:
-    db = typer.Typer(help="Database schema management.", no_args_is_help=True)
+    db = typer.Typer(
+        help="Database schema management.\n\nExample: entrasync db upgrade", no_args_is_help=True
+    )
     app.add_typer(db, name="db")
 
     @db.command("upgrade")

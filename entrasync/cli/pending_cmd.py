@@ -37,7 +37,10 @@ def _report(result: service.PendingResult, as_json: bool) -> None:
 
 def register(app: typer.Typer) -> None:
     pending = typer.Typer(
-        help="The Pending Licenses queue: new users waiting for a license (audited actions).",
+        help=(
+            "The Pending Licenses queue: new users waiting for a license (audited actions)."
+            "\n\nExample: entrasync pending list"
+        ),
         no_args_is_help=True,
     )
     app.add_typer(pending, name="pending")

@@ -61,7 +61,10 @@ def _report(result: service.ActionResult, as_json: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    users = typer.Typer(help="Look at users and act on them (audited).", no_args_is_help=True)
+    users = typer.Typer(
+        help="Look at users and act on them (audited).\n\nExample: entrasync users list --csv",
+        no_args_is_help=True,
+    )
     app.add_typer(users, name="users")
 
     @users.command("show")
@@ -159,6 +162,7 @@ def register(app: typer.Typer) -> None:
         """Delete a user's history and agents (frees their licenses); IRREVERSIBLE.
 
         The user record and identifiers stay, Untracked, so the person is not tracked again.
+
         Example: entrasync users purge jdoe@contoso.com --dry-run
         """
         actx = app_context(ctx)
