@@ -7,10 +7,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import Progress
 
 from entrasync.cli.context import app_context, now
-from entrasync.cli.output import print_json, say
-from entrasync.services.ingest import ingest_file
+from entrasync.cli.output import print_json, progress, say
+from entrasync.domain.reports import AgentReport, ReportError, parse_reports
+from entrasync.services.ingest import ingest_reports, read_reports
+
+
+def _read(file: Path, bar: Progress) -> list[AgentReport]:
+    """Parse the file under a byte-count progress bar. On any failure the service reads it
+    again, so the error the admin sees is the service's own (one wording, one place)."""
+    try:
+        task = bar.add_task(f"reading {file.name}", total=file.stat().st_size, unit="bytes")
+        with bar.open(file, "r", encoding="utf-8", task_id=task) as handle:
+            return parse_reports(handle)
+    except (OSError, UnicodeDecodeError, ReportError):
+        return read_reports(file)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +38,10 @@ def register(app: typer.Typer) -> None:
         Example: entrasync ingest reports-2026-06-01.jsonl
         """
         actx = app_context(ctx)
-        summary = ingest_file(actx.store(), actx.config, file, now())
+        with progress() as bar:
+            reports = _read(file, bar)
+            bar.add_task(f"storing {len(reports)} reports (all or nothing)", total=None)
+            summary = ingest_reports(actx.store(), actx.config, reports, now(), source=str(file))
         if as_json:
             print_json(asdict(summary))
             return

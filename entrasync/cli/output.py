@@ -5,17 +5,21 @@ terminal."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -42,6 +46,18 @@ def console(stderr: bool = False) -> Console:
     return _console(stderr)
 
 
+class _Count(ProgressColumn):
+    """`3/10`; `12.5/30.1 MB` for a task added with ``unit="bytes"``; `42` without a total."""
+
+    def render(self, task: Task) -> Text:
+        done = int(task.completed)
+        if task.total is None:
+            return Text(str(done) if done else "")
+        if task.fields.get("unit") == "bytes":
+            return Text(f"{filesize.decimal(done)}/{filesize.decimal(int(task.total))}")
+        return Text(f"{done}/{int(task.total)}")
+
+
 def progress(*, stderr: bool = True, transient: bool = True) -> Progress:
     """A progress display for long operations: drawn only when the stream is a terminal
     (stderr by default, so piped stdout stays clean), a no-op otherwise.
@@ -52,7 +68,7 @@ def progress(*, stderr: bool = True, transient: bool = True) -> Progress:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        _Count(),
         TimeElapsedColumn(),
         console=out,
         transient=transient,
@@ -79,3 +95,40 @@ def say(message: str) -> None:
 
 def error(message: str) -> None:
     _console(stderr=True).print(f"entrasync: error: {message}", markup=False)
+
+
+class _ActionCounter(logging.Handler):
+    """Advances a progress task on each "action applied" record of the sync logger."""
+
+    def __init__(self, bar: Progress, task: Any) -> None:
+        super().__init__(logging.INFO)
+        self.bar = bar
+        self.task = task
+
+    def emit(self, record: logging.LogRecord) -> None:
+        action = getattr(record, "action", None)
+        if isinstance(action, str):
+            self.bar.update(self.task, description=f"applying actions (last: {action})")
+            self.bar.advance(self.task)
+
+
+@contextmanager
+def cycle_progress(title: str) -> Iterator[None]:
+    """A spinner and a count of applied actions while a sync cycle runs (a first sync of a
+    large tenant, or many purges, takes a while); only on a terminal."""
+    with progress() as bar:
+        if bar.disable:
+            yield
+            return
+        task = bar.add_task(title, total=None)
+        logger = logging.getLogger("entrasync.sync")
+        handler = _ActionCounter(bar, task)
+        level = logger.level
+        if not logger.isEnabledFor(logging.INFO):
+            logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)

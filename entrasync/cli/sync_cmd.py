@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from entrasync.cli.context import AppContext, actor_name, app_context, now
-from entrasync.cli.output import print_json, print_table, say
+from entrasync.cli.output import cycle_progress, print_json, print_table, say
 from entrasync.domain.planning import ActionKind, Plan
 from entrasync.errors import ExitCode
 from entrasync.graph import GraphClient, settings_from_config
@@ -113,7 +113,10 @@ def register(app: typer.Typer) -> None:
         Example: entrasync sync --dry-run
         """
         actx = app_context(ctx)
-        result = run_cycle(actx.store(), actx.config, _graph_factory(actx), now(), dry_run=dry_run)
+        with cycle_progress("reading Entra ID" + (" (dry run)" if dry_run else "")):
+            result = run_cycle(
+                actx.store(), actx.config, _graph_factory(actx), now(), dry_run=dry_run
+            )
         if as_json:
             print_json(plan_json(result))
         else:
@@ -133,7 +136,8 @@ def register(app: typer.Typer) -> None:
         Example: entrasync plan --json
         """
         actx = app_context(ctx)
-        result = run_cycle(actx.store(), actx.config, _graph_factory(actx), now(), dry_run=True)
+        with cycle_progress("reading Entra ID and planning"):
+            result = run_cycle(actx.store(), actx.config, _graph_factory(actx), now(), dry_run=True)
         if as_json:
             print_json(plan_json(result))
         else:
@@ -155,9 +159,10 @@ def register(app: typer.Typer) -> None:
         Example: entrasync approve 0f8c2a4e-…
         """
         actx = app_context(ctx)
-        result = approve(
-            actx.store(), actx.config, _graph_factory(actx), run_id, now(), actor_name(actor)
-        )
+        with cycle_progress("re-checking the held actions against Entra ID"):
+            result = approve(
+                actx.store(), actx.config, _graph_factory(actx), run_id, now(), actor_name(actor)
+            )
         if as_json:
             print_json(plan_json(result))
         else:
