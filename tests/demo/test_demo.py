@@ -136,3 +136,50 @@ def test_refuses_a_directory_that_already_holds_a_demo(cli: Any, tmp_path: Path)
     result = cli("demo", "--dir", str(where))
     assert result.code == 1 and "already holds a demo store" in result.err
     assert (where / "store.db").read_bytes() == b"precious"
+
+
+def test_keep_running_serves_the_daemon_until_interrupted(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    where = tmp_path / "demo"
+    env = {**os.environ, "NO_COLOR": "1"}
+    entrasync = [sys.executable, "-m", "entrasync"]
+    config = ["--config", str(where / "entrasync.toml")]
+    demo = subprocess.Popen(
+        [*entrasync, "demo", "--dir", str(where), "--users", "30", "--keep-running"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert demo.stdout is not None
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "Stop with Ctrl-C" in line:
+                break
+        assert any("running the daemon" in line for line in lines), "".join(lines)
+        healthy = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            healthy = subprocess.run(
+                [*entrasync, *config, "healthcheck", "--json"],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            if healthy.returncode == 0:
+                break
+            time.sleep(0.5)
+        assert healthy is not None and healthy.returncode == 0, healthy.stdout + healthy.stderr
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        assert demo.wait(timeout=20) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
