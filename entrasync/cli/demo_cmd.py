@@ -95,31 +95,31 @@ def _summary(result: DemoResult, out: Console) -> None:
         "merged (UPN change)",
         str(o["merged"].people),
         str(o["merged"].licenses_freed),
-        "renamed oldco.com -> newco.com: two records, one person",
+        "renamed: two records, one person",
     )
     did.add_row(
         "pending resolved",
         str(o["pending_resolved"].people),
         str(o["pending_resolved"].licenses_freed),
-        "renamed people waiting in the queue: merged, not approved (they held no license)",
+        "renamed, queued: merged, no approval",
     )
     did.add_row(
         "untracked",
         str(o["untracked"].people),
         str(o["untracked"].licenses_freed),
-        "Do Not Track (incl. the nested group) and Delete: no new data; history still counts",
+        "DNT (+nested) / Delete: history kept",
     )
     did.add_row(
         "purged",
         str(o["purged"].people),
         str(o["purged"].licenses_freed),
-        "Delete group: history deleted, every license they held freed",
+        "Delete group: history deleted",
     )
     did.add_row(
         "pre-registered Untracked",
         str(o["preregistered"].people),
         str(o["preregistered"].licenses_freed),
-        "in the Delete group, never logged in: will not be tracked when they do",
+        "Delete group, never logged in",
     )
     did.add_row("[bold]total[/bold]", "", f"[bold]{result.licenses_freed}[/bold]", "")
     out.print(did)
