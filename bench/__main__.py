@@ -51,21 +51,23 @@ def run(
         nested=scenario.nested,
         seed=8,
     )
-    with tempfile.TemporaryDirectory(prefix="entrasync-bench-", dir=workdir) as tmp:
-        with EntraEmulator(gen.tenant, workdir=Path(tmp) / "emu") as emu:
-            emu.register_app(CLIENT_ID, secret=SECRET)
-            model = request_model(gen, emu.page_size)
-            result: dict[str, Any] = {
-                "scenario": scenario.as_dict(),
-                "graph_page_size": emu.page_size,
-            }
-            result.update(
-                run_backend(sqlite_backend(Path(tmp)), scenario, gen, emu, model, Path(tmp), log)
+    with (
+        tempfile.TemporaryDirectory(prefix="entrasync-bench-", dir=workdir) as tmp,
+        EntraEmulator(gen.tenant, workdir=Path(tmp) / "emu") as emu,
+    ):
+        emu.register_app(CLIENT_ID, secret=SECRET)
+        model = request_model(gen, emu.page_size)
+        result: dict[str, Any] = {
+            "scenario": scenario.as_dict(),
+            "graph_page_size": emu.page_size,
+        }
+        result.update(
+            run_backend(sqlite_backend(Path(tmp)), scenario, gen, emu, model, Path(tmp), log)
+        )
+        if postgres_url:
+            result["postgresql"] = run_backend(
+                postgres_backend(postgres_url), scenario, gen, emu, model, Path(tmp), log
             )
-            if postgres_url:
-                result["postgresql"] = run_backend(
-                    postgres_backend(postgres_url), scenario, gen, emu, model, Path(tmp), log
-                )
     result["machine"] = describe(postgres_url)
     result["targets"] = evaluate(result, full_size=scenario.name == FULL.name)
     result["bench_s"] = round(time.perf_counter() - began, 1)

@@ -366,44 +366,50 @@ def _ingest_lines(gen: GeneratedTenant, scenario: Scenario) -> tuple[list[str], 
 def _ingest(
     store: Store, backend: Backend, config: Any, gen: GeneratedTenant, scenario: Scenario
 ) -> dict[str, Any]:
+    """`ingest_reports` on parsed reports vs the same rows inserted raw: both start from
+    Python values in memory. Parsing the JSON lines is timed on its own (`ingest_parse_s`)."""
     lines, rows = _ingest_lines(gen, scenario)
     now = T0 + timedelta(hours=27)
     started = time.perf_counter()
     reports = parse_reports(lines)
-    parsed = time.perf_counter()
+    parse_s = time.perf_counter() - started
+    started = time.perf_counter()
     summary = ingest_reports(store, config, reports, now, source="bench")
-    done = time.perf_counter()
+    ingest_s = time.perf_counter() - started
     assert summary.rows_stored == len(rows), (summary, len(rows))
     copy = Store(backend.copy_url)
     try:
         raw_s = _raw_insert(copy, rows)
     finally:
         copy.engine.dispose()
-    total = done - started
     return {
         "ingest_rows": len(rows),
-        "ingest_s": round(total, 3),
-        "ingest_parse_s": round(parsed - started, 3),
-        "ingest_rows_per_s": round(len(rows) / total),
+        "ingest_s": round(ingest_s, 3),
+        "ingest_parse_s": round(parse_s, 3),
+        "ingest_rows_per_s": round(len(rows) / ingest_s),
+        "ingest_with_parse_rows_per_s": round(len(rows) / (ingest_s + parse_s)),
         "ingest_raw_insert_s": round(raw_s, 3),
         "ingest_raw_insert_rows_per_s": round(len(rows) / raw_s),
-        "ingest_vs_raw_insert_ratio": round(total / raw_s, 3),
+        "ingest_vs_raw_insert_ratio": round(ingest_s / raw_s, 3),
     }
 
 
 def _raw_insert(store: Store, rows: list[tuple[Any, ...]]) -> float:
     """The same activity rows with one `executemany` INSERT on the DB-API connection, in
-    one transaction (SQLite: timestamps pre-formatted outside the timing)."""
+    one transaction. On SQLite the timestamps are formatted to its text form inside the
+    timing (the database needs them as text); psycopg adapts datetimes itself."""
     columns = "agent_id, device, start, duration_s, app, title, received_at"
     sqlite = store.dialect == "sqlite"
-    if sqlite:
-        rows = [tuple(storegen._sqlite_value(v) for v in row) for row in rows]
     marks = ", ".join(["?" if sqlite else "%s"] * 7)
     raw = store.engine.raw_connection()
     try:
         cursor = raw.cursor()
         started = time.perf_counter()
         if sqlite:
+            rows = [
+                (a, d, s.strftime(storegen.SQLITE_TIME), u, p, t, r.strftime(storegen.SQLITE_TIME))
+                for a, d, s, u, p, t, r in rows
+            ]
             cursor.execute("BEGIN IMMEDIATE")
         cursor.executemany(f"INSERT INTO activity ({columns}) VALUES ({marks})", rows)
         if sqlite:

@@ -168,8 +168,12 @@ class _Loader:
                                 )
                             )
         if not self.sqlite:
+            # What autovacuum would have done by the time a store is this big (statistics and
+            # the visibility map), on this schema's tables only: others share the database.
+            tables = inspect(self.engine).get_table_names()
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE"))
+                for table in tables:
+                    conn.execute(text(f"VACUUM ANALYZE {table}"))
 
 
 def _sqlite_value(value: Any) -> Any:

@@ -13,7 +13,7 @@ from entrasync.sim.generate import GeneratedTenant
 from entrasync.sim.server import MAX_TOP
 
 CLIENT_ID = "0b5d7c3e-0000-4000-8000-0000000be7c4"
-SECRET = "Bench~Secret.Not-In-Logs_01"
+SECRET = "Bench~Secret.Not-In-Logs_01"  # noqa: S105 - the emulator's test app
 GRAPH_PATH = r"^/v1\.0/"
 
 
