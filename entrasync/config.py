@@ -103,7 +103,7 @@ class DaemonConfig(_Section):
     listen: str = "127.0.0.1:9464"
     failure_alert_after: int = Field(default=3, ge=1)
     max_backoff: Duration = timedelta(hours=1)
-    stop_timeout: Duration = timedelta(seconds=10)
+    stop_timeout: Duration = timedelta(seconds=8)
 
 
 class NotifyConfig(_Section):

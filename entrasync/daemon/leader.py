@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import zlib
 from pathlib import Path
 from typing import Protocol
 
@@ -29,9 +30,17 @@ from sqlalchemy.pool import NullPool
 
 log = logging.getLogger("entrasync.daemon.leader")
 
-# One advisory lock id for "the leader of this store" ("entrlead"); the audit chain uses
-# another one (entrasync.store.db).
-LEADER_LOCK_KEY = 0x656E74726C656164
+# The leader's advisory lock id: "entr" in the high 32 bits, a CRC-32 of the schema the
+# store lives in (its search_path) in the low ones — so deployments sharing one database in
+# separate schemas elect separate leaders. (The audit chain's lock, entrasync.store.db, is a
+# small number: high half 0, no clash.)
+LEADER_LOCK_CLASS = 0x656E7472
+
+
+def leader_lock_key(schema: str) -> int:
+    return (LEADER_LOCK_CLASS << 32) | zlib.crc32(schema.encode("utf-8"))
+
+
 # Server-side keepalives for the lock's session: a dead leader host is noticed in ~25 s.
 _KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 
@@ -60,11 +69,14 @@ class PostgresLeaderLock:
         )
         self._conn: Connection | None = None
         self._held = False
+        self.key = 0
         self.description = "PostgreSQL session advisory lock"
 
     def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self.key = leader_lock_key(str(conn.scalar(text("SELECT current_schema()"))))
+            self._conn = conn
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -81,9 +93,8 @@ class PostgresLeaderLock:
         if self._held:
             return self.still_held()
         try:
-            got = self._connection().scalar(
-                text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK_KEY}
-            )
+            conn = self._connection()
+            got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})
         except SQLAlchemyError as exc:
             log.warning("leader lock: cannot reach the store: %s", type(exc).__name__)
             self._drop_connection()
@@ -99,9 +110,9 @@ class PostgresLeaderLock:
                 text(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
                     "AND pid = pg_backend_pid() AND granted "
-                    "AND ((classid::bigint << 32) | objid::bigint) = :k"
+                    "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = :k"
                 ),
-                {"k": LEADER_LOCK_KEY},
+                {"k": self.key},
             )
         except SQLAlchemyError as exc:
             log.warning("leader lock: connection lost: %s", type(exc).__name__)
@@ -114,7 +125,7 @@ class PostgresLeaderLock:
     def release(self) -> None:
         if self._held and self._conn is not None:
             with contextlib.suppress(SQLAlchemyError):
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LEADER_LOCK_KEY})
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
         self._drop_connection()
         self._engine.dispose()
 

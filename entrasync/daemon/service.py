@@ -239,6 +239,7 @@ class Daemon:
         self.metrics.leader.set(1)
         now = _utcnow()
         self._restore_streak()
+        self._close_abandoned_runs(now)
         self.scheduler.add_job(
             self._job(self._sync, leader=True),
             "interval",
@@ -280,6 +281,29 @@ class Daemon:
         log.warning("stepped down to standby", reason=reason, instance=self.instance)
         self._poke_heartbeat()
         self._on_change("standby")
+
+    def _close_abandoned_runs(self, now: datetime) -> None:
+        """A sync run still "running" when the lock is taken belonged to a leader that died
+        mid-cycle (a live one would still hold the lock): record it as failed. Its work is
+        redone by the first cycle (every action is idempotent)."""
+        try:
+            with self.store.transaction() as session:
+                closed = session.execute(
+                    update(RunRow)
+                    .where(RunRow.kind == "sync", RunRow.status == "running")
+                    .values(
+                        status="failed",
+                        finished_at=now,
+                        message="abandoned: the leader stopped mid-cycle (killed or lost its "
+                        "lock); the next cycle completes the work",
+                    )
+                )
+        except EntrasyncError as exc:
+            log.warning("could not close abandoned runs", error=str(exc))
+            return
+        count = int(getattr(closed, "rowcount", 0) or 0)
+        if count:
+            log.warning("closed runs abandoned by a previous leader", runs=count)
 
     def _restore_streak(self) -> None:
         """Continue the failure streak a previous leader left in the store."""

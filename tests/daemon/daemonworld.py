@@ -29,6 +29,13 @@ SECRET = "Daemon~Test.Secret-Never-Logged_42"
 ADMIN = "admin@example.com"
 
 
+def entrypoint() -> list[str]:
+    """The installed `entrasync` console script (what the Dockerfile's ENTRYPOINT and the
+    systemd unit run), else the module."""
+    script = Path(sys.executable).parent / "entrasync"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "entrasync"]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -196,7 +203,7 @@ format = "json"
         environment.pop("ENTRASYNC_CRASH_AT", None)
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "entrasync", "--config", str(own), "run"],
+                [*entrypoint(), "--config", str(own), "run"],
                 env=environment,
                 stdout=out,
                 stderr=subprocess.STDOUT,

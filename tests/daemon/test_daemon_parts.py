@@ -20,7 +20,7 @@ from entrasync.daemon.gate import Stopping, TransactionGate
 from entrasync.daemon.health import judge, parse_listen
 from entrasync.daemon.healthcheck import health_url
 from entrasync.daemon.leader import (
-    LEADER_LOCK_KEY,
+    LEADER_LOCK_CLASS,
     FileLeaderLock,
     PostgresLeaderLock,
     leader_lock_for,
@@ -121,13 +121,17 @@ def test_postgres_lock_one_holder_and_lost_connection(make_store_url: Any) -> No
             conn.execute(
                 text(
                     "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND ((classid::bigint << 32) | objid::bigint) = :k"
+                    "AND classid::bigint = :c"
                 ),
-                {"k": LEADER_LOCK_KEY},
+                {"c": LEADER_LOCK_CLASS},
             )
         store.engine.dispose()
         assert not second.still_held()
         assert first.try_acquire()
+        # a deployment in another schema of the same database has a leader of its own
+        other = PostgresLeaderLock(make_store_url("postgresql"))
+        assert other.try_acquire() and other.key != first.key
+        other.release()
     finally:
         first.release()
         second.release()
