@@ -11,7 +11,7 @@ Jobs (APScheduler, ``max_instances=1``, ``coalesce``):
   while it runs and, when done, sets its next run to *finish + delay*: an overrunning cycle
   delays the next instead of stacking, and a failing one backs off (``failures.next_delay``).
 * ``retention`` (leader): pending users' data older than ``account.pending_retention``,
-  shortly after becoming leader and then daily.
+  5 s after becoming leader (after the first cycle has started) and then daily.
 * ``outbox`` (leader): send due admin emails, every minute.
 * ``heartbeat`` (every instance, every 10 s): publish this instance in ``daemon_state``
   (role, next run times: what ``entrasync status`` shows) and, on a standby, read the store's
@@ -58,7 +58,7 @@ log = get_logger("entrasync.daemon")
 LEADER_JOBS = ("sync", "retention", "outbox")
 OUTBOX_EVERY = timedelta(minutes=1)
 RETENTION_EVERY = timedelta(days=1)
-RETENTION_FIRST_AFTER = timedelta(seconds=30)
+RETENTION_FIRST_AFTER = timedelta(seconds=5)
 _OK_STATUSES = ("ok", "held")
 
 

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,31 @@ def make_daemon_world(tmp_path: Path, store_url: str) -> Iterator[DaemonWorld]:
             yield world
         finally:
             world.stop_all()
+
+
+@dataclass
+class Mailbox:
+    """An SMTP server on loopback (aiosmtpd) that keeps what it accepts."""
+
+    messages: list[tuple[list[str], str]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        from email import message_from_bytes
+
+        subject = str(message_from_bytes(envelope.content)["Subject"])
+        self.messages.append((list(envelope.rcpt_tos), subject))
+        return "250 Message accepted for delivery"
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[int, Mailbox]]:
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, mailbox
+    finally:
+        controller.stop()

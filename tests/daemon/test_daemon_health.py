@@ -8,7 +8,7 @@ import re
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from daemonworld import SECRET, DaemonWorld, wait_for
@@ -18,7 +18,7 @@ from testkit import report
 from entrasync.config import load_config
 from entrasync.domain.reports import parse_reports
 from entrasync.services.ingest import ingest_reports
-from entrasync.store.schema import OutboxRow
+from entrasync.store.schema import AuditRow, OutboxRow
 
 
 def _healthcheck(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -142,3 +142,42 @@ def test_healthcheck_without_a_daemon_fails(tmp_path: Path) -> None:
     result = _healthcheck(config)
     assert result.returncode == 1
     assert "daemon not reachable" in result.stdout
+
+
+def test_leader_runs_pending_retention_and_sends_the_outbox(sqlite_world: DaemonWorld) -> None:
+    from daemonworld import smtp_server
+
+    world = sqlite_world
+    path = world.config_path
+    with smtp_server() as (port, mailbox):
+        text = path.read_text().replace(
+            "purchased_licenses = 100",
+            "purchased_licenses = 100\npending_mode = true\nmanual_review = true",
+        )
+        text = text.replace(
+            "[notify]\n", f'[notify]\nsmtp_host = "127.0.0.1"\nsmtp_port = {port}\n'
+        )
+        path.write_text(text, encoding="utf-8")
+        store = world.store()
+        old = (datetime.now(UTC) - timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        line = report("CONTOSO\\newbie", "PC", upn="newbie@contoso.com", events=3, start=old)
+        ingest_reports(store, load_config(path), parse_reports([line]), datetime.now(UTC), "test")
+        with store.reading() as session:
+            queued = [e.subject for e in session.scalars(select(OutboxRow))]
+        assert len(queued) == 1  # "a user is waiting in the pending queue"
+
+        daemon = world.start("a")
+        wait_for("the outbox to be sent", lambda: mailbox.messages, timeout=10)
+        assert mailbox.messages == [(["admin@example.com"], queued[0])]
+        expired = daemon.wait_event("pending retention", timeout=15)
+        assert expired["rows_deleted"] == 3 and expired["users"] == 1
+        with store.reading() as session:
+            actions = [r.action for r in session.scalars(select(AuditRow))]
+            sent = [e.sent_at for e in session.scalars(select(OutboxRow))]
+        assert "pending.expired" in actions
+        assert all(sent)
+        assert _metric(daemon.metrics(), "entrasync_pending_rows_expired_total") == 3
+        assert _metric(daemon.metrics(), "entrasync_outbox_sent_total") == 1
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit(timeout=10) == 0
+        store.engine.dispose()
