@@ -164,8 +164,8 @@ def _explore(result: DemoResult, out: Console, keep_running: bool) -> None:
     if not keep_running:
         out.print(
             "\nThe emulated Entra tenant stopped with the demo: commands that read the store "
-            "work; those that talk to Entra (plan, sync, run, check-config) retry for about "
-            "half a minute, then fail with exit 69 (Graph unreachable). For those, run "
+            "work; plan, sync and check-config retry for about half a minute, then fail with "
+            "exit 69 (Graph unreachable), and run would log failing cycles. For those, run "
             "`entrasync demo --keep-running`."
         )
     out.print(f"\nstore:  {result.store_path}\nconfig: {result.config_path}")

@@ -111,6 +111,7 @@ class Daemon:
         self._sync_running = False
         self._licenses_at = 0.0
         self._schema_ok = False
+        self._schema_error = ""
         self._running_jobs = 0
         self._jobs_idle = threading.Condition(self._mutex)
         self._stop = threading.Event()
@@ -225,9 +226,16 @@ class Daemon:
             self._become_leader()
 
     def _check_schema_quietly(self) -> None:
+        """Retried by a standby; an out-of-date schema is logged as an error (once per
+        distinct message), since only `entrasync db upgrade` fixes it."""
         try:
             self.store.require_current_schema()
             self._schema_ok = True
+        except SchemaOutOfDate as exc:
+            self._schema_ok = False
+            if str(exc) != self._schema_error:
+                self._schema_error = str(exc)
+                log.error("store schema out of date; staying standby", error=str(exc))
         except EntrasyncError:
             self._schema_ok = False
 

@@ -24,7 +24,6 @@ ACTIONS = frozenset(
         "user.purged",
         "user.merged",
         "user.preregistered",
-        "agent.merged",
         "merge.skipped",
         "ingest.completed",
         "account.settings_changed",
@@ -40,8 +39,6 @@ ACTIONS = frozenset(
         "pending.expired",
         "action.held",
         "action.released",
-        "purge.scheduled",
-        "purge.cancelled",
     }
 )
 
