@@ -42,30 +42,51 @@ def set_tracking(
 
 def purge_user(session: Session, user: UserRow, by: str, *, apply: bool) -> Details:
     """Delete all history and agents; identifiers (logons included) stay, user is Untracked.
-    A pending user leaves the queue: with no data left there is nothing to approve."""
+    A pending user leaves the queue: with no data left there is nothing to approve.
+
+    Applied, the counts come from the DELETEs themselves (no counting pass over the rows
+    first), and the deletes do not fetch the deleted keys back into the session (the ORM's
+    default for a DELETE … IN (subquery) is RETURNING every id: a million ids for a heavy
+    user). No activity row or logon is changed in the session, so nothing there goes stale."""
     agent_ids = select(AgentRow.id).where(AgentRow.user_id == user.id).scalar_subquery()
-    rows = session.scalar(
-        select(func.count(ActivityRow.id)).where(ActivityRow.agent_id.in_(agent_ids))
+    licenses = _licenses(session, user.id)
+    before = {"tracking": user.tracking, "status": user.status}
+    after = {"tracking": "untracked", "status": "active"}
+    if not apply:
+        rows = session.scalar(
+            select(func.count(ActivityRow.id)).where(ActivityRow.agent_id.in_(agent_ids))
+        )
+        agents = session.scalar(select(func.count(AgentRow.id)).where(AgentRow.user_id == user.id))
+        return {
+            "rows_purged": int(rows or 0),
+            "agents_removed": int(agents or 0),
+            "licenses_freed": licenses,
+            "before": before,
+            "after": after,
+        }
+    unsynced = {"synchronize_session": False}
+    purged = session.execute(
+        delete(ActivityRow).where(ActivityRow.agent_id.in_(agent_ids)),
+        execution_options=unsynced,
     )
-    agents = session.scalar(select(func.count(AgentRow.id)).where(AgentRow.user_id == user.id))
-    details: Details = {
-        "rows_purged": int(rows or 0),
-        "agents_removed": int(agents or 0),
-        "licenses_freed": _licenses(session, user.id),
-        "before": {"tracking": user.tracking, "status": user.status},
-        "after": {"tracking": "untracked", "status": "active"},
+    session.execute(
+        delete(AgentLogonRow).where(AgentLogonRow.agent_id.in_(agent_ids)),
+        execution_options=unsynced,
+    )
+    removed = session.execute(delete(AgentRow).where(AgentRow.user_id == user.id))
+    # An earlier untracking keeps its author: an admin's decision outlives a sync purge.
+    if user.tracking != "untracked":
+        user.untracked_by = by
+    user.tracking = "untracked"
+    user.status = "active"
+    user.pending_since = None
+    return {
+        "rows_purged": int(getattr(purged, "rowcount", 0) or 0),
+        "agents_removed": int(getattr(removed, "rowcount", 0) or 0),
+        "licenses_freed": licenses,
+        "before": before,
+        "after": after,
     }
-    if apply:
-        session.execute(delete(ActivityRow).where(ActivityRow.agent_id.in_(agent_ids)))
-        session.execute(delete(AgentLogonRow).where(AgentLogonRow.agent_id.in_(agent_ids)))
-        session.execute(delete(AgentRow).where(AgentRow.user_id == user.id))
-        # An earlier untracking keeps its author: an admin's decision outlives a sync purge.
-        if user.tracking != "untracked":
-            user.untracked_by = by
-        user.tracking = "untracked"
-        user.status = "active"
-        user.pending_since = None
-    return details
 
 
 def merge_users(

@@ -89,18 +89,14 @@ def _upsert_users(
 ) -> None:
     users = list(users)
     ids = [u.id for u in users]
-    known = dict(
-        session.execute(
-            select(EntraUserRow.object_id, EntraUserRow.previous_upns.label("p")).where(
-                EntraUserRow.object_id.in_(ids)
-            )
-        ).all()
-    )
-    current = dict(
-        session.execute(
-            select(EntraUserRow.object_id, EntraUserRow.upn).where(EntraUserRow.object_id.in_(ids))
-        ).all()
-    )
+    known: dict[str, list[str] | None] = {}
+    current: dict[str, str | None] = {}
+    for object_id, upn, previous in session.execute(
+        select(EntraUserRow.object_id, EntraUserRow.upn, EntraUserRow.previous_upns).where(
+            EntraUserRow.object_id.in_(ids)
+        )
+    ):
+        known[object_id], current[object_id] = previous, upn
     rows: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
     for user in users:
