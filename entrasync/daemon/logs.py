@@ -44,6 +44,13 @@ class SecretScrubber:
         with self._lock:
             self._secrets = tuple(sorted(found, key=len, reverse=True))
 
+    def add(self, secret: str | None) -> None:
+        """Learn one more value (a secret file re-read after a rotation)."""
+        with self._lock:
+            current = self._secrets
+        if secret and secret not in current:
+            self.set([*current, secret])
+
     def __call__(self, _logger: WrappedLogger, _name: str, line: Any) -> Any:
         if isinstance(line, str):
             for secret in self._secrets:

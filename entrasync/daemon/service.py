@@ -41,11 +41,11 @@ from entrasync.daemon import failures, state
 from entrasync.daemon.gate import Stopping, TransactionGate
 from entrasync.daemon.health import HealthServer, judge
 from entrasync.daemon.leader import LeaderLock, leader_lock_for
-from entrasync.daemon.logs import get_logger
+from entrasync.daemon.logs import get_logger, scrubber
 from entrasync.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
 from entrasync.domain.audit import format_at
 from entrasync.errors import EntrasyncError, SchemaOutOfDate
-from entrasync.graph import GraphClient, settings_from_config
+from entrasync.graph import ClientSecret, GraphClient, settings_from_config
 from entrasync.notify import flush_outbox
 from entrasync.services.account import license_status
 from entrasync.services.pending import expire_pending_data
@@ -363,7 +363,10 @@ class Daemon:
         clients: list[GraphClient] = []
 
         def graph_factory() -> GraphClient:
-            client = GraphClient(settings_from_config(config.entra, self.environ))
+            settings = settings_from_config(config.entra, self.environ)
+            if isinstance(settings.credential, ClientSecret):
+                scrubber.add(settings.credential.value)  # the file may have been rotated
+            client = GraphClient(settings)
             clients.append(client)
             return client
 

@@ -211,3 +211,18 @@ def test_log_lines_are_json_and_scrubbed() -> None:
     assert lines[1]["event"] == "x y" and lines[1]["run_id"] == "r2"
     scrubber.set([])
     logging.getLogger().handlers.clear()
+
+
+def test_scrubber_learns_a_rotated_secret_without_forgetting_the_old() -> None:
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    scrubber.set(["first-secret-value"])
+    scrubber.add("rotated-secret-value")
+    scrubber.add("rotated-secret-value")  # learning twice changes nothing
+    get_logger("entrasync.test").info("old first-secret-value new rotated-secret-value")
+    line = json.loads(out.getvalue().splitlines()[-1])
+    assert line["event"] == "old *** new ***"
+    scrubber.set([])
+    import logging
+
+    logging.getLogger().handlers.clear()
