@@ -88,16 +88,23 @@ def main(argv: list[str] | None = None) -> int:
         metavar="URL",
         help=f"measure PostgreSQL too (default: ${PG_ENV} when set)",
     )
+    parser.add_argument("--markdown", action="store_true", help="the table as Markdown")
+    parser.add_argument(
+        "--from-json", type=Path, metavar="FILE", help="render a saved --json result, no run"
+    )
     parser.add_argument("--workdir", type=Path, help="where the SQLite files go (default: /tmp)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario] if args.scenario else QUICK if args.quick else FULL
-    result = run(scenario, postgres_url=args.postgres, workdir=args.workdir, quiet=args.quiet)
+    if args.from_json:
+        result = json.loads(args.from_json.read_text(encoding="utf-8"))
+    else:
+        result = run(scenario, postgres_url=args.postgres, workdir=args.workdir, quiet=args.quiet)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()
     else:
-        print(render(result))
+        print(render(result, markdown=args.markdown))
     return 0 if all(t["met"] for t in result["targets"] if t["applies"]) else 1
 
 

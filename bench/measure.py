@@ -120,6 +120,8 @@ def run_backend(
         initial_sync_applied=initial["applied"],
     )
 
+    if backend.name == "postgresql":
+        storegen.analyze_pg(backend.url)
     config = load(config_path)
     store = Store(backend.url)
     try:
@@ -230,6 +232,8 @@ def _purge(
         "purge_entrasync_s": round(entrasync_s, 3),
         "purge_raw_sql_s": round(raw_s, 3),
         "purge_raw_sql_one_tx_s": round(bulk_s, 3),
+        "purge_entrasync_ms_per_user": round(entrasync_s / len(targets) * 1000, 2),
+        "purge_raw_sql_ms_per_user": round(raw_s / len(targets) * 1000, 2),
         "purge_vs_raw_sql_ratio": round(entrasync_s / raw_s, 3),
         "purge_vs_raw_sql_one_tx_ratio": round(entrasync_s / bulk_s, 3),
     }

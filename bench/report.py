@@ -21,6 +21,8 @@ ROWS: list[tuple[str, str]] = [
     ("purge_rows", "purge: activity rows"),
     ("purge_entrasync_s", "purge: entrasync s (audited, tx per user)"),
     ("purge_raw_sql_s", "purge: raw SQL s (tx per user)"),
+    ("purge_entrasync_ms_per_user", "purge: entrasync ms per user"),
+    ("purge_raw_sql_ms_per_user", "purge: raw SQL ms per user"),
     ("purge_vs_raw_sql_ratio", "purge: entrasync / raw SQL"),
     ("purge_raw_sql_one_tx_s", "purge: raw SQL s (one tx, set-based)"),
     ("purge_vs_raw_sql_one_tx_ratio", "purge: entrasync / raw SQL one tx"),
