@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -93,12 +93,14 @@ def drop_pg_schema(base: str, schema: str) -> None:
 @dataclass
 class _Loader:
     engine: Engine
+    loaded: list[str] = field(default_factory=list)  # tables written (to analyse)
 
     @property
     def sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     def load(self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        self.loaded.append(table)
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -168,16 +170,18 @@ class _Loader:
                                 )
                             )
         if not self.sqlite:
-            _vacuum_analyze(self.engine)
+            _vacuum_analyze(self.engine, self.loaded)
 
 
-def _vacuum_analyze(engine: Engine) -> None:
+def _vacuum_analyze(engine: Engine, tables: Iterable[str] | None = None) -> None:
     """What autovacuum would have done by the time a store is this big (planner statistics,
     the visibility map), on this schema's tables only: others share the database. The test
-    server runs with autovacuum off, and with statistics from before the initial sync
-    PostgreSQL plans the identity-match queries of a steady cycle as if every record were
-    still unlinked (seconds instead of milliseconds)."""
-    tables = inspect(engine).get_table_names()
+    server runs with autovacuum off. Statistics matter twice: analysed while empty, the
+    mirror tables are planned as empty forever (sequential scans per Graph page: a
+    quadratic initial sync); analysed before the initial sync, the identity-match queries of
+    a steady cycle are planned as if every record were still unlinked (seconds, not ms)."""
+    if tables is None:
+        tables = inspect(engine).get_table_names()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in tables:
             conn.execute(text(f"VACUUM ANALYZE {table}"))
@@ -285,6 +289,7 @@ def copy_pg_schema(base: str, src_schema: str, dst_schema: str) -> str:
                 text(f"INSERT INTO {dst_schema}.{table} SELECT * FROM {src_schema}.{table}")
             )
         loader.restore_indexes(indexes)
+        loader.loaded.append(table)
     loader.finish()
     engine.dispose()
     return url
