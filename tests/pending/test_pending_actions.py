@@ -54,14 +54,12 @@ def snapshot(store: Store) -> dict[str, Any]:
                 (u.id, u.status, u.tracking, u.merged_into_id, u.untracked_by)
                 for u in session.scalars(select(UserRow))
             ),
-            "agents": sorted(session.execute(select(AgentRow.id, AgentRow.user_id)).tuples()),
-            "logons": sorted(
-                session.execute(select(AgentLogonRow.logon, AgentLogonRow.agent_id)).tuples()
-            ),
+            "agents": sorted(session.execute(select(AgentRow.id, AgentRow.user_id))),
+            "logons": sorted(session.execute(select(AgentLogonRow.logon, AgentLogonRow.agent_id))),
             "rows": sorted(
                 session.execute(
                     select(ActivityRow.agent_id, func.count()).group_by(ActivityRow.agent_id)
-                ).tuples()
+                )
             ),
             "audit": session.scalar(select(func.count(AuditRow.seq))),
             "used": queries.used_licenses(session),
