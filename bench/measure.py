@@ -100,6 +100,23 @@ def run_backend(
     log: Log,
 ) -> dict[str, Any]:
     figures: dict[str, Any] = {"backend": backend.name}
+    try:
+        figures.update(_measure(backend, scenario, gen, emu, model, workdir, log))
+    finally:
+        backend.cleanup()
+    return figures
+
+
+def _measure(
+    backend: Backend,
+    scenario: Scenario,
+    gen: GeneratedTenant,
+    emu: EntraEmulator,
+    model: RequestModel,
+    workdir: Path,
+    log: Log,
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
     t = backend.timings
     log(f"[{backend.name}] building the store ({scenario.activity_rows:,} activity rows)")
     with timed(t, "store_build_s"):
@@ -139,7 +156,6 @@ def run_backend(
         figures.update(_ingest(store, backend, config, gen, scenario))
     finally:
         store.engine.dispose()
-        backend.cleanup()
     figures["store_build_s"] = round(t["store_build_s"], 1)
     return figures
 
