@@ -239,9 +239,9 @@ def _pending_action(
             if dry_run:
                 raise _RollBack(PendingResult(action, user.id, False, details, None))
             event = AuditEvent(action, reason, user.id, entra_object_id, identifiers, details)
-            rows = audit.append(store, session, [event], actor=actor, now=now)
+            seqs = audit.append(store, session, [event], actor=actor, now=now)
             refresh_compliance(store, session, now, config.notify)
-            return PendingResult(action, user.id, True, details, rows[0].seq)
+            return PendingResult(action, user.id, True, details, seqs[0])
     except _RollBack as dry:
         return dry.result
 
@@ -450,8 +450,8 @@ def expire_pending_data(
             )
             for uid, n in sorted(counts.items())
         ]
-        rows = audit.append(store, session, events, actor=actor, now=now, run_id=run_id)
-        return ExpireResult(cutoff, deleted, counts, True, [r.seq for r in rows])
+        seqs = audit.append(store, session, events, actor=actor, now=now, run_id=run_id)
+        return ExpireResult(cutoff, deleted, counts, True, seqs)
 
 
 def _days(retention: timedelta) -> str:

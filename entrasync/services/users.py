@@ -150,9 +150,9 @@ def _admin_action(
                 raise _RollBack(ActionResult(action, user.id, False, details, None))
             session.flush()
             event = AuditEvent(action, reason, user.id, user.entra_object_id, identifiers, details)
-            rows = audit.append(store, session, [event], actor=actor, now=now)
+            seqs = audit.append(store, session, [event], actor=actor, now=now)
             refresh_compliance(store, session, now, config.notify)
-            return ActionResult(action, user.id, True, details, rows[0].seq)
+            return ActionResult(action, user.id, True, details, seqs[0])
     except _RollBack as dry:
         return dry.result
 

@@ -17,7 +17,7 @@ T = TypeVar("T")
 _CHUNK = 500  # keeps IN lists under every backend's parameter limit
 
 
-def _chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
+def chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
 
@@ -52,7 +52,7 @@ def pending_users(session: Session) -> int:
 
 def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, int]:
     counts: dict[int, int] = {}
-    for chunk in _chunks(list(user_ids)):
+    for chunk in chunks(list(user_ids)):
         rows = session.execute(
             select(AgentRow.user_id, func.count(AgentRow.id))
             .join(UserRow, UserRow.id == AgentRow.user_id)
@@ -65,7 +65,7 @@ def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, 
 
 def logon_agents(session: Session, logons: Sequence[str]) -> dict[str, tuple[int, int]]:
     found: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(list(logons)):
+    for chunk in chunks(list(logons)):
         rows = session.execute(
             select(AgentLogonRow.logon, AgentRow.id, AgentRow.user_id)
             .join(AgentRow, AgentRow.id == AgentLogonRow.agent_id)
@@ -79,7 +79,7 @@ def identifier_users(
     session: Session, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     found: dict[tuple[str, str], int] = {}
-    for chunk in _chunks(list(keys)):
+    for chunk in chunks(list(keys)):
         rows = session.execute(
             select(IdentifierRow.kind, IdentifierRow.value, IdentifierRow.user_id).where(
                 tuple_(IdentifierRow.kind, IdentifierRow.value).in_(chunk)
@@ -91,7 +91,7 @@ def identifier_users(
 
 def agents_with_history(session: Session, agent_ids: Sequence[int]) -> set[int]:
     found: set[int] = set()
-    for chunk in _chunks(list(agent_ids)):
+    for chunk in chunks(list(agent_ids)):
         found.update(
             session.scalars(select(AgentRow.id).where(AgentRow.id.in_(chunk), has_history()))
         )
@@ -195,16 +195,32 @@ def identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
     return [{"kind": kind, "value": value} for kind, value in rows]
 
 
+def identifiers_by_user(
+    session: Session, user_ids: Sequence[int]
+) -> dict[int, list[dict[str, str]]]:
+    """`identifiers_of` for many users, one query per 500."""
+    found: dict[int, list[dict[str, str]]] = {uid: [] for uid in user_ids}
+    for chunk in chunks(list(user_ids)):
+        rows = session.execute(
+            select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
+            .where(IdentifierRow.user_id.in_(chunk))
+            .order_by(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
+        )
+        for uid, kind, value in rows:
+            found[int(uid)].append({"kind": kind, "value": value})
+    return found
+
+
 def users_by_id(session: Session, user_ids: Sequence[int]) -> list[UserRow]:
     found: list[UserRow] = []
-    for chunk in _chunks(list(user_ids)):
+    for chunk in chunks(list(user_ids)):
         found.extend(session.scalars(select(UserRow).where(UserRow.id.in_(chunk))))
     return found
 
 
 def users_linked_to(session: Session, object_ids: Sequence[str]) -> list[UserRow]:
     found: list[UserRow] = []
-    for chunk in _chunks(list(object_ids)):
+    for chunk in chunks(list(object_ids)):
         found.extend(
             session.scalars(
                 select(UserRow).where(

@@ -35,6 +35,10 @@ from entrasync.store.schema import (
 )
 from entrasync.sync.crashpoints import crashpoint
 
+# Users purged per transaction: large enough that per-transaction costs vanish, small enough
+# that one batch of heavy users does not hold the store's write lock for long.
+PURGE_BATCH = 500
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -53,6 +57,8 @@ class ActionApplier:
         self.now = now
 
     def apply(self, action: PlannedAction) -> Applied:
+        if action.kind == ActionKind.PURGE:
+            return Applied(action, bool(self.apply_purges([action])))
         with self.store.transaction() as session:
             events = _HANDLERS[action.kind](self, session, action)
             if events:
@@ -111,6 +117,66 @@ class ActionApplier:
                 )
                 linked = len(rows)
         return linked
+
+    def apply_purges(self, actions: list[PlannedAction]) -> list[PlannedAction]:
+        """PURGE actions, set-based: one transaction per batch of users, each user's audit
+        record in it. A purge is a handful of statements whatever the user holds, so
+        committing per user would cost more than the deleting (see bench/RESULTS.md).
+        Returns the actions that did something; a user already without agents is skipped."""
+        done: list[PlannedAction] = []
+        for start in range(0, len(actions), PURGE_BATCH):
+            with self.store.transaction() as session:
+                done += self._purge_batch(session, actions[start : start + PURGE_BATCH])
+                crashpoint("mid-action")
+            crashpoint("between-actions")
+        return done
+
+    def _purge_batch(self, session: Session, actions: list[PlannedAction]) -> list[PlannedAction]:
+        targets = self._purge_targets(session, actions)
+        # Users without agents have nothing left to purge (a re-run after a crash, say).
+        counts = operations.purge_counts(session, list(targets))
+        targets = {uid: target for uid, target in targets.items() if uid in counts}
+        if not targets:
+            return []
+        identifiers = queries.identifiers_by_user(session, list(targets))
+        exported = {uid: self._export(session, uid) for uid in targets}
+        details: dict[int, dict[str, Any]] = {}
+        for by in {action.untracked_by for _, action in targets.values()}:
+            users = [user for user, action in targets.values() if action.untracked_by == by]
+            details.update(operations.purge_users(session, users, by, apply=True, counts=counts))
+        events = []
+        for uid, (_, action) in targets.items():
+            if exported[uid]:
+                details[uid]["exported_to"] = exported[uid]
+            events.append(
+                AuditEvent(
+                    "user.purged",
+                    action.reason,
+                    uid,
+                    action.object_id,
+                    identifiers[uid],
+                    details[uid],
+                )
+            )
+        audit.append(
+            self.store, session, events, actor=self.actor, now=self.now, run_id=self.run_id
+        )
+        return [action for _, action in targets.values()]
+
+    def _purge_targets(
+        self, session: Session, actions: list[PlannedAction]
+    ) -> dict[int, tuple[UserRow, PlannedAction]]:
+        """Live user id -> (user, action); a user named by two actions is purged once."""
+        ids = [a.user_id for a in actions if a.user_id is not None]
+        loaded = {u.id: u for u in queries.users_by_id(session, ids)}
+        targets: dict[int, tuple[UserRow, PlannedAction]] = {}
+        for action in actions:
+            user = loaded.get(action.user_id) if action.user_id is not None else None
+            if user is not None and user.merged_into_id is not None:
+                user = self._live_user(session, action)  # rare: follow the merge chain
+            if user is not None and user.id not in targets:
+                targets[user.id] = (user, action)
+        return targets
 
     # -- handlers: the audit events to write, or None when there is nothing left to do -----
 
@@ -220,24 +286,6 @@ class ActionApplier:
         details = operations.set_tracking(session, user, "tracked", "entrasync", apply=True)
         return [self._event("user.tracked", session, action, details, user)]
 
-    def _purge(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
-        user = self._live_user(session, action)
-        if user is None:
-            return None
-        has_agents = session.scalar(select(exists().where(AgentRow.user_id == user.id)))
-        if not has_agents:
-            return None
-        identifiers = queries.identifiers_of(session, user.id)
-        exported = self._export(session, user.id)
-        details = operations.purge_user(session, user, action.untracked_by, apply=True)
-        if exported:
-            details["exported_to"] = exported
-        return [
-            AuditEvent(
-                "user.purged", action.reason, user.id, action.object_id, identifiers, details
-            )
-        ]
-
     # -- helpers -----------------------------------------------------------------------------
 
     def _live_user(self, session: Session, action: PlannedAction) -> UserRow | None:
@@ -296,5 +344,4 @@ _HANDLERS = {
     ActionKind.PREREGISTER: ActionApplier._preregister,
     ActionKind.UNTRACK: ActionApplier._untrack,
     ActionKind.RETRACK: ActionApplier._retrack,
-    ActionKind.PURGE: ActionApplier._purge,
 }

@@ -195,12 +195,11 @@ def _cycle(
     links = the_plan.of_kind(ActionKind.LINK)
     if links:
         result.applied[ActionKind.LINK.value] += applier.apply_links(links)
-    for action in the_plan.actions:
-        if action.kind in held or action.kind == ActionKind.LINK:
-            continue
-        if applier.apply(action).done:
-            result.applied[action.kind.value] += 1
-            _log_applied(run_id, action)
+    _apply_all(
+        applier,
+        [a for a in the_plan.actions if a.kind not in held and a.kind != ActionKind.LINK],
+        result,
+    )
     if held:
         _hold(store, config, run_id, now, [a for a in the_plan.actions if a.kind in held], total)
         result.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
@@ -208,6 +207,16 @@ def _cycle(
         apply_settings(store, session, config.account, now)
         refresh_compliance(store, session, now, config.notify, run_id)
     return result
+
+
+def _apply_all(applier: ActionApplier, actions: list[PlannedAction], result: CycleResult) -> None:
+    """Each action in its own transaction, in plan order; purges last, in batches (a purge
+    never depends on a later action, and merges must have moved agents before they go)."""
+    done = [a for a in actions if a.kind != ActionKind.PURGE and applier.apply(a).done]
+    done += applier.apply_purges([a for a in actions if a.kind == ActionKind.PURGE])
+    for action in done:
+        result.applied[action.kind.value] += 1
+        _log_applied(result.run_id, action)
 
 
 def _hold(
@@ -305,10 +314,7 @@ def approve(
     result = CycleResult(new_run, "ok", the_plan, read.resync, requests, frozen=read.frozen)
     applier = ActionApplier(store, config, new_run, now, actor)
     still_valid = {a.target for a in the_plan.actions}
-    for action in the_plan.actions:
-        if action.target in targets and applier.apply(action).done:
-            result.applied[action.kind.value] += 1
-            _log_applied(new_run, action)
+    _apply_all(applier, [a for a in the_plan.actions if a.target in targets], result)
     with store.transaction() as session:
         released = 0
         for row in session.scalars(

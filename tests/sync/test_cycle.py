@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from syncworld import World, later, report
+from syncworld import T0, World, later, report
 
 from entrasync.services.audit_review import verify
 from entrasync.services.users import show_user
@@ -349,3 +349,49 @@ def test_pending_user_in_the_delete_group_is_removed_from_the_queue(world: World
     assert (view["status"], view["tracking"], view["agents"]) == ("active", "untracked", [])
     world.ingest(report("CONTOSO\\rae", "PC", upn="rae@contoso.com"), now=later(1))
     assert show_user(world.store, "rae@contoso.com")["agents"] == []
+
+
+def test_purges_run_in_batches_with_one_record_per_user(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from entrasync.services.users import untrack
+    from entrasync.sync import apply
+
+    monkeypatch.setattr(apply, "PURGE_BATCH", 2)  # three users: two transactions
+    world.config_path.write_text(
+        world.config_path.read_text().replace('purge_delay = "24h"', 'purge_delay = "0s"')
+    )
+    t = world.tenant
+    names = ["pia", "quin", "rex"]
+    t.add_members(world.delete, [t.add_user(f"{n}@contoso.com") for n in names])
+    world.ingest(
+        report("CONTOSO\\pia", "PC-1", upn="pia@contoso.com", events=2),
+        report("CONTOSO\\pia2", "PC-9", upn="pia@contoso.com", events=3),  # a second agent
+        report("CONTOSO\\quin", "PC-2", upn="quin@contoso.com", events=4),
+        report("CONTOSO\\rex", "PC-3", upn="rex@contoso.com", events=1),
+    )
+    untrack(
+        world.store, world.config(), "rex@contoso.com", actor="admin:ann", now=T0, dry_run=False
+    )
+
+    result = world.sync(later(0))
+
+    assert result.applied["purge"] == 3
+    with world.store.reading() as s:
+        purged = {
+            next(i["value"] for i in row.identifiers if i["kind"] == "upn").split("@")[
+                0
+            ]: row.details
+            for row in s.scalars(select(AuditRow).where(AuditRow.action == "user.purged"))
+        }
+    assert {n: (d["agents_removed"], d["rows_purged"]) for n, d in purged.items()} == {
+        "pia": (2, 5),
+        "quin": (1, 4),
+        "rex": (1, 1),
+    }
+    # Untracked users still hold their licenses until purged; an admin's untracking keeps
+    # its author through the sync's purge.
+    assert [purged[n]["licenses_freed"] for n in names] == [2, 1, 1]
+    assert show_user(world.store, "rex@contoso.com")["untracked_by"] == "admin"
+    assert all(show_user(world.store, f"{n}@contoso.com")["agents"] == [] for n in names)
+    again = world.sync(later(1))
+    assert again.applied.get("purge", 0) == 0  # nothing left: no second record
+    assert verify(world.store).problem is None
