@@ -8,6 +8,7 @@ from typing import Any
 ROWS: list[tuple[str, str]] = [
     ("steady_cycle_graph_requests", "steady cycle: Graph requests"),
     ("steady_cycle_min_requests", "steady cycle: minimum (one per delta stream)"),
+    ("steady_cycle_login_requests", "steady cycle: sign-in requests (all rounds)"),
     ("full_listing_cycle_graph_requests", "full-listing cycle: Graph requests ($top=999)"),
     ("steady_cycle_ms", "steady cycle: ms (median)"),
     ("steady_cycle_ms_max", "steady cycle: ms (max)"),

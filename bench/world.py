@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from entrasync.config import Config, load_config
-from entrasync.graph import GraphClient, settings_from_config
+from entrasync.graph import GraphClient, MsalCaches, settings_from_config
 from entrasync.sim import EntraEmulator
 from entrasync.sim.generate import GeneratedTenant
 from entrasync.sim.server import MAX_TOP
@@ -50,9 +50,10 @@ max_merges = "100%"
     return path
 
 
-def graph_factory(config: Config) -> GraphClient:
+def graph_factory(config: Config, caches: MsalCaches | None = None) -> GraphClient:
+    """A client per cycle, as the daemon builds them (sharing `caches` like the daemon does)."""
     settings = settings_from_config(config.entra, {"ENTRASYNC_CLIENT_SECRET": SECRET})
-    return GraphClient(settings)
+    return GraphClient(settings, caches)
 
 
 def load(path: Path) -> Config:

@@ -45,7 +45,7 @@ from entrasync.daemon.logs import get_logger, scrubber
 from entrasync.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
 from entrasync.domain.audit import format_at
 from entrasync.errors import EntrasyncError, SchemaOutOfDate
-from entrasync.graph import ClientSecret, GraphClient, settings_from_config
+from entrasync.graph import ClientSecret, GraphClient, MsalCaches, settings_from_config
 from entrasync.notify import flush_outbox
 from entrasync.services.account import license_status
 from entrasync.services.pending import expire_pending_data
@@ -113,6 +113,8 @@ class Daemon:
         self._schema_ok = False
         self._schema_error = ""
         self._running_jobs = 0
+        # One token for the daemon's life, refreshed by MSAL before expiry (not one per cycle).
+        self._msal_caches = MsalCaches()
         self._jobs_idle = threading.Condition(self._mutex)
         self._stop = threading.Event()
 
@@ -366,7 +368,7 @@ class Daemon:
             settings = settings_from_config(config.entra, self.environ)
             if isinstance(settings.credential, ClientSecret):
                 scrubber.add(settings.credential.value)  # the file may have been rotated
-            client = GraphClient(settings)
+            client = GraphClient(settings, self._msal_caches)
             clients.append(client)
             return client
 

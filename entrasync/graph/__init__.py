@@ -1,9 +1,10 @@
 """Microsoft Graph access for entrasync (MSAL + msgraph-sdk behind a synchronous facade).
 
 Public API: `GraphClient` (reads), `GraphSettings` / `RetryPolicy` / credentials, and
-`settings_from_config`. See client.py for the design and the delta-link protocol.
+`settings_from_config`; `MsalCaches` to keep a token across clients. See client.py for the design and the delta-link protocol.
 """
 
+from entrasync.graph.auth import MsalCaches
 from entrasync.graph.client import (
     CHILD_GROUP_PREFIX,
     GROUP_BATCH_PREFIX,
@@ -38,6 +39,7 @@ __all__ = [
     "DeltaRound",
     "GraphClient",
     "GraphSettings",
+    "MsalCaches",
     "RequestCounters",
     "RetryPolicy",
     "child_group_id",

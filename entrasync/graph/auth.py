@@ -2,7 +2,8 @@
 
 * `ConfidentialClientApplication` with the client secret, or the certificate as
   `{"private_key", "public_certificate"}` (MSAL then signs a PS256 client assertion with the
-  SHA-256 thumbprint and sends the x5c chain). The token cache is MSAL's in-memory cache.
+  SHA-256 thumbprint and sends the x5c chain). The token cache is MSAL's in-memory cache,
+  shared between clients through `MsalCaches` when a process lives long (the daemon).
 * Refresh before expiry: MSAL's `acquire_token_for_client` serves a cached token only while
   it has more than five minutes left (and honours `refresh_in`), otherwise it fetches a new
   one, so a long delta round never sends a token that expires mid-request. After a 401 from
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -68,10 +70,28 @@ class _CountingSession(TrustingSession):
         return response
 
 
+@dataclass
+class MsalCaches:
+    """MSAL's token cache and HTTP cache (the authority's OIDC document), to share between
+    the `GraphClient`s of one long-running process. The daemon builds a client per cycle, so
+    that a rotated secret or certificate is read again, yet reuses the token it already has
+    instead of signing in again every interval."""
+
+    tokens: msal.TokenCache = field(default_factory=msal.TokenCache)
+    http: dict[str, Any] = field(default_factory=dict)
+
+
 class TokenSource:
     """Thread-safe access tokens for `settings.scope`."""
 
-    def __init__(self, settings: GraphSettings, counters: RequestCounters, context: Any) -> None:
+    def __init__(
+        self,
+        settings: GraphSettings,
+        counters: RequestCounters,
+        context: Any,
+        caches: MsalCaches | None = None,
+    ) -> None:
+        self._caches = caches or MsalCaches()
         self._settings = settings
         self._session = _CountingSession(settings, counters, context)
         self._app: Any = None
@@ -114,7 +134,8 @@ class TokenSource:
                     client_credential=credential,
                     authority=s.authority,
                     http_client=self._session,
-                    token_cache=msal.TokenCache(),
+                    token_cache=self._caches.tokens,
+                    http_cache=self._caches.http,
                     instance_discovery=host in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS,
                 )
             except ValueError as exc:

@@ -81,7 +81,7 @@ from entrasync.domain.entra import (
 )
 from entrasync.errors import EntrasyncError, GraphPermissionDenied, GraphUnavailable
 from entrasync.graph import parse
-from entrasync.graph.auth import MsalAccessTokenProvider, TokenSource, tls_hint
+from entrasync.graph.auth import MsalAccessTokenProvider, MsalCaches, TokenSource, tls_hint
 from entrasync.graph.retry import (
     BACKOFF_STATUSES,
     RETRY_AFTER_STATUSES,
@@ -218,11 +218,11 @@ def _middleware(counters: RequestCounters) -> list[Any]:
 class GraphClient:
     """Reads Entra through Graph. Use as a context manager or call `close()`."""
 
-    def __init__(self, settings: GraphSettings) -> None:
+    def __init__(self, settings: GraphSettings, caches: MsalCaches | None = None) -> None:
         self.settings = settings
         self.counters = RequestCounters()
         context = trust_context(settings.ca_bundle) if settings.ca_bundle else None
-        self._tokens = TokenSource(settings, self.counters, context)
+        self._tokens = TokenSource(settings, self.counters, context, caches)
         self._loop = asyncio.new_event_loop()
         http = httpx.AsyncClient(
             base_url=settings.graph_base,

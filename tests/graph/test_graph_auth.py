@@ -10,7 +10,7 @@ import requests
 from graph_helpers import CLIENT_ID, SECRET, SmallTenant, make_settings
 
 from entrasync.errors import ConfigError, ExitCode, GraphPermissionDenied, GraphUnavailable
-from entrasync.graph import ClientSecret, GraphClient, load_certificate
+from entrasync.graph import ClientSecret, GraphClient, MsalCaches, load_certificate
 from entrasync.graph.credentials import resolve_credential, settings_from_config
 from entrasync.sim import EntraEmulator, make_client_certificate
 from entrasync.sim.certs import write_tls_files
@@ -194,3 +194,17 @@ def test_encrypted_certificate_needs_its_passphrase(tmp_path: Path) -> None:
     assert settings.credential.source == str(pem)
     assert settings.authority == "https://login.microsoftonline.com/t"
     assert settings.scope == "https://graph.microsoft.com/.default"
+
+
+def test_shared_msal_caches_keep_one_token_across_clients(emulator: EntraEmulator) -> None:
+    """The daemon builds a client per cycle; with shared caches only the first one signs in."""
+    caches = MsalCaches()
+    with GraphClient(make_settings(emulator), caches) as first:
+        first.check_token()
+        assert sum(first.counters.by_status("login").values()) >= 1
+    with GraphClient(make_settings(emulator), caches) as second:
+        second.check_token()
+        assert second.counters.by_status("login") == {}  # no discovery, no token request
+    with GraphClient(make_settings(emulator)) as alone:
+        alone.check_token()
+        assert sum(alone.counters.by_status("login").values()) >= 1
