@@ -1,9 +1,10 @@
 """`python -m bench [--quick] [--json] [--postgres]`: what a cycle costs, side by side.
 
-Full size by default (100k Entra users, 5M activity rows; tens of minutes), `--quick` for
-a 20k-user run in about a minute. PostgreSQL is measured too with `--postgres` or when
+Full size by default (100k Entra users, 5M activity rows; about eight minutes on two cores
+with PostgreSQL), `--quick` for a 20k-user run in about a minute, `--scenario dense` for the
+quick tenant with ten times the history. PostgreSQL is measured too with `--postgres` or when
 `ENTRASYNC_TEST_DATABASE_URL` is set (its `test` database; the bench uses schemas of its own
-and drops them afterwards).
+and drops them afterwards). Results of a full run: bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="20k users, 500k rows (~1 minute)")
-    size.add_argument("--scenario", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    size.add_argument(
+        "--scenario", choices=sorted(SCENARIOS), help="a named size (dense: quick with 10x history)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--postgres",

@@ -61,4 +61,17 @@ FULL = Scenario(
     purge_users=2_000,
     ingest_rows=250_000,
 )
-SCENARIOS = {s.name: s for s in (TINY, QUICK, FULL)}
+# The quick tenant with ten times the history per agent (about 250 rows per user instead of
+# 25): how the purge ratio moves when users hold more than a few rows each.
+DENSE = Scenario(
+    name="dense",
+    users=20_000,
+    dnt=1_800,
+    nested=200,
+    delete=500,
+    agents=30_000,
+    activity_rows=5_000_000,
+    purge_users=500,
+    ingest_rows=50_000,
+)
+SCENARIOS = {s.name: s for s in (TINY, QUICK, FULL, DENSE)}
