@@ -216,16 +216,3 @@ def users_by_id(session: Session, user_ids: Sequence[int]) -> list[UserRow]:
     for chunk in chunks(list(user_ids)):
         found.extend(session.scalars(select(UserRow).where(UserRow.id.in_(chunk))))
     return found
-
-
-def users_linked_to(session: Session, object_ids: Sequence[str]) -> list[UserRow]:
-    found: list[UserRow] = []
-    for chunk in chunks(list(object_ids)):
-        found.extend(
-            session.scalars(
-                select(UserRow).where(
-                    UserRow.entra_object_id.in_(chunk), UserRow.merged_into_id.is_(None)
-                )
-            )
-        )
-    return found
