@@ -138,6 +138,7 @@ class MergeConfig(_Section):
 
 class SyncConfig(_Section):
     on_user_deleted: Literal["ignore", "untrack", "purge"] = "ignore"
+    full_resync_every: Duration = timedelta(days=6)
 
 
 class LoggingConfig(_Section):

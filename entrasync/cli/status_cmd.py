@@ -12,6 +12,7 @@ from entrasync.cli.output import print_json, say
 from entrasync.daemon.state import daemon_summary
 from entrasync.services.account import apply_settings, refresh_compliance
 from entrasync.store.schema import RunRow
+from entrasync.sync.groups import list_groups
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
             last = session.scalar(select(RunRow).order_by(RunRow.started_at.desc()).limit(1))
             last_run = _run_view(last) if last else None
             daemon = daemon_summary(session, moment)
+            suspect = [g for g in list_groups(session, actx.config) if g.state == "suspect"]
         state = licenses.compliance
         grace_ends = state.grace_ends.isoformat() if state.grace_ends else None
         if as_json:
@@ -45,6 +47,10 @@ def register(app: typer.Typer) -> None:
                 "compliance": state.state.value,
                 "grace_ends": grace_ends,
                 "last_run": last_run,
+                "suspect_groups": [
+                    {"id": g.id, "name": g.name, "kind": g.kind, "detail": g.detail}
+                    for g in suspect
+                ],
             }
             if daemon["instances"]:  # only while an `entrasync run` is alive
                 view["daemon"] = daemon
@@ -58,6 +64,9 @@ def register(app: typer.Typer) -> None:
             say(f"last run   {last_run['id']} {last_run['status']} at {last_run['started_at']}")
         else:
             say("last run   none yet")
+        for g in suspect:
+            say(f"SUSPECT    {g.detail} (since {g.since:%Y-%m-%d %H:%M} UTC)" if g.since else "")
+            say(f"           accept the read with: entrasync groups accept {g.id}")
         say(f"daemon     {_daemon_line(daemon)}")
         for job, at in sorted(daemon["jobs"].items()):
             say(f"  next {job:<10} {at or 'paused'}")
@@ -82,4 +91,5 @@ def _run_view(run: RunRow) -> dict[str, Any]:
         "counts": run.counts,
         "held": run.held,
         "message": run.message,
+        "suspect_groups": run.suspect or {},
     }

@@ -17,6 +17,9 @@ from entrasync.sync.cycle import CycleResult, approve, run_cycle
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 _TITLES = {
+    ActionKind.RETIRE_IDENTIFIER: "retire identifiers Entra gave to another person (UPN reuse)",
+    ActionKind.SCHEDULE_PURGE: "schedule a purge (Delete group or deleted account, delay running)",
+    ActionKind.CANCEL_PURGE: "cancel a scheduled purge (left the group, or account restored)",
     ActionKind.MERGE: "merge duplicate records (UPN change)",
     ActionKind.LINK: "link records to their Entra user",
     ActionKind.PREREGISTER: "pre-register as Untracked (in a watched group, not in the store)",
@@ -66,12 +69,27 @@ def plan_json(result: CycleResult) -> dict[str, Any]:
                 "entra_object_id": s.object_id,
                 "due_at": s.due_at.isoformat(),
                 "licenses": s.licenses,
+                "group_id": s.group_id,
             }
             for s in the_plan.scheduled
         ],
+        "suspended_purges": [
+            {
+                "user_id": s.user_id,
+                "entra_object_id": s.object_id,
+                "group_id": s.group_id,
+                "why": s.why,
+            }
+            for s in the_plan.suspended
+        ],
+        "unconfirmed_purges": [
+            {"user_id": a.user_id, "entra_object_id": a.object_id, "why": why}
+            for a, why in result.unconfirmed
+        ],
         "applied": dict(result.applied),
         "held": dict(result.held),
-        "failed_reads": result.frozen,
+        "suspect_groups": result.suspect,
+        "full_read": result.full_read,
     }
 
 
@@ -91,10 +109,19 @@ def print_plan(result: CycleResult, heading: str) -> None:
         print_table(None, ["action", "count", "licenses freed"], rows)
     if the_plan.scheduled:
         say(f"{len(the_plan.scheduled)} purges scheduled for later:")
-        for s in sorted(the_plan.scheduled, key=lambda s: s.due_at)[:20]:
-            say(f"  user {s.user_id} at {s.due_at:%Y-%m-%d %H:%M} UTC ({s.licenses} licenses)")
-    for why in result.frozen.values():
-        say(f"failed read: {why} — no retracks from it this cycle")
+        for p in sorted(the_plan.scheduled, key=lambda p: p.due_at)[:20]:
+            say(f"  user {p.user_id} at {p.due_at:%Y-%m-%d %H:%M} UTC ({p.licenses} licenses)")
+    if the_plan.suspended:
+        say(f"{len(the_plan.suspended)} purges suspended (their group's read is suspect):")
+    for s in the_plan.suspended[:20]:
+        say(f"  purge of user {s.user_id} suspended: {s.why}")
+    for action, why in result.unconfirmed[:20]:
+        say(f"purge of user {action.user_id} not run: {why}")
+    for group, why in result.suspect.items():
+        say(
+            f"SUSPECT group: {why} — nothing derived from it; accept with: "
+            f"entrasync groups accept {group}"
+        )
     if result.resync:
         say("this cycle was a full resync (a delta link had expired)")
 
@@ -126,6 +153,8 @@ def register(app: typer.Typer) -> None:
             )
             if result.held:
                 say(f"release held actions with: entrasync approve {result.run_id}")
+            if result.suspect:
+                say("exit 3: a watched group is suspect (see `entrasync groups list`)")
         if result.status == "held":
             raise typer.Exit(int(ExitCode.HELD))
 

@@ -66,6 +66,12 @@ class Metrics:
         self.consecutive_failures = Gauge(
             "entrasync_consecutive_failures", "Failed cycles since the last success.", registry=r
         )
+        self.suspect = Gauge(
+            "entrasync_watched_group_suspect",
+            "1 while a watched group's read is suspect (nothing is derived from it).",
+            ["group", "kind"],
+            registry=r,
+        )
         self.leader = Gauge(
             "entrasync_leader", "1 when this instance is the leader, 0 on standby.", registry=r
         )
@@ -105,6 +111,11 @@ class Metrics:
         self.licenses_used.set(used)
         self.licenses_purchased.set(purchased)
         self.licenses_pending.set(pending)
+
+    def set_suspect(self, groups: list[tuple[str, str, bool]]) -> None:
+        """(group id, kind, suspect) for every configured group."""
+        for group, kind, suspect in groups:
+            self.suspect.labels(group, kind).set(1 if suspect else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

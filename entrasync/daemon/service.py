@@ -52,6 +52,7 @@ from entrasync.services.pending import expire_pending_data
 from entrasync.store.db import Store
 from entrasync.store.schema import RunRow
 from entrasync.sync.cycle import run_cycle
+from entrasync.sync.groups import list_groups
 
 log = get_logger("entrasync.daemon")
 
@@ -107,6 +108,7 @@ class Daemon:
         self._store_last_success: datetime | None = None
         self._last_failure: datetime | None = None
         self._last_error: str | None = None
+        self._suspect: dict[str, str] = {}
         self._failures = 0
         self._sync_running = False
         self._licenses_at = 0.0
@@ -605,11 +607,18 @@ class Daemon:
         try:
             with self.store.reading() as session:
                 figures = license_status(session, _utcnow())
+                groups = list_groups(session, self.config)
         except EntrasyncError as exc:
             log.debug("license figures not refreshed", error=str(exc))
             return
         self._licenses_at = time.monotonic()
         self.metrics.set_licenses(figures.used, figures.purchased, figures.pending)
+        self.metrics.set_suspect([(g.id, g.kind, g.state == "suspect") for g in groups])
+        suspect = {g.id: g.detail or g.state for g in groups if g.state == "suspect"}
+        with self._mutex:
+            self._suspect = suspect
+        for group, why in suspect.items():
+            log.warning("watched group is suspect", group=group, why=why)
 
     # --- views ---------------------------------------------------------------------------
 
@@ -647,8 +656,12 @@ class Daemon:
             )
         interval = self.config.schedule.interval
         verdict = judge(now, interval, self.started_at, last, failures_)
+        with self._mutex:
+            suspect = dict(self._suspect)
         body = {
-            "status": verdict.status,
+            # A suspect watched group: cycles run, but decisions from that group are paused.
+            "status": "degraded" if suspect and verdict.status == "ok" else verdict.status,
+            "suspect_groups": suspect,
             "healthy": verdict.healthy,
             "reason": verdict.reason,
             "role": role,

@@ -39,6 +39,13 @@ ACTIONS = frozenset(
         "pending.expired",
         "action.held",
         "action.released",
+        "group.suspect",
+        "group.recovered",
+        "group.accepted",
+        "purge.scheduled",
+        "purge.cancelled",
+        "purge.unconfirmed",
+        "identifier.retired",
     }
 )
 

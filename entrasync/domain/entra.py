@@ -90,7 +90,9 @@ class GroupPage:
 
     `groups` are the group ids the stream covers (its `$filter`). In a full round every
     change is an addition, and a covered group whose members are not reported has none.
-    `deleted_groups` are covered groups that Graph reported as removed from the directory.
+    `deleted_groups` are covered groups that Graph reported as removed from the directory;
+    `seen_groups` those that had an item of their own (a covered group absent from every page
+    of a full round does not exist, or cannot be read).
     The same group may appear on several pages when it has many members. `first`, `full`
     and `resync` mean what they mean on `UserPage`.
     """
@@ -102,6 +104,10 @@ class GroupPage:
     groups: tuple[str, ...]
     changes: tuple[MembershipChange, ...] = ()
     deleted_groups: tuple[str, ...] = ()
+    # Covered groups that had an item on this page without `@removed` (the group exists),
+    # and the display names Graph sent for them (`$select=displayName,members`).
+    seen_groups: tuple[str, ...] = ()
+    names: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

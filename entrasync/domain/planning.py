@@ -22,19 +22,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from entrasync.domain.durations import format_duration
 from entrasync.domain.evidence import EVIDENCE_TEXT
+from entrasync.domain.groups import GroupKind, group_label
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ActionKind(StrEnum):
     LINK = "link"
+    RETIRE_IDENTIFIER = "retire_identifier"
     MERGE = "merge"
     MERGE_SKIPPED = "merge_skipped"
     PREREGISTER = "preregister"
     UNTRACK = "untrack"
+    SCHEDULE_PURGE = "schedule_purge"
+    CANCEL_PURGE = "cancel_purge"
     PURGE = "purge"
     RETRACK = "retrack"
+
+
+class PurgeCause(StrEnum):
+    """Why a purge is planned: what Graph is asked to confirm right before it runs."""
+
+    DELETE_GROUP = "delete_group"  # checkMemberGroups with the Delete group ids
+    ENTRA_DELETED = "entra_deleted"  # GET /users/{id} answering 404
 
 
 # Kinds a safety threshold can hold (config key: safety.max_<kind>s).
@@ -64,11 +76,38 @@ class IdentityMatch:
 
 @dataclass(frozen=True)
 class WatchedMember:
+    """One member of one configured group (a member of two groups appears twice)."""
+
     object_id: str
-    kind: str  # "dnt" | "delete"
+    kind: GroupKind
     via_group: str
     first_seen_at: datetime
     user: StoreUser | None  # the record linked to the object, if any
+    suspect: bool = False  # the group's read is not trusted: nothing is derived from it
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """An identifier of a record linked to `old_object` that Entra now gives to `new_object`
+    (UPN reuse), or whose `old_object` is deleted while a live object holds it."""
+
+    user_id: int
+    kind: str
+    value: str
+    old_object: str
+    new_object: str
+    old_deleted: bool
+
+
+@dataclass(frozen=True)
+class ScheduledRecord:
+    """A purge already scheduled (and audited) by an earlier cycle."""
+
+    user_id: int
+    object_id: str
+    cause: PurgeCause
+    group_id: str | None
+    due_at: datetime
 
 
 @dataclass(frozen=True)
@@ -79,6 +118,8 @@ class Facts:
     retrack: list[StoreUser] = field(default_factory=list)
     # (object, when entrasync saw the deletion, linked record)
     deleted: list[tuple[str, datetime, StoreUser]] = field(default_factory=list)
+    retirements: list[Retirement] = field(default_factory=list)
+    scheduled: list[ScheduledRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -90,6 +131,13 @@ class Policy:
     agent_merge: str
     on_user_deleted: str  # ignore | untrack | purge
     group_names: Mapping[str, str] = field(default_factory=dict)
+    # Suspect watched groups: group id -> why (nothing is derived from their membership).
+    suspect: Mapping[str, str] = field(default_factory=dict)
+
+    def group(self, group_id: str) -> str:
+        """A group as a reason names it: display name and id."""
+        name = self.group_names.get(group_id)
+        return f"{name!r} ({group_id})" if name else group_id
 
 
 @dataclass(frozen=True)
@@ -101,6 +149,10 @@ class PlannedAction:
     source_user_ids: tuple[int, ...] = ()  # merge: records folded into user_id
     licenses_freed: int = 0
     untracked_by: str = "entrasync"
+    cause: PurgeCause | None = None  # purges and scheduled purges
+    group_id: str | None = None  # the group the action comes from, if any
+    due_at: datetime | None = None  # scheduled purges
+    identifier: tuple[str, str] | None = None  # retired identifiers: (kind, value)
 
     @property
     def target(self) -> str:
@@ -114,12 +166,25 @@ class ScheduledPurge:
     object_id: str
     due_at: datetime
     licenses: int
+    cause: PurgeCause = PurgeCause.DELETE_GROUP
+    group_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SuspendedPurge:
+    """A purge that neither runs nor is cancelled while the group it comes from is suspect."""
+
+    user_id: int
+    object_id: str
+    group_id: str
+    why: str
 
 
 @dataclass
 class Plan:
     actions: list[PlannedAction] = field(default_factory=list)
     scheduled: list[ScheduledPurge] = field(default_factory=list)
+    suspended: list[SuspendedPurge] = field(default_factory=list)
 
     def of_kind(self, kind: ActionKind) -> list[PlannedAction]:
         return [a for a in self.actions if a.kind == kind]
@@ -127,10 +192,12 @@ class Plan:
 
 def plan(facts: Facts, policy: Policy) -> Plan:
     result = Plan()
+    _plan_retirements(facts, result)
     resolved = _plan_identity(facts, policy, result)
     _plan_membership(facts, policy, resolved, result)
     _plan_retracks(facts, policy, result)
     _plan_deleted(facts, policy, result)
+    _plan_schedule(facts, policy, result)
     return result
 
 
@@ -177,18 +244,7 @@ def _assign_claims(
     best = min(m.rank for m in matches)
     objects = sorted({m.object_id for m in matches if m.rank == best})
     if user.entra_object_id is not None:
-        # Linked to another object that no longer claims this key: UPN reuse.
-        for object_id in objects:
-            out.actions.append(
-                PlannedAction(
-                    ActionKind.MERGE_SKIPPED,
-                    f"record is linked to Entra object {user.entra_object_id}, not {object_id}: "
-                    "never merged across Entra objects (UPN reuse)",
-                    user.id,
-                    object_id,
-                )
-            )
-        return
+        return  # linked to another object: never merged across objects (UPN reuse retires)
     if len(objects) > 1:
         out.actions.append(
             PlannedAction(
@@ -220,46 +276,128 @@ def _merge_action(
     )
 
 
+def _plan_retirements(facts: Facts, out: Plan) -> None:
+    for r in facts.retirements:
+        why = (
+            f"Entra account {r.old_object} of this record is deleted"
+            if r.old_deleted
+            else f"Entra account {r.old_object} of this record no longer has it"
+        )
+        out.actions.append(
+            PlannedAction(
+                ActionKind.RETIRE_IDENTIFIER,
+                f"{r.kind} {r.value} now belongs to Entra account {r.new_object} and {why}: "
+                "retired on this record (UPN reuse), never merged across accounts",
+                r.user_id,
+                r.new_object,
+                identifier=(r.kind, r.value),
+            )
+        )
+
+
 def _plan_membership(
     facts: Facts, policy: Policy, resolved: Mapping[str, StoreUser], out: Plan
 ) -> None:
-    for member in _delete_wins(facts.watched):
-        user = member.user or resolved.get(member.object_id)
-        group = policy.group_names.get(member.via_group, member.via_group)
-        label = "Delete" if member.kind == "delete" else "Do Not Track"
-        since = f"member of {label} group {group} since {member.first_seen_at:%Y-%m-%d %H:%M} UTC"
-        if user is None:
-            out.actions.append(
-                PlannedAction(
-                    ActionKind.PREREGISTER, f"{since}; not in the store yet", None, member.object_id
-                )
+    by_object: dict[str, list[WatchedMember]] = defaultdict(list)
+    for member in facts.watched:
+        by_object[member.object_id].append(member)
+    for object_id in sorted(by_object):
+        memberships = by_object[object_id]
+        user = memberships[0].user or resolved.get(object_id)
+        trusted = [m for m in memberships if not m.suspect]
+        _plan_suspended(user, memberships, trusted, policy, out)
+        if trusted:
+            _plan_member(_delete_wins(trusted), user, policy, out)
+
+
+def _plan_member(member: WatchedMember, user: StoreUser | None, policy: Policy, out: Plan) -> None:
+    label = group_label(member.kind)
+    since = (
+        f"member of {label} group {policy.group(member.via_group)} "
+        f"since {member.first_seen_at:%Y-%m-%d %H:%M} UTC"
+    )
+    if user is None:
+        out.actions.append(
+            PlannedAction(
+                ActionKind.PREREGISTER,
+                f"{since}; not in the store yet",
+                None,
+                member.object_id,
+                group_id=member.via_group,
             )
-            continue
-        if user.tracking == "tracked":
-            out.actions.append(PlannedAction(ActionKind.UNTRACK, since, user.id, member.object_id))
-        if member.kind == "delete" and user.agents > 0:
-            due = member.first_seen_at + policy.purge_delay
-            if due <= policy.now:
-                out.actions.append(
-                    PlannedAction(
-                        ActionKind.PURGE,
-                        f"{since} (purge delay {policy.purge_delay} passed)",
-                        user.id,
-                        member.object_id,
-                        licenses_freed=user.licenses,
-                    )
-                )
-            else:
-                out.scheduled.append(ScheduledPurge(user.id, member.object_id, due, user.licenses))
+        )
+        return
+    if user.tracking == "tracked":
+        out.actions.append(
+            PlannedAction(
+                ActionKind.UNTRACK, since, user.id, member.object_id, group_id=member.via_group
+            )
+        )
+    if member.kind == GroupKind.DELETE and user.agents > 0:
+        _plan_purge(
+            user,
+            member.object_id,
+            member.first_seen_at + policy.purge_delay,
+            f"{since} (purge delay {format_duration(policy.purge_delay)} passed)",
+            PurgeCause.DELETE_GROUP,
+            member.via_group,
+            policy,
+            out,
+        )
 
 
-def _delete_wins(watched: Iterable[WatchedMember]) -> list[WatchedMember]:
-    chosen: dict[str, WatchedMember] = {}
-    for member in watched:
-        current = chosen.get(member.object_id)
-        if current is None or (member.kind == "delete" and current.kind != "delete"):
-            chosen[member.object_id] = member
-    return [chosen[k] for k in sorted(chosen)]
+def _plan_purge(
+    user: StoreUser,
+    object_id: str,
+    due: datetime,
+    reason: str,
+    cause: PurgeCause,
+    group_id: str | None,
+    policy: Policy,
+    out: Plan,
+) -> None:
+    if due > policy.now:
+        out.scheduled.append(
+            ScheduledPurge(user.id, object_id, due, user.licenses, cause, group_id)
+        )
+        return
+    out.actions.append(
+        PlannedAction(
+            ActionKind.PURGE,
+            reason,
+            user.id,
+            object_id,
+            licenses_freed=user.licenses,
+            untracked_by="entra-deleted" if cause == PurgeCause.ENTRA_DELETED else "entrasync",
+            cause=cause,
+            group_id=group_id,
+        )
+    )
+
+
+def _plan_suspended(
+    user: StoreUser | None,
+    memberships: list[WatchedMember],
+    trusted: list[WatchedMember],
+    policy: Policy,
+    out: Plan,
+) -> None:
+    """A Delete member through a suspect group only: their purge waits for the group."""
+    if user is None or user.agents == 0:
+        return
+    if any(m.kind == GroupKind.DELETE for m in trusted):
+        return
+    for m in memberships:
+        if m.suspect and m.kind == GroupKind.DELETE:
+            why = policy.suspect.get(m.via_group, "the group's read is suspect")
+            out.suspended.append(SuspendedPurge(user.id, m.object_id, m.via_group, why))
+            return
+
+
+def _delete_wins(memberships: Iterable[WatchedMember]) -> WatchedMember:
+    """One person's deciding membership: Delete over DNT, then the longest-standing one
+    (its `first_seen_at` starts the purge delay)."""
+    return min(memberships, key=lambda m: (m.kind != GroupKind.DELETE, m.first_seen_at))
 
 
 def _plan_retracks(facts: Facts, policy: Policy, out: Plan) -> None:
@@ -279,7 +417,7 @@ def _plan_retracks(facts: Facts, policy: Policy, out: Plan) -> None:
 def _plan_deleted(facts: Facts, policy: Policy, out: Plan) -> None:
     """A deleted Entra user is untracked at once; with `purge`, their data goes after the
     purge delay like a Delete-group member's (a soft-deleted user restored in that window
-    keeps it)."""
+    keeps it, and Graph is asked right before the purge whether the account is still gone)."""
     if policy.on_user_deleted == "ignore":
         return
     for object_id, deleted_at, user in facts.deleted:
@@ -293,19 +431,52 @@ def _plan_deleted(facts: Facts, policy: Policy, out: Plan) -> None:
                     ActionKind.UNTRACK, reason, user.id, object_id, untracked_by="entra-deleted"
                 )
             )
-        if policy.on_user_deleted != "purge" or user.agents == 0:
+        if policy.on_user_deleted == "purge" and user.agents > 0:
+            due = deleted_at + policy.purge_delay
+            _plan_purge(user, object_id, due, reason, PurgeCause.ENTRA_DELETED, None, policy, out)
+
+
+def _plan_schedule(facts: Facts, policy: Policy, out: Plan) -> None:
+    """Audit each scheduled purge once when first planned, and its cancellation: a scheduled
+    purge that is neither due, still waiting, nor suspended any more was called off."""
+    known = {s.user_id: s for s in facts.scheduled}
+    for s in out.scheduled:
+        if s.user_id not in known:
+            why = (
+                f"member of Delete group {policy.group(s.group_id)}"
+                if s.group_id
+                else f"Entra user {s.object_id} deleted"
+            )
+            out.actions.append(
+                PlannedAction(
+                    ActionKind.SCHEDULE_PURGE,
+                    f"{why}: history will be purged at {s.due_at:%Y-%m-%d %H:%M} UTC "
+                    f"(purge delay {format_duration(policy.purge_delay)})",
+                    s.user_id,
+                    s.object_id,
+                    cause=s.cause,
+                    group_id=s.group_id,
+                    due_at=s.due_at,
+                )
+            )
+    live = {s.user_id for s in out.scheduled} | {s.user_id for s in out.suspended}
+    live |= {a.user_id for a in out.actions if a.kind == ActionKind.PURGE and a.user_id}
+    for record in facts.scheduled:
+        if record.user_id in live:
             continue
-        due = deleted_at + policy.purge_delay
-        if due > policy.now:
-            out.scheduled.append(ScheduledPurge(user.id, object_id, due, user.licenses))
-            continue
+        why = (
+            f"no longer a member of Delete group {policy.group(record.group_id)}"
+            if record.group_id is not None
+            else f"Entra user {record.object_id} is no longer deleted"
+        )
         out.actions.append(
             PlannedAction(
-                ActionKind.PURGE,
-                reason,
-                user.id,
-                object_id,
-                licenses_freed=user.licenses,
-                untracked_by="entra-deleted",
+                ActionKind.CANCEL_PURGE,
+                f"{why}: the purge due {record.due_at:%Y-%m-%d %H:%M} UTC is cancelled",
+                record.user_id,
+                record.object_id,
+                cause=record.cause,
+                group_id=record.group_id,
+                due_at=record.due_at,
             )
         )

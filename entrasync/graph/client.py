@@ -42,19 +42,26 @@ Design decisions (copied into the docs):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextlib
 import functools
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+import random
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
 from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
 from kiota_http.kiota_client_factory import KiotaClientFactory
 from kiota_http.middleware import RetryHandler
 from kiota_http.middleware.middleware import BaseMiddleware
@@ -91,16 +98,21 @@ from entrasync.graph.retry import (
     parse_retry_after,
     retry_async,
 )
-from entrasync.graph.settings import GraphSettings
+from entrasync.graph.settings import GraphSettings, RetryPolicy
 from entrasync.graph.tls import trust_context
 
 T = TypeVar("T")
 P = TypeVar("P")
+K = TypeVar("K", bound=Hashable)
 
 USERS_STREAM = "users"
 GROUP_BATCH_PREFIX = "groups:"
 CHILD_GROUP_PREFIX = "group:"
 MAX_FILTER_IDS = 50
+MAX_BATCH = 20  # requests per JSON batch
+MAX_CHECK_GROUPS = 20  # group ids per checkMemberGroups call
+# Sub-responses worth sending again: the statuses the single-request policy retries.
+RETRY_SUB_STATUSES = RETRY_AFTER_STATUSES | BACKOFF_STATUSES
 USER_SELECT = [
     "userPrincipalName",
     "mail",
@@ -111,6 +123,7 @@ USER_SELECT = [
     "employeeId",
     "displayName",
 ]
+GROUP_SELECT = ["displayName", "members"]
 SYNC_RESET_CODES = frozenset(
     {"syncstatenotfound", "syncstateinvalid", "resyncrequired", "resyncrequiredexception"}
 )
@@ -129,6 +142,29 @@ def child_group_stream(group_id: str) -> str:
 
 def child_group_id(stream: str) -> str | None:
     return stream[len(CHILD_GROUP_PREFIX) :] if stream.startswith(CHILD_GROUP_PREFIX) else None
+
+
+@dataclass(frozen=True)
+class _SubRequest:
+    """One request of a JSON batch; `url` is relative to the version (`/users/…`)."""
+
+    method: str
+    url: str
+    body: dict[str, Any] | None = None
+
+    def to_json(self, request_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": request_id, "method": self.method, "url": self.url}
+        if self.body is not None:  # Graph wants Content-Type whenever there is a body
+            out["body"] = self.body
+            out["headers"] = {"Content-Type": "application/json"}
+        return out
+
+
+@dataclass(frozen=True)
+class _SubResponse:
+    status: int
+    headers: dict[str, str]
+    body: Any
 
 
 class _SyncReset(Exception):
@@ -324,6 +360,51 @@ class GraphClient:
         pages = self._group_pages(roots, known if nested else [], links, nested, state)
         return DeltaRound(pages, state)
 
+    def check_member_groups(
+        self, user_ids: Sequence[str], group_ids: Sequence[str]
+    ) -> dict[str, frozenset[str] | None]:
+        """Per user (id normalised), the subset of `group_ids` (normalised) the user is a
+        direct or transitive member of, asked of Graph right now: `POST /users/{id}/
+        checkMemberGroups` (https://learn.microsoft.com/graph/api/user-checkmembergroups),
+        at most 20 groups per call (more are split), sent in JSON batches of 20.
+
+        A user Graph does not know (404: deleted) is in no group: `frozenset()`. None means
+        the answer could not be obtained (throttled until the retry bounds ran out, or an
+        unexpected answer); the caller must not act on it. A 403 raises
+        GraphPermissionDenied (User.Read.All and GroupMember.Read.All are needed)."""
+        users = list(dict.fromkeys(parse.norm_id(u) for u in user_ids))
+        groups = sorted({parse.norm_id(g) for g in group_ids})
+        if not groups:
+            return {user: frozenset() for user in users}
+        chunks = [groups[i : i + MAX_CHECK_GROUPS] for i in range(0, len(groups), MAX_CHECK_GROUPS)]
+        requests = {
+            (user, n): _SubRequest(
+                "POST", f"/users/{quote(user, safe='@')}/checkMemberGroups", {"groupIds": chunk}
+            )
+            for user in users
+            for n, chunk in enumerate(chunks)
+        }
+        what = f"checking group membership of {len(users)} user(s)"
+        answers = self._batched(requests, what, f"{USER_PERMISSION} and {GROUP_PERMISSION}")
+        wanted = frozenset(groups)
+        return {
+            user: _member_groups([answers[(user, n)] for n in range(len(chunks))], wanted)
+            for user in users
+        }
+
+    def users_exist(self, user_ids: Sequence[str]) -> dict[str, bool | None]:
+        """Per user (id normalised): does Graph still know it? `GET /users/{id}?$select=id`
+        (https://learn.microsoft.com/graph/api/user-get) in JSON batches of 20: 200 → True,
+        404 → False (deleted, soft-deleted included), None → unknown (do not act on it)."""
+        users = list(dict.fromkeys(parse.norm_id(u) for u in user_ids))
+        requests = {
+            user: _SubRequest("GET", f"/users/{quote(user, safe='@')}?$select=id") for user in users
+        }
+        answers = self._batched(
+            requests, f"checking that {len(users)} user(s) exist", USER_PERMISSION
+        )
+        return {user: _exists(answers[user]) for user in users}
+
     # -- delta driving ----------------------------------------------------------------------
 
     def _user_pages(self, link: str | None, state: _RoundState) -> Iterator[UserPage]:
@@ -392,7 +473,7 @@ class GraphClient:
 
         async def initial() -> dict[str, Any]:
             query = GroupsDeltaRequestBuilder.DeltaRequestBuilderGetQueryParameters(
-                select=["members"],
+                select=GROUP_SELECT,
                 filter=" or ".join(f"id eq '{g}'" for g in ids),
             )
             config = self._delta_config(query)
@@ -405,28 +486,10 @@ class GraphClient:
         what = f"reading membership of group(s) {', '.join(ids[:3])}" + (
             f" and {len(ids) - 3} more" if len(ids) > 3 else ""
         )
-        wanted = set(ids)
         for response, first, full, resync in self._drive(
             stream, link, initial, follow, what, GROUP_PERMISSION, state
         ):
-            changes: list[MembershipChange] = []
-            deleted: list[str] = []
-            for item in response.get("value") or ():
-                group_id, removed, item_changes = parse.group_changes(item)
-                if group_id not in wanted:
-                    continue  # Graph returns only filtered groups; be strict anyway
-                if removed:
-                    deleted.append(group_id)
-                changes.extend(item_changes)
-            yield GroupPage(
-                stream=stream,
-                first=first,
-                full=full,
-                resync=resync,
-                groups=ids,
-                changes=tuple(changes),
-                deleted_groups=tuple(deleted),
-            )
+            yield _group_page(response, stream, ids, first, full, resync)
 
     def _drive(
         self,
@@ -464,6 +527,88 @@ class GraphClient:
             if full:
                 state.full_streams.add(stream)
             return
+
+    # -- JSON batching -----------------------------------------------------------------------
+
+    def _batched(
+        self, requests: Mapping[K, _SubRequest], what: str, permission: str
+    ) -> dict[K, _SubResponse | None]:
+        """Send `requests` in JSON batches of 20 (https://learn.microsoft.com/graph/json-batching)
+        and return each one's final sub-response; None when it could not be obtained.
+
+        Graph throttles the requests of a batch individually, each 429 carrying its own
+        Retry-After (https://learn.microsoft.com/graph/throttling#throttling-and-batching):
+        only those sub-requests are sent again, in a new batch, after the largest Retry-After
+        among them (the policy's backoff when none is given), within the client's
+        RetryPolicy (attempts and total time). Each whole-batch POST is retried as any
+        request is."""
+        policy = self.settings.retry
+        results: dict[K, _SubResponse | None] = dict.fromkeys(requests)
+        pending, started, attempt = list(requests), time.monotonic(), 1
+        while True:
+            retry, hints = self._batch_round(pending, requests, results, what, permission)
+            wait = _sub_wait(policy, hints, attempt)
+            if (
+                not retry
+                or attempt >= policy.max_attempts
+                or time.monotonic() - started + wait > policy.max_total
+            ):
+                return results  # whatever is still pending stays unknown (None)
+            time.sleep(wait)
+            pending, attempt = retry, attempt + 1
+
+    def _batch_round(
+        self,
+        pending: list[K],
+        requests: Mapping[K, _SubRequest],
+        results: dict[K, _SubResponse | None],
+        what: str,
+        permission: str,
+    ) -> tuple[list[K], list[float]]:
+        """Send `pending` once, in batches of 20; record final answers in `results`. Returns
+        the keys to send again and the Retry-After hints that came with them."""
+        retry: list[K] = []
+        hints: list[float] = []
+        for start in range(0, len(pending), MAX_BATCH):
+            keys = pending[start : start + MAX_BATCH]
+            answers = self._send_batch([(k, requests[k]) for k in keys], what, permission)
+            for key in keys:
+                answer = answers.get(key)  # a missing answer is retried like a 503
+                if answer is None or answer.status in RETRY_SUB_STATUSES:
+                    retry.append(key)
+                    hint = _retry_after(answer)
+                    if hint is not None:
+                        hints.append(hint)
+                elif answer.status == 403:
+                    raise self._denied(what, _error_code(answer.body), permission)
+                else:
+                    results[key] = answer
+        return retry, hints
+
+    def _send_batch(
+        self, items: list[tuple[K, _SubRequest]], what: str, permission: str
+    ) -> dict[K, _SubResponse]:
+        """One `POST /$batch` through the SDK pipeline; sub-responses matched by id (they
+        come back in any order). Parsed by hand: the SDK's batch models may drop a JSON
+        sub-response body."""
+        keys = {str(n): key for n, (key, _) in enumerate(items, 1)}
+        payload = {"requests": [req.to_json(str(n)) for n, (_, req) in enumerate(items, 1)]}
+        content = json.dumps(payload).encode()
+
+        async def send() -> dict[str, Any]:
+            info = RequestInformation(Method.POST)
+            info.url = f"{self.settings.graph_base}/$batch"
+            info.headers.try_add("Accept", "application/json")
+            info.set_stream_content(content, "application/json")
+            return await self._get_json(info)
+
+        data = self._run(send, what, permission)
+        answers: dict[K, _SubResponse] = {}
+        for raw in data.get("responses") or ():
+            parsed = _parse_sub_response(raw)
+            if parsed is not None and parsed[0] in keys:
+                answers[keys[parsed[0]]] = parsed[1]
+        return answers
 
     # -- one request, with retries and error mapping -----------------------------------------
 
@@ -526,6 +671,15 @@ class GraphClient:
                 f"{policy.max_total:g}s)"
             ) from None
 
+    def _denied(self, what: str, code: str, permission: str) -> GraphPermissionDenied:
+        noun = "permissions" if " and " in permission else "permission"
+        return GraphPermissionDenied(
+            f"{what}: Graph denied access ({code or 403}). The app registration "
+            f"{self.settings.client_id} needs the Microsoft Graph application {noun} "
+            f"{permission}, and an administrator must grant admin consent for it in "
+            f"tenant {self.settings.tenant_id}"
+        )
+
     def _classify(self, exc: APIError, what: str, permission: str) -> Exception:
         status = exc.response_status_code or 0
         error = getattr(exc, "error", None)
@@ -539,12 +693,7 @@ class GraphClient:
         if status in BACKOFF_STATUSES:
             return Transient(f"{what}: Graph answered {status}", None, status)
         if status == 403:
-            return GraphPermissionDenied(
-                f"{what}: Graph denied access ({code or 403}). The app registration "
-                f"{self.settings.client_id} needs the Microsoft Graph application permission "
-                f"{permission}, and an administrator must grant admin consent for it in "
-                f"tenant {self.settings.tenant_id}"
-            )
+            return self._denied(what, code, permission)
         if status == 401:
             return GraphPermissionDenied(
                 f"{what}: Graph rejected the access token twice ({code or 401}: {message})"
@@ -552,3 +701,97 @@ class GraphClient:
         if status == 404:
             return _NotFound()
         return EntrasyncError(f"{what}: Graph answered {status} {code}: {message}")
+
+
+def _group_page(
+    response: dict[str, Any],
+    stream: str,
+    ids: tuple[str, ...],
+    first: bool,
+    full: bool,
+    resync: bool,
+) -> GroupPage:
+    wanted = set(ids)
+    changes: list[MembershipChange] = []
+    deleted: dict[str, None] = {}
+    seen: dict[str, None] = {}
+    names: dict[str, str] = {}
+    for raw in response.get("value") or ():
+        item = parse.group_changes(raw)
+        if item.group_id not in wanted:
+            continue  # Graph returns only filtered groups; be strict anyway
+        if item.removed:
+            deleted[item.group_id] = None
+        else:
+            seen[item.group_id] = None
+            if item.name is not None:
+                names[item.group_id] = item.name
+        changes.extend(item.changes)
+    return GroupPage(
+        stream=stream,
+        first=first,
+        full=full,
+        resync=resync,
+        groups=ids,
+        changes=tuple(changes),
+        deleted_groups=tuple(deleted),
+        seen_groups=tuple(seen),
+        names=tuple(names.items()),
+    )
+
+
+# -- JSON batch helpers ---------------------------------------------------------------------
+
+
+def _parse_sub_response(raw: Any) -> tuple[str, _SubResponse] | None:
+    if not isinstance(raw, dict) or raw.get("id") is None:
+        return None
+    status = raw.get("status")
+    if not isinstance(status, int):
+        return None
+    headers = raw.get("headers")
+    names = {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
+    body = raw.get("body")
+    if isinstance(body, str):  # non-JSON content types come base64 encoded
+        with contextlib.suppress(binascii.Error, ValueError):
+            body = json.loads(base64.b64decode(body, validate=True))
+    return str(raw["id"]), _SubResponse(status, names, body)
+
+
+def _retry_after(answer: _SubResponse | None) -> float | None:
+    return None if answer is None else parse_retry_after(header(answer.headers, "Retry-After"))
+
+
+def _sub_wait(policy: RetryPolicy, hints: list[float], attempt: int) -> float:
+    """The largest Retry-After (capped), else exponential backoff with full jitter, as
+    retry.py waits for a single request."""
+    if hints:
+        return min(max(hints), policy.max_retry_after)
+    high = min(policy.backoff_max, policy.backoff_base * 2 ** (attempt - 1))
+    return random.uniform(0, high)  # jitter, not cryptography
+
+
+def _error_code(body: Any) -> str:
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("code") or "") if isinstance(error, dict) else ""
+
+
+def _member_groups(
+    answers: list[_SubResponse | None], wanted: frozenset[str]
+) -> frozenset[str] | None:
+    """One user's checkMemberGroups answers (one per chunk of groups) combined."""
+    if any(a is not None and a.status == 404 for a in answers):
+        return frozenset()  # the user no longer exists: a member of nothing
+    found: set[str] = set()
+    for answer in answers:
+        value = answer.body.get("value") if answer and isinstance(answer.body, dict) else None
+        if answer is None or answer.status != 200 or not isinstance(value, list):
+            return None
+        found.update(parse.norm_id(g) for g in value)
+    return frozenset(found & wanted)
+
+
+def _exists(answer: _SubResponse | None) -> bool | None:
+    if answer is None:
+        return None
+    return {200: True, 404: False}.get(answer.status)

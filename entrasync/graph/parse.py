@@ -13,7 +13,7 @@ whichever way they arrived.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from entrasync.domain.entra import EntraUser, MemberKind, MembershipChange, UserRemoval
 
@@ -50,11 +50,22 @@ def user_change(user: dict[str, Any]) -> EntraUser | UserRemoval:
     )
 
 
-def group_changes(group: dict[str, Any]) -> tuple[str, bool, list[MembershipChange]]:
-    """(group id, group itself removed?, membership changes) for one `groups/delta` item."""
+class GroupItem(NamedTuple):
+    """One `groups/delta` item: the group, whether Graph reported it removed from the
+    directory, its display name when the item carries one (`$select=displayName,…`), and
+    its direct membership changes (`members@delta`)."""
+
+    group_id: str
+    removed: bool
+    name: str | None
+    changes: list[MembershipChange]
+
+
+def group_changes(group: dict[str, Any]) -> GroupItem:
+    """Parse one `groups/delta` item (https://learn.microsoft.com/graph/api/group-delta)."""
     group_id = norm_id(group["id"])
     if group.get("@removed") is not None:
-        return group_id, True, []
+        return GroupItem(group_id, True, None, [])
     changes = []
     for member in group.get("members@delta") or ():
         if not isinstance(member, dict) or member.get("id") is None:
@@ -68,4 +79,4 @@ def group_changes(group: dict[str, Any]) -> tuple[str, bool, list[MembershipChan
                 removed="@removed" in member,
             )
         )
-    return group_id, False, changes
+    return GroupItem(group_id, False, _text(group.get("displayName")), changes)

@@ -9,6 +9,7 @@ so purging a user with a million rows is a handful of statements.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import case, delete, func, select, update
@@ -16,7 +17,14 @@ from sqlalchemy.orm import Session
 
 from entrasync.errors import ActionRefused
 from entrasync.store.queries import chunks, has_history, user_license_counts
-from entrasync.store.schema import ActivityRow, AgentLogonRow, AgentRow, IdentifierRow, UserRow
+from entrasync.store.schema import (
+    ActivityRow,
+    AgentLogonRow,
+    AgentRow,
+    IdentifierRow,
+    ScheduledPurgeRow,
+    UserRow,
+)
 
 Details = dict[str, Any]
 PurgeCounts = dict[int, tuple[int, int, int]]
@@ -55,6 +63,7 @@ def purge_users(
     *,
     apply: bool,
     counts: PurgeCounts | None = None,
+    now: datetime | None = None,
 ) -> dict[int, Details]:
     """`purge_user` for many users at once: a fixed handful of statements per 500 users,
     whatever their number (the sync cycle purges a whole Delete group this way).
@@ -85,7 +94,10 @@ def purge_users(
                 tracking="untracked",
                 status="active",
                 pending_since=None,
+                purged_at=now or datetime.now(UTC),
             ),
+            # A purge already done needs no scheduling any more.
+            delete(ScheduledPurgeRow).where(ScheduledPurgeRow.user_id.in_(chunk)),
         ):
             session.execute(stmt, execution_options=unsynced)
     for user in users:

@@ -4,7 +4,18 @@ A fault is a rule: requests whose path (with query) matches `path` (a regular ex
 searched) are, after `skip` matching requests have passed untouched, answered with the fault
 `times` times (None = until cleared: a storm). A fault can delay the response (`delay`,
 then either the normal answer or `status`), answer with an HTTP `status` (and optionally
-`Retry-After` and an OData error `code`), or drop the connection without answering.
+`Retry-After` and an OData error `code`), answer `status` with a `text/html` page instead of
+JSON (`html`: what a gateway or proxy in front of Graph sends), or drop the connection
+without answering.
+
+Rules also apply to the sub-requests of a JSON batch (`POST /v1.0/$batch`): `path` is then
+matched against `/v1.0` + the sub-request's relative url, and a matching rule answers that
+sub-request alone, with its status, an OData error body and `Retry-After` in the
+sub-response's headers. That is how Graph throttles inside a batch: "Requests in a batch are
+evaluated individually against throttling limits" and each throttled one carries its own
+`Retry-After` (https://learn.microsoft.com/graph/throttling#throttling-and-batching,
+https://learn.microsoft.com/graph/json-batching). A dropped connection or an HTML page has no
+meaning inside a batch body, so such a rule answers the sub-request 503.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ class Fault:
     code: str | None = None
     delay: float = 0.0
     drop: bool = False
+    html: bool = False
     times: int | None = 1
     skip: int = 0
     hits: int = 0
@@ -34,6 +46,11 @@ class Fault:
 
     def active(self) -> bool:
         return self.times is None or self.hits < self.times
+
+    @property
+    def answers(self) -> bool:
+        """Does the rule answer the request itself (rather than only delaying it)?"""
+        return self.drop or self.html or self.status is not None
 
 
 @dataclass(frozen=True)
@@ -61,9 +78,13 @@ class Faults:
         code: str | None = None,
         delay: float = 0.0,
         drop: bool = False,
+        html: bool = False,
         times: int | None = 1,
         skip: int = 0,
     ) -> Fault:
+        """Add a rule. `html` answers `status` (502 when not given) with a text/html page."""
+        if html and status is None:
+            status = 502
         fault = Fault(
             path=path,
             status=status,
@@ -71,6 +92,7 @@ class Faults:
             code=code,
             delay=delay,
             drop=drop,
+            html=html,
             times=times,
             skip=skip,
         )

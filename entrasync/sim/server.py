@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 import socket
 import ssl
@@ -21,19 +22,24 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from entrasync.sim.auth import ALL_PERMISSIONS, AppRegistration, Directory, TokenError
 from entrasync.sim.certs import TlsFiles, write_tls_files
-from entrasync.sim.faults import Faults, RequestLog, RequestRecord
+from entrasync.sim.faults import Fault, Faults, RequestLog, RequestRecord
 from entrasync.sim.tenant import SyncStateExpired, Tenant
 
 MAX_FILTER_IDS = 50
 MAX_TOP = 999
+MAX_BATCH = 20  # requests per JSON batch (json-batching.md, "Batch size limitations")
+MAX_CHECK_GROUPS = 20  # group ids per checkMemberGroups call (user-checkmembergroups.md)
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class GraphError(Exception):
@@ -67,6 +73,10 @@ class EntraEmulator:
         user = emu.tenant.add_user("a@contoso.com")
         ... GraphSettings(authority_host=emu.authority_host, graph_url=emu.graph_url,
                           ca_bundle=emu.ca_file, tenant_id=emu.tenant_id, ...)
+
+    `log` records every HTTP request; `batch_log` the sub-requests of JSON batches (kept
+    apart so that request counts stay HTTP round trips). `batch_seed` seeds the shuffle of
+    batch responses, which never come back in request order (as Graph allows).
     """
 
     def __init__(
@@ -77,11 +87,15 @@ class EntraEmulator:
         page_size: int = 100,
         token_lifetime: int = 3599,
         workdir: Path | None = None,
+        batch_seed: int | None = None,
     ) -> None:
         self.tenant = tenant or Tenant()
         self.directory = Directory(token_lifetime=token_lifetime)
         self.faults = Faults()
         self.log = RequestLog()
+        self.batch_log = RequestLog()
+        self.batch_rng = random.Random(batch_seed)
+        self._batch_lock = threading.Lock()
         self.page_size = page_size
         self._port = port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -164,6 +178,16 @@ class EntraEmulator:
     def tenant_id(self) -> str:
         return self.tenant.tenant_id
 
+    def shuffled(self, responses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Batch responses in an order other than the requests' (when there are two or
+        more): clients must match them by id (json-batching.md)."""
+        with self._batch_lock:
+            out = list(responses)
+            self.batch_rng.shuffle(out)
+        if len(out) > 1 and out == responses:
+            out = out[1:] + out[:1]
+        return out
+
     def register_app(
         self,
         client_id: str | None = None,
@@ -224,31 +248,40 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fault = self.emu.faults.match(self.path)
-        if fault is not None:
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.drop:
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return 0
-            if fault.status is not None:
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                code = fault.code or _default_code(fault.status)
-                return self._json(
-                    fault.status,
-                    {"error": {"code": code, "message": f"Injected fault {fault.status}."}},
-                    headers,
-                )
+        if fault is not None and (answered := self._fault(fault)) is not None:
+            return answered
         url = urlsplit(self.path)
+        if url.path.startswith("/v1.0/"):
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            request = GraphRequest(method, self.path, headers, _json_body(body))
+            return self._reply(_GraphApi(self.emu, request).handle())
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         try:
-            if url.path.startswith("/v1.0/"):
-                if method != "GET":
-                    raise GraphError(405, "Request_BadRequest", "Only GET is emulated.")
-                return self._graph(url.path[len("/v1.0") :], query)
             return self._identity(method, url.path, query, body)
         except GraphError as exc:
             return self._json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
+
+    def _fault(self, fault: Fault) -> int | None:
+        """Answer a request with its fault; None when the fault only delays it."""
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.drop:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return 0
+        if fault.html:  # a gateway's error page, not Graph's JSON
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            return self._send(
+                fault.status or 502, _html_page(fault.status or 502), "text/html", headers
+            )
+        if fault.status is not None:
+            return self._reply(_fault_response(fault))
+        return None
+
+    def _reply(self, response: GraphResponse) -> int:
+        return self._send(
+            response.status, response.encoded(), response.content_type, response.headers
+        )
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> int:
         self.send_response(status)
@@ -332,10 +365,117 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return self._json(200, result)
 
-    # -- Graph --------------------------------------------------------------------------------
+
+# -- Graph ------------------------------------------------------------------------------------
+
+
+@dataclass
+class GraphRequest:
+    """One Graph request: a top-level one, or a sub-request of a JSON batch."""
+
+    method: str
+    target: str  # "/v1.0/…" with the query string
+    headers: dict[str, str]  # names lower-cased
+    body: Any = None  # the parsed JSON body, if any
+    in_batch: bool = False
+
+
+@dataclass
+class GraphResponse:
+    status: int
+    payload: Any  # a JSON value, or bytes when `content_type` is not JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def encoded(self) -> bytes:
+        if isinstance(self.payload, bytes):
+            return self.payload
+        return json.dumps(self.payload).encode()
+
+
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> GraphResponse:
+    return GraphResponse(status, {"error": {"code": code, "message": message}}, headers or {})
+
+
+def _fault_response(fault: Fault) -> GraphResponse:
+    status = fault.status or 503
+    headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+    code = fault.code or _default_code(status)
+    return _error(status, code, f"Injected fault {status}.", headers)
+
+
+class _GraphApi:
+    """Routes one Graph request (top-level or inside a batch) and builds its response, so
+    that batch sub-requests go through exactly the same code as ordinary requests."""
+
+    def __init__(self, emu: EntraEmulator, request: GraphRequest) -> None:
+        self.emu = emu
+        self.req = request
+
+    def handle(self) -> GraphResponse:
+        try:
+            return self._route()
+        except GraphError as exc:
+            return _error(exc.status, exc.code, exc.message)
+
+    def _route(self) -> GraphResponse:
+        url = urlsplit(self.req.target)
+        path = unquote(url.path)[len("/v1.0") :]
+        path = path.replace("/microsoft.graph.", "/graph.").rstrip("/")
+        path = re.sub(r"/delta\(\)$", "/delta", path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        app = self._app()
+        if path == "/$batch":
+            return self._batch()
+        match = re.fullmatch(r"/users/([^/]+)/(?:graph\.)?checkMemberGroups", path)
+        if match:
+            return self._check_member_groups(app, match.group(1))
+        if self.req.method != "GET":
+            raise _method_not_allowed()
+        return self._read(app, path, query)
+
+    def _read(self, app: AppRegistration, path: str, query: dict[str, str]) -> GraphResponse:
+        top = query.get("$top")
+        if top is not None and (not top.isdigit() or not 1 <= int(top) <= MAX_TOP):
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_TOP} inclusive.",
+            )
+        if path == "/users/delta":
+            self._need(app, "User.Read.All")
+            return self._delta("users", query)
+        if path == "/groups/delta":
+            self._need(app, "GroupMember.Read.All")
+            return self._delta("groups", query)
+        if path == "/users":
+            self._need(app, "User.Read.All")
+            with self.emu.tenant.lock:
+                order = self.emu.tenant._sorted_users()
+                size = int(query.get("$top") or self.emu.page_size)
+                users = [self.emu.tenant.users[i].to_json(_select(query)) for i in order[:size]]
+            return GraphResponse(200, {"value": users})  # first page only: enough for checks
+        match = re.fullmatch(r"/users/([^/]+)", path)
+        if match:
+            self._need(app, "User.Read.All")
+            user = self.emu.tenant.live_user(match.group(1))
+            if user is None:
+                raise _not_found(match.group(1))
+            return GraphResponse(200, user.to_json(_select(query)))
+        match = re.fullmatch(
+            r"/groups/([^/]+)(?:/(members|transitiveMembers)(/graph\.user)?(/\$count)?)?", path
+        )
+        if match:
+            self._need(app, "GroupMember.Read.All")
+            return self._group(
+                match.group(1), match.group(2), bool(match.group(3)), bool(match.group(4)), query
+            )
+        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{path}'.")
 
     def _app(self) -> AppRegistration:
-        auth = self.headers.get("Authorization", "")
+        auth = self.req.headers.get("authorization", "")
         app = None
         if auth.startswith("Bearer "):
             app = self.emu.directory.app_for_token(auth[len("Bearer ") :])
@@ -355,46 +495,92 @@ class _Handler(BaseHTTPRequestHandler):
                 "Insufficient privileges to complete the operation.",
             )
 
-    def _graph(self, path: str, query: dict[str, str]) -> int:
-        app = self._app()
-        path = path.replace("/microsoft.graph.", "/graph.").rstrip("/")
-        path = re.sub(r"/delta\(\)$", "/delta", path)
-        top = query.get("$top")
-        if top is not None and (not top.isdigit() or not 1 <= int(top) <= MAX_TOP):
+    # -- checkMemberGroups -------------------------------------------------------------------
+
+    def _check_member_groups(self, app: AppRegistration, user_key: str) -> GraphResponse:
+        """`POST /users/{id | userPrincipalName}/checkMemberGroups`: of at most 20 group ids,
+        those the user is a direct or transitive member of. Application permissions: User.Read.All
+        and GroupMember.Read.All (or higher).
+        https://learn.microsoft.com/graph/api/user-checkmembergroups"""
+        self._need(app, "User.Read.All")
+        self._need(app, "GroupMember.Read.All")
+        if self.req.method != "POST":
+            raise _method_not_allowed()
+        body = self.req.body
+        group_ids = body.get("groupIds") if isinstance(body, dict) else None
+        if not isinstance(group_ids, list) or not all(isinstance(g, str) for g in group_ids):
+            raise GraphError(
+                400, "Request_BadRequest", "The request body needs groupIds, a string collection."
+            )
+        if len(group_ids) > MAX_CHECK_GROUPS:
             raise GraphError(
                 400,
                 "Request_BadRequest",
-                f"Invalid page size specified: '{top}'. Must be between 1 and {MAX_TOP} inclusive.",
+                f"Too many groupIds: at most {MAX_CHECK_GROUPS} groups can be checked at once.",
             )
-        if path == "/users/delta":
-            self._need(app, "User.Read.All")
-            return self._delta("users", path, query)
-        if path == "/groups/delta":
-            self._need(app, "GroupMember.Read.All")
-            return self._delta("groups", path, query)
-        if path == "/users":
-            self._need(app, "User.Read.All")
-            with self.emu.tenant.lock:
-                order = self.emu.tenant._sorted_users()
-                size = int(query.get("$top") or self.emu.page_size)
-                users = [self.emu.tenant.users[i].to_json(_select(query)) for i in order[:size]]
-            return self._json(200, {"value": users})  # first page only: enough for checks
-        match = re.fullmatch(r"/users/([^/]+)", path)
-        if match:
-            self._need(app, "User.Read.All")
-            user = self.emu.tenant.live_user(match.group(1))
-            if user is None:
-                raise _not_found(match.group(1))
-            return self._json(200, user.to_json(_select(query)))
-        match = re.fullmatch(
-            r"/groups/([^/]+)(?:/(members|transitiveMembers)(/graph\.user)?(/\$count)?)?", path
+        user = self.emu.tenant.live_user(user_key)
+        if user is None:
+            raise _not_found(user_key)
+        groups = self.emu.tenant.member_of(user.id)
+        value = list(dict.fromkeys(g for g in group_ids if g.lower() in groups))
+        context = f"{self.emu.graph_url}/v1.0/$metadata#Collection(Edm.String)"
+        return GraphResponse(200, {"@odata.context": context, "value": value})
+
+    # -- JSON batching -----------------------------------------------------------------------
+
+    def _batch(self) -> GraphResponse:
+        """`POST /$batch`: at most 20 requests, each answered on its own (its status, headers
+        and body) under one 200; responses come back in any order, matched by `id`. A
+        malformed batch fails as a whole with 400. https://learn.microsoft.com/graph/json-batching"""
+        if self.req.method != "POST":
+            raise _method_not_allowed()
+        if self.req.in_batch:
+            raise GraphError(400, "BadRequest", "A batch cannot contain another batch.")
+        requests = _batch_requests(self.req.body)
+        responses = [self._sub_response(r) for r in requests]
+        return GraphResponse(200, {"responses": self.emu.shuffled(responses)})
+
+    def _sub_response(self, request: dict[str, Any]) -> dict[str, Any]:
+        url = str(request["url"])
+        target = "/v1.0" + (url if url.startswith("/") else "/" + url)
+        started = time.monotonic()
+        response = self._sub_fault(target)
+        if response is None:
+            headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
+            headers["authorization"] = self.req.headers.get("authorization", "")
+            sub = GraphRequest(
+                str(request["method"]).upper(), target, headers, request.get("body"), True
+            )
+            response = _GraphApi(self.emu, sub).handle()
+        self.emu.batch_log.add(
+            RequestRecord(
+                str(request["method"]).upper(),
+                target,
+                response.status,
+                started,
+                time.monotonic() - started,
+            )
         )
-        if match:
-            self._need(app, "GroupMember.Read.All")
-            return self._group(
-                match.group(1), match.group(2), bool(match.group(3)), bool(match.group(4)), query
-            )
-        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{path}'.")
+        return {
+            "id": request["id"],
+            "status": response.status,
+            "headers": {"Content-Type": response.content_type, **response.headers},
+            "body": _sub_body(response),
+        }
+
+    def _sub_fault(self, target: str) -> GraphResponse | None:
+        """A fault rule matching a sub-request answers it alone, as Graph throttles the
+        requests of a batch individually (each with its own Retry-After header)."""
+        fault = self.emu.faults.match(target)
+        if fault is None:
+            return None
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.drop or fault.html:  # no connection or HTML page inside a JSON body
+            return _error(503, "ServiceUnavailable", "Injected fault 503.")
+        return _fault_response(fault) if fault.status is not None else None
+
+    # -- groups and delta --------------------------------------------------------------------
 
     def _group(
         self,
@@ -403,7 +589,7 @@ class _Handler(BaseHTTPRequestHandler):
         users_only: bool,
         count: bool,
         query: dict[str, str],
-    ) -> int:
+    ) -> GraphResponse:
         tenant = self.emu.tenant
         with tenant.lock:
             group = tenant.groups.get(group_id)
@@ -414,7 +600,7 @@ class _Handler(BaseHTTPRequestHandler):
                 select = _select(query)
                 if select:
                     item = {k: v for k, v in item.items() if k in select or k == "id"}
-                return self._json(200, item)
+                return GraphResponse(200, item)
             if relation == "members":
                 members = sorted(group.members.items())
             else:
@@ -422,13 +608,13 @@ class _Handler(BaseHTTPRequestHandler):
             if users_only:
                 members = [(m, k) for m, k in members if k == "user"]
             if count:
-                if self.headers.get("ConsistencyLevel", "").lower() != "eventual":
+                if self.req.headers.get("consistencylevel", "").lower() != "eventual":
                     raise GraphError(
                         400,
                         "Request_BadRequest",
                         "Count is not supported without the ConsistencyLevel: eventual header.",
                     )
-                return self._send(200, str(len(members)).encode(), "text/plain", {})
+                return GraphResponse(200, str(len(members)).encode(), {}, "text/plain")
             size = int(query.get("$top") or self.emu.page_size)
             start = int(query.get("$skiptoken") or 0)
             items: list[dict[str, Any]] = []
@@ -445,7 +631,7 @@ class _Handler(BaseHTTPRequestHandler):
                     )
         payload: dict[str, Any] = {"value": items}
         if start + size < len(members):
-            split = urlsplit(self.path)
+            split = urlsplit(self.req.target)
             rest = "&".join(
                 p
                 for p in split.query.split("&")
@@ -455,9 +641,9 @@ class _Handler(BaseHTTPRequestHandler):
             payload["@odata.nextLink"] = (
                 f"{self.emu.graph_url}{split.path}?{rest}{sep}$skiptoken={start + size}"
             )
-        return self._json(200, payload)
+        return GraphResponse(200, payload)
 
-    def _delta(self, resource: str, path: str, query: dict[str, str]) -> int:
+    def _delta(self, resource: str, query: dict[str, str]) -> GraphResponse:
         tenant = self.emu.tenant
         token = query.get("$skiptoken") or query.get("$deltatoken")
         if token:
@@ -499,12 +685,52 @@ class _Handler(BaseHTTPRequestHandler):
             payload["@odata.nextLink"] = f"{link}?$skiptoken={encode_token(outcome['next'])}"
         else:
             payload["@odata.deltaLink"] = f"{link}?$deltatoken={encode_token(outcome['delta'])}"
-        return self._json(200, payload)
+        return GraphResponse(200, payload)
 
     def _max_page_size(self) -> int | None:
-        prefer = self.headers.get("Prefer", "")
+        prefer = self.req.headers.get("prefer", "")
         match = re.search(r"odata\.maxpagesize=(\d+)", prefer)
         return int(match.group(1)) if match else None
+
+
+def _batch_requests(body: Any) -> list[dict[str, Any]]:
+    """The batch's requests, or GraphError 400 for a malformed batch (json-batching.md)."""
+    requests = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests, list) or not all(isinstance(r, dict) for r in requests):
+        raise GraphError(400, "BadRequest", "Invalid batch payload format.")
+    if len(requests) > MAX_BATCH:
+        raise GraphError(
+            400, "BadRequest", f"Number of requests in a batch cannot exceed {MAX_BATCH}."
+        )
+    seen: set[str] = set()
+    for request in requests:
+        required = (request.get("id"), request.get("method"), request.get("url"))
+        if not all(isinstance(v, str) and v for v in required):
+            raise GraphError(400, "BadRequest", "Each request needs an id, a method and a url.")
+        if str(request["id"]).lower() in seen:  # ids are not case-sensitive
+            raise GraphError(400, "BadRequest", f"Duplicate request id {request['id']}.")
+        seen.add(str(request["id"]).lower())
+        has_type = any(str(k).lower() == "content-type" for k in request.get("headers") or {})
+        if request["method"].upper() in WRITE_METHODS and ("body" not in request or not has_type):
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Write request id : {request['id']} does not contain Content-Type header or body.",
+            )
+    return requests
+
+
+def _sub_body(response: GraphResponse) -> Any:
+    """A sub-response's body: JSON inline, anything else base64 encoded (json-batching.md)."""
+    if isinstance(response.payload, bytes):
+        return base64.b64encode(response.payload).decode()
+    return response.payload
+
+
+def _method_not_allowed() -> GraphError:
+    return GraphError(
+        405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
+    )
 
 
 def _select(query: dict[str, str]) -> list[str] | None:
@@ -529,6 +755,22 @@ def _filter_ids(expression: str | None) -> list[str] | None:
             f"The number of items in the filter exceeds {MAX_FILTER_IDS}.",
         )
     return ids
+
+
+def _json_body(body: bytes) -> Any:
+    """The parsed JSON body; None when absent or unreadable (endpoints then answer 400)."""
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _html_page(status: int) -> bytes:
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    return (
+        f"<html><head><title>{status} {reason}</title></head><body><center><h1>{status} "
+        f"{reason}</h1></center><hr><center>gateway</center></body></html>"
+    ).encode()
 
 
 def _not_found(object_id: str) -> GraphError:

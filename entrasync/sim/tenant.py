@@ -2,13 +2,26 @@
 
 Design: every mutation appends an event to `history`; a delta token encodes a position in
 that history (plus the query it belongs to), so the next round returns exactly the changes
-made since, in Microsoft's documented shapes:
+made since, in Microsoft's documented shapes
+(https://learn.microsoft.com/graph/delta-query-overview, "Resource representation in the
+delta query response"; https://learn.microsoft.com/graph/api/group-delta):
 
 * users: the changed user with its selected properties, or `{"id", "@removed": {"reason":
-  "changed"}}` for a soft delete and `"deleted"` for a hard delete;
-* groups (`$select=members`): the group with `members@delta` listing added members and
-  removed ones carrying `"@removed": {"reason": "deleted"}`; a deleted group itself carries
-  `@removed`. A pair added and removed again inside one window is not reported (net change).
+  "changed"}}` for a soft delete and `"deleted"` for a hard delete (`changed` means "can be
+  restored from deletedItems", `deleted` "cannot be restored");
+* groups (`$select=displayName,members`): the group with `displayName` (when selected) and
+  `members@delta` listing added members and removed ones carrying `"@removed": {"reason":
+  "deleted"}`; a deleted group itself carries `@removed` with the same reasons as users (a
+  soft-deleted group sits in the recycle bin and can be restored; a permanently deleted one,
+  like a security group, cannot). A pair added and removed again inside one window is not
+  reported (net change).
+
+Soft delete and restore follow Entra
+(https://learn.microsoft.com/graph/api/directory-deleteditems-restore): a deleted user or
+group stays restorable for 30 days; a soft-deleted user leaves its groups and gets those
+memberships back when restored; a soft-deleted group keeps its own members and comes back
+with them (a restored group is reported in an increment with every current member as an
+addition, since the client dropped them with the group).
 
 Full rounds page through a sorted snapshot by id (cursor = last id), so paging is stable
 while the tenant changes; changes during a round show up again in the next increment, which
@@ -74,8 +87,16 @@ class SimGroup:
     version: int = 0  # bumped on membership change; keys the sorted-members cache
 
 
-# History events: ("u", user_id) | ("m", group_id, member_id, kind, added) | ("g", group_id)
+# History events: ("u", user_id[, "delete" | "restore"]) | ("g", group_id[, "rename" |
+# "delete" | "restore"]) | ("m", group_id, member_id, kind, added). A 2-tuple is a creation
+# or an update (generate.py appends those directly).
 Event = tuple[Any, ...]
+
+
+def _event_kind(event: Event) -> str:
+    """What a "u" or "g" event did: "update" (creation included), "rename", "delete",
+    "restore"."""
+    return str(event[2]) if len(event) == 3 else "update"
 
 
 class SyncStateExpired(Exception):
@@ -89,9 +110,16 @@ class Tenant:
         self.tenant_id = tenant_id or str(uuid.uuid4())
         self.lock = threading.RLock()
         self.users: dict[str, SimUser] = {}
-        self.groups: dict[str, SimGroup] = {}
+        self.groups: dict[str, SimGroup] = {}  # live groups only
+        self.deleted_groups: dict[str, SimGroup] = {}  # the recycle bin, members kept
         self.history: list[Event] = []
         self.epoch = 0
+        # Graph may leave restored users out of `$select` increments (DESIGN.md: periodic full
+        # reads heal it); False emulates that. Full rounds and GET /users/{id} are unaffected.
+        self.report_restores = True
+        # Soft-deleted users and groups: the groups they were direct members of, given back
+        # on restore as Entra does.
+        self._recycled_memberships: dict[str, list[str]] = {}
         self._user_order: list[str] | None = None
         self._member_order: dict[str, tuple[int, list[str]]] = {}
 
@@ -160,23 +188,30 @@ class Tenant:
 
     def delete_user(self, user_id: str, *, permanent: bool = False) -> None:
         """Soft delete (recycle bin; delta reason `changed`) or hard delete (`deleted`).
-        Either way the user leaves every group, as in Entra."""
+        Either way the user leaves every group, as in Entra; a soft-deleted user's
+        memberships come back with `restore_user`."""
         with self.lock:
-            for group in self.groups.values():
-                if user_id in group.members:
-                    self._set_member(group, user_id, "user", added=False)
+            left = self._leave_groups(user_id, "user")
             if permanent:
                 del self.users[user_id]
+                self._recycled_memberships.pop(user_id, None)
             else:
                 self.users[user_id].soft_deleted = True
+                self._recycled_memberships[user_id] = left
             self._user_order = None
-            self.history.append(("u", user_id))
+            self.history.append(("u", user_id, "delete"))
 
     def restore_user(self, user_id: str) -> None:
+        """Bring a soft-deleted user back, with the group memberships it had (Entra restores
+        them; each shows up as an addition in groups/delta)."""
         with self.lock:
-            self.users[user_id].soft_deleted = False
+            user = self.users[user_id]
+            if not user.soft_deleted:
+                return
+            user.soft_deleted = False
             self._user_order = None
-            self.history.append(("u", user_id))
+            self.history.append(("u", user_id, "restore"))
+            self._rejoin(user_id, "user", self._recycled_memberships.pop(user_id, []))
 
     def add_group(self, display_name: str, *, id: str | None = None) -> str:  # noqa: A002
         with self.lock:
@@ -185,13 +220,47 @@ class Tenant:
             self.history.append(("g", group.id))
             return group.id
 
-    def delete_group(self, group_id: str) -> None:
+    def rename_group(self, group_id: str, name: str) -> None:
         with self.lock:
-            del self.groups[group_id]
-            for group in self.groups.values():
-                if group_id in group.members:
-                    self._set_member(group, group_id, "group", added=False)
-            self.history.append(("g", group_id))
+            self.groups[group_id].display_name = name
+            self.history.append(("g", group_id, "rename"))
+
+    def delete_group(self, group_id: str, *, permanent: bool = False) -> None:
+        """Soft delete (recycle bin, members kept; delta reason `changed`) or permanent
+        delete (`deleted`; also purges a group already in the recycle bin). The group leaves
+        the groups it was nested in."""
+        with self.lock:
+            if not permanent and group_id in self.deleted_groups:
+                return
+            group = self.groups.pop(group_id, None) or self.deleted_groups.pop(group_id)
+            left = self._leave_groups(group_id, "group")
+            if permanent:
+                self._recycled_memberships.pop(group_id, None)
+            else:
+                self.deleted_groups[group_id] = group
+                self._recycled_memberships[group_id] = left
+            self.history.append(("g", group_id, "delete"))
+
+    def restore_group(self, group_id: str) -> None:
+        """Bring a soft-deleted group back with its members and its place in parent groups."""
+        with self.lock:
+            self.groups[group_id] = self.deleted_groups.pop(group_id)
+            self.history.append(("g", group_id, "restore"))
+            self._rejoin(group_id, "group", self._recycled_memberships.pop(group_id, []))
+
+    def _leave_groups(self, member_id: str, kind: MemberKind) -> list[str]:
+        left = []
+        for group in [*self.groups.values(), *self.deleted_groups.values()]:
+            if member_id in group.members:
+                self._set_member(group, member_id, kind, added=False)
+                left.append(group.id)
+        return left
+
+    def _rejoin(self, member_id: str, kind: MemberKind, group_ids: list[str]) -> None:
+        for group_id in group_ids:  # a group purged meanwhile is gone for good
+            group = self.groups.get(group_id) or self.deleted_groups.get(group_id)
+            if group is not None:
+                self._set_member(group, member_id, kind, added=True)
 
     def add_member(self, group_id: str, member_id: str) -> None:
         """Add a user or a group (nesting) as a direct member."""
@@ -232,9 +301,29 @@ class Tenant:
 
     # -- reads used by the server -----------------------------------------------------------
 
-    def live_user(self, user_id: str) -> SimUser | None:
-        user = self.users.get(user_id)
-        return None if user is None or user.soft_deleted else user
+    def live_user(self, key: str) -> SimUser | None:
+        """The user by id or userPrincipalName (Graph accepts either), unless deleted."""
+        with self.lock:
+            user = self.users.get(key) or self.users.get(key.lower())
+            if user is None and "@" in key:
+                upn = key.lower()
+                found = (u for u in self.users.values() if u.user_principal_name.lower() == upn)
+                user = next(found, None)
+            return None if user is None or user.soft_deleted else user
+
+    def member_of(self, member_id: str) -> set[str]:
+        """Every live group the object is a direct or transitive member of (cycle-safe).
+        Walks upwards: a user is in few groups, while a watched group may hold 100k users."""
+        with self.lock:
+            found: set[str] = set()
+            pending = [member_id]
+            while pending:
+                current = pending.pop()
+                for group in self.groups.values():
+                    if current in group.members and group.id not in found:
+                        found.add(group.id)
+                        pending.append(group.id)
+            return found
 
     def transitive_members(self, group_id: str) -> list[tuple[str, MemberKind]]:
         """Users and groups below a group, each once (cycle-safe), in a stable order."""
@@ -288,14 +377,27 @@ class Tenant:
                 more = start + size < len(order)
                 cursor: Any = ids[-1] if ids else None
             else:
-                changed = sorted(
-                    {e[1] for e in self.history[state["frm"] : state["to"]] if e[0] == "u"}
-                )
+                changed = self._changed_users(state["frm"], state["to"])
                 start = int(state.get("c") or 0)
                 items = [self._user_change(i, select) for i in changed[start : start + size]]
                 more = start + size < len(changed)
                 cursor = start + size
             return items, self._continue(state, more, cursor)
+
+    def _changed_users(self, frm: int, to: int) -> list[str]:
+        kinds: dict[str, set[str]] = {}
+        for event in self.history[frm:to]:
+            if event[0] == "u":
+                kinds.setdefault(event[1], set()).add(_event_kind(event))
+        return sorted(u for u, seen in kinds.items() if not self._restore_hidden(u, seen))
+
+    def _restore_hidden(self, user_id: str, kinds: set[str]) -> bool:
+        """With `report_restores` off, a user whose only news is being back from the recycle
+        bin is left out of the increment, as Graph may do for `$select` rounds."""
+        if self.report_restores or "restore" not in kinds or not kinds <= {"delete", "restore"}:
+            return False
+        user = self.users.get(user_id)
+        return user is not None and not user.soft_deleted
 
     def _user_change(self, user_id: str, select: list[str] | None) -> dict[str, Any]:
         user = self.users.get(user_id)
@@ -315,19 +417,28 @@ class Tenant:
     # -- groups/delta (members) -------------------------------------------------------------
 
     def groups_delta(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """One page of `groups/delta?$select=members&$filter=id eq …`; state as for users,
-        plus ids (the filter; None = every group)."""
+        """One page of `groups/delta?$select=displayName,members&$filter=id eq …`; state as
+        for users, plus ids (the filter; None = every group)."""
         with self.lock:
             self._check_epoch(state)
             size = int(state["n"])
             wanted = state.get("ids")
+            named = "displayName" in (state.get("sel") or ())
             if state.get("frm") is None:
-                return self._groups_full(state, wanted, size)
-            return self._groups_increment(state, wanted, size)
+                return self._groups_full(state, wanted, size, named)
+            return self._groups_increment(state, wanted, size, named)
+
+    def _group_item(self, group_id: str, named: bool) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": group_id}
+        group = self.groups.get(group_id)
+        if named and group is not None:
+            item["displayName"] = group.display_name
+        return item
 
     def _groups_full(
-        self, state: dict[str, Any], wanted: list[str] | None, size: int
+        self, state: dict[str, Any], wanted: list[str] | None, size: int, named: bool
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        # Live groups only: a filtered id that is deleted or unknown gets no item at all.
         group_ids = sorted(g for g in (wanted or self.groups) if g in self.groups)
         gi, last = state.get("c") or (0, None)
         items: list[dict[str, Any]] = []
@@ -337,12 +448,12 @@ class Tenant:
             order = self._sorted_members(group)
             start = bisect.bisect_right(order, last) if last is not None else 0
             chunk = order[start : start + budget]
-            item: dict[str, Any] = {"id": group.id}
+            item = self._group_item(group.id, named)
             if chunk:
                 item["members@delta"] = [
                     {"@odata.type": ODATA_TYPE[group.members[m]], "id": m} for m in chunk
                 ]
-            if chunk or last is None:
+            if chunk or last is None:  # every group has an item, even without members
                 items.append(item)
             budget -= max(len(chunk), 1)
             if start + len(chunk) >= len(order):
@@ -352,40 +463,76 @@ class Tenant:
         return items, self._continue(state, gi < len(group_ids), [gi, last])
 
     def _groups_increment(
-        self, state: dict[str, Any], wanted: list[str] | None, size: int
+        self, state: dict[str, Any], wanted: list[str] | None, size: int, named: bool
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         wanted_set = set(wanted) if wanted is not None else None
+        events = [
+            e
+            for e in self.history[state["frm"] : state["to"]]
+            if e[0] in ("m", "g") and (wanted_set is None or e[1] in wanted_set)
+        ]
+        flat = self._group_entries(events, named)
+        start = int(state.get("c") or 0)
+        items = self._group_items(flat[start : start + size], named)
+        return items, self._continue(state, start + size < len(flat), start + size)
+
+    def _group_entries(self, events: list[Event], named: bool) -> list[tuple[Any, ...]]:
+        """The window's net changes as flat entries, grouped by group id: ("gone", group,
+        reason) | ("touch", group) (an item without member changes) | ("m", group, member,
+        kind, added)."""
         first: dict[tuple[str, str], bool] = {}
-        last: dict[tuple[str, str], tuple[str, bool]] = {}
-        removed_groups: set[str] = set()
-        for event in self.history[state["frm"] : state["to"]]:
-            if wanted_set is not None and event[1] not in wanted_set:
-                continue
+        last: dict[tuple[str, str], tuple[MemberKind, bool]] = {}
+        kinds: dict[str, set[str]] = {}
+        for event in events:
             if event[0] == "m":
                 key = (event[1], event[2])
                 first.setdefault(key, not event[4])  # state before the window
                 last[key] = (event[3], event[4])
-            elif event[0] == "g" and event[1] not in self.groups:
-                removed_groups.add(event[1])
-        changes = sorted(
-            (group_id, member_id, kind, added)
-            for (group_id, member_id), (kind, added) in last.items()
-            if first[(group_id, member_id)] != added and group_id not in removed_groups
-        )
-        flat: list[tuple[Any, ...]] = [("gone", g) for g in sorted(removed_groups)]
-        flat.extend(changes)
-        start = int(state.get("c") or 0)
-        page = flat[start : start + size]
+            else:
+                kinds.setdefault(event[1], set()).add(_event_kind(event))
+        net: dict[str, list[tuple[str, MemberKind, bool]]] = {}
+        for (group_id, member_id), (kind, added) in last.items():
+            if first[(group_id, member_id)] != added:
+                net.setdefault(group_id, []).append((member_id, kind, added))
+        entries: list[tuple[Any, ...]] = []
+        for group_id in sorted(set(net) | set(kinds)):
+            entries += self._entries_of(group_id, kinds.get(group_id, set()), net, named)
+        return entries
+
+    def _entries_of(
+        self,
+        group_id: str,
+        kinds: set[str],
+        net: dict[str, list[tuple[str, MemberKind, bool]]],
+        named: bool,
+    ) -> list[tuple[Any, ...]]:
+        group = self.groups.get(group_id)
+        if group is None:
+            if not kinds:
+                return []  # changed while in the recycle bin: its removal was reported then
+            reason = "changed" if group_id in self.deleted_groups else "deleted"
+            return [("gone", group_id, reason)]
+        changes = sorted(net.get(group_id, []))
+        if "restore" in kinds:
+            # The client dropped the group with its members: state every member again.
+            gone = [c for c in changes if not c[2] and c[0] not in group.members]
+            changes = sorted([*((m, k, True) for m, k in group.members.items()), *gone])
+        touched = "restore" in kinds or (named and bool(kinds))
+        entries: list[tuple[Any, ...]] = [("touch", group_id)] if touched else []
+        return entries + [("m", group_id, m, k, added) for m, k, added in changes]
+
+    def _group_items(self, page: list[tuple[Any, ...]], named: bool) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for entry in page:
             if entry[0] == "gone":
-                items.append({"id": entry[1], "@removed": {"reason": "deleted"}})
+                items.append({"id": entry[1], "@removed": {"reason": entry[2]}})
                 continue
-            group_id, member_id, kind, added = entry
-            if not items or items[-1]["id"] != group_id or "@removed" in items[-1]:
-                items.append({"id": group_id, "members@delta": []})
-            member: dict[str, Any] = {"@odata.type": ODATA_TYPE[kind], "id": member_id}
-            if not added:
-                member["@removed"] = {"reason": "deleted"}
-            items[-1]["members@delta"].append(member)
-        return items, self._continue(state, start + size < len(flat), start + size)
+            if not items or items[-1]["id"] != entry[1] or "@removed" in items[-1]:
+                items.append(self._group_item(entry[1], named))
+            if entry[0] == "m":
+                _, _, member_id, kind, added = entry
+                member: dict[str, Any] = {"@odata.type": ODATA_TYPE[kind], "id": member_id}
+                if not added:
+                    member["@removed"] = {"reason": "deleted"}
+                items[-1].setdefault("members@delta", []).append(member)
+        return items

@@ -80,6 +80,9 @@ class UserRow(Base):
     display_name: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_activity_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Set when the history was purged: such a record stays Untracked (never re-tracked by a
+    # sync) until an admin tracks it.
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index("ix_users_status", "status"),
@@ -96,6 +99,23 @@ class IdentifierRow(Base):
     value: Mapped[str] = mapped_column(String(320))
 
     __table_args__ = (UniqueConstraint("kind", "value", name="uq_identifiers_kind_value"),)
+
+
+class RetiredIdentifierRow(Base):
+    """An identifier a record no longer answers to, because Entra gave it to another person
+    (UPN reuse) or because its Entra account is deleted and a new logon claimed it. Kept for
+    `users show` and the audit; never matched by agent reports."""
+
+    __tablename__ = "retired_identifiers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    retired_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_retired_identifiers_value", "kind", "value"),)
 
 
 class AgentRow(Base):
@@ -154,13 +174,24 @@ class EntraUserRow(Base):
 
 
 class EntraGroupRow(Base):
+    """A watched group as last read, and whether its read can be trusted (suspect groups:
+    docs/safety.md)."""
+
     __tablename__ = "entra_groups"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str | None] = mapped_column(String(256))
-    # "dnt", "delete", or "nested" for a child group found inside a watched one.
+    # GroupKind: "dnt" or "delete".
     role: Mapped[str] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # SuspectReason while the group is suspect, else NULL.
+    suspect: Mapped[str | None] = mapped_column(String(16))
+    suspect_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    suspect_detail: Mapped[str | None] = mapped_column(Text)
+    # The SuspectReason an admin accepted with `groups accept` (not raised again while the
+    # group reads the same way).
+    accepted: Mapped[str | None] = mapped_column(String(16))
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class EntraMemberRow(Base):
@@ -184,6 +215,8 @@ class SyncStateRow(Base):
     stream: Mapped[str] = mapped_column(String(128), primary_key=True)
     delta_link: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When this stream last finished a full round (`sync.full_resync_every` counts from it).
+    full_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class RunRow(Base):
@@ -199,6 +232,8 @@ class RunRow(Base):
     counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     held: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     message: Mapped[str | None] = mapped_column(Text)
+    # Watched groups that were suspect during the run: {group id: why}.
+    suspect: Mapped[dict[str, str] | None] = mapped_column(JSON)
 
 
 class AuditRow(Base):
@@ -259,18 +294,34 @@ class EntraKeyRow(Base):
 
 
 class WatchedMemberRow(Base):
-    """Effective (transitive) membership of the DNT and Delete groups, materialised each
-    cycle. `first_seen_at` starts the purge delay; it survives as long as the membership is
-    continuous."""
+    """Effective (transitive) membership of each configured DNT and Delete group (one row
+    per group and member), materialised from the mirror. `first_seen_at` starts the purge
+    delay; it survives as long as the membership is continuous. The rows of a suspect group
+    are frozen: neither added to nor removed until the group reads normally or is accepted."""
 
     __tablename__ = "watched_members"
 
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "dnt" | "delete"
+    via_group: Mapped[str] = mapped_column(String(64), primary_key=True)
     object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    via_group: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # GroupKind
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_watched_members_object", "object_id"),)
+
+
+class ScheduledPurgeRow(Base):
+    """A purge planned for later (Delete-group member or deleted Entra user, waiting out
+    `safety.purge_delay`). Written with its `purge.scheduled` audit record; removed with the
+    purge or its `purge.cancelled` record."""
+
+    __tablename__ = "scheduled_purges"
+
+    user_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    object_id: Mapped[str] = mapped_column(String(64))
+    cause: Mapped[str] = mapped_column(String(16))  # PurgeCause
+    group_id: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    scheduled_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class HeldActionRow(Base):

@@ -28,9 +28,12 @@ from entrasync.store.schema import (
     ActivityRow,
     AgentRow,
     AuditRow,
+    EntraGroupRow,
     EntraKeyRow,
     EntraUserRow,
     IdentifierRow,
+    RetiredIdentifierRow,
+    ScheduledPurgeRow,
     UserRow,
 )
 from entrasync.sync.crashpoints import crashpoint
@@ -143,7 +146,9 @@ class ActionApplier:
         details: dict[int, dict[str, Any]] = {}
         for by in {action.untracked_by for _, action in targets.values()}:
             users = [user for user, action in targets.values() if action.untracked_by == by]
-            details.update(operations.purge_users(session, users, by, apply=True, counts=counts))
+            details.update(
+                operations.purge_users(session, users, by, apply=True, counts=counts, now=self.now)
+            )
         events = []
         for uid, (_, action) in targets.items():
             if exported[uid]:
@@ -178,7 +183,96 @@ class ActionApplier:
                 targets[user.id] = (user, action)
         return targets
 
+    def record_unconfirmed(self, unconfirmed: list[tuple[PlannedAction, str]]) -> None:
+        """Purges Graph did not confirm: not run, audited `purge.unconfirmed`."""
+        if not unconfirmed:
+            return
+        with self.store.transaction() as session:
+            events = [
+                self._event(
+                    "purge.unconfirmed",
+                    session,
+                    action,
+                    {"why": why, "cause": action.cause, "planned_reason": action.reason},
+                    reason=f"purge not run: {why}; the next cycle re-plans from a fresh read",
+                )
+                for action, why in unconfirmed
+            ]
+            audit.append(
+                self.store, session, events, actor=self.actor, now=self.now, run_id=self.run_id
+            )
+
+    def group_names(self) -> dict[str, str]:
+        with self.store.reading() as session:
+            return {
+                row.id: row.display_name
+                for row in session.scalars(select(EntraGroupRow))
+                if row.display_name
+            }
+
     # -- handlers: the audit events to write, or None when there is nothing left to do -----
+
+    def _retire(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        assert action.identifier is not None and action.user_id is not None
+        kind, value = action.identifier
+        row = session.scalar(
+            select(IdentifierRow).where(
+                IdentifierRow.user_id == action.user_id,
+                IdentifierRow.kind == kind,
+                IdentifierRow.value == value,
+            )
+        )
+        if row is None:
+            return None
+        before = queries.identifiers_of(session, action.user_id)
+        session.delete(row)
+        session.add(
+            RetiredIdentifierRow(
+                user_id=action.user_id,
+                kind=kind,
+                value=value,
+                retired_at=self.now,
+                reason=action.reason,
+            )
+        )
+        return [
+            AuditEvent(
+                "identifier.retired",
+                action.reason,
+                action.user_id,
+                action.object_id,
+                before,
+                {"kind": kind, "value": value, "new_owner_entra_object_id": action.object_id},
+            )
+        ]
+
+    def _schedule_purge(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        user = self._live_user(session, action)
+        if user is None or session.get(ScheduledPurgeRow, user.id) is not None:
+            return None
+        assert action.due_at is not None and action.object_id is not None
+        session.add(
+            ScheduledPurgeRow(
+                user_id=user.id,
+                object_id=action.object_id,
+                cause=str(action.cause),
+                group_id=action.group_id,
+                due_at=action.due_at,
+                scheduled_at=self.now,
+            )
+        )
+        details = {"due_at": action.due_at.isoformat(), "cause": action.cause}
+        if action.group_id:
+            details["group_id"] = action.group_id
+        return [self._event("purge.scheduled", session, action, details, user)]
+
+    def _cancel_purge(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
+        row = session.get(ScheduledPurgeRow, action.user_id)
+        if row is None:
+            return None
+        session.delete(row)
+        details = {"was_due_at": row.due_at.isoformat(), "cause": row.cause}
+        return [self._event("purge.cancelled", session, action, details)]
 
     def _link(self, session: Session, action: PlannedAction) -> list[AuditEvent] | None:
         user = session.get(UserRow, action.user_id)
@@ -301,10 +395,13 @@ class ActionApplier:
         action: PlannedAction,
         details: dict[str, Any],
         user: UserRow | None = None,
+        reason: str | None = None,
     ) -> AuditEvent:
         user_id = user.id if user is not None else action.user_id
         identifiers = queries.identifiers_of(session, user_id) if user_id is not None else []
-        return AuditEvent(name, action.reason, user_id, action.object_id, identifiers, details)
+        return AuditEvent(
+            name, reason or action.reason, user_id, action.object_id, identifiers, details
+        )
 
     def _export(self, session: Session, user_id: int) -> str | None:
         """The user's history as gzip JSON Lines (mode 0600) before it is purged."""
@@ -339,6 +436,9 @@ class ActionApplier:
 
 _HANDLERS = {
     ActionKind.LINK: ActionApplier._link,
+    ActionKind.RETIRE_IDENTIFIER: ActionApplier._retire,
+    ActionKind.SCHEDULE_PURGE: ActionApplier._schedule_purge,
+    ActionKind.CANCEL_PURGE: ActionApplier._cancel_purge,
     ActionKind.MERGE: ActionApplier._merge,
     ActionKind.MERGE_SKIPPED: ActionApplier._merge_skipped,
     ActionKind.PREREGISTER: ActionApplier._preregister,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from entrasync.config import Config
@@ -22,7 +22,7 @@ from entrasync.domain.entra import reachable_groups
 from entrasync.domain.evidence import MergeMaps
 from entrasync.domain.planning import GUARDED, ActionKind, Plan, PlannedAction, Policy, plan
 from entrasync.domain.thresholds import Threshold
-from entrasync.errors import EntrasyncError
+from entrasync.errors import EntrasyncError, NotFound
 from entrasync.graph import GraphClient, child_group_id
 from entrasync.services.account import apply_settings, refresh_compliance
 from entrasync.services.outbox import enqueue
@@ -30,8 +30,11 @@ from entrasync.store import audit
 from entrasync.store.db import Store
 from entrasync.store.schema import HeldActionRow, RunRow, UserRow
 from entrasync.sync import facts, mirror
+from entrasync.sync import groups as group_state
 from entrasync.sync.apply import ActionApplier
+from entrasync.sync.confirm import confirm_purges
 from entrasync.sync.crashpoints import crashpoint
+from entrasync.sync.groups import configured_groups
 
 GraphFactory = Callable[[], GraphClient]
 log = logging.getLogger("entrasync.sync")
@@ -46,10 +49,13 @@ class CycleResult:
     graph_requests: int = 0
     applied: Counter[str] = field(default_factory=Counter)
     held: Counter[str] = field(default_factory=Counter)
-    frozen: dict[str, str] = field(default_factory=dict)
+    suspect: dict[str, str] = field(default_factory=dict)  # watched group -> why
+    unconfirmed: list[tuple[PlannedAction, str]] = field(default_factory=list)
+    full_read: bool = False
 
 
-def _policy(config: Config, now: datetime) -> Policy:
+def _policy(config: Config, now: datetime, session: Session) -> Policy:
+    names, suspect = facts.group_states(session)
     return Policy(
         now=now,
         purge_delay=config.safety.purge_delay,
@@ -57,46 +63,55 @@ def _policy(config: Config, now: datetime) -> Policy:
         merge_enabled=config.merge.enabled,
         agent_merge=config.merge.agent_merge,
         on_user_deleted=config.sync.on_user_deleted,
+        group_names=names,
+        suspect=suspect,
     )
 
 
 @dataclass
 class ReadResult:
     resync: bool
-    frozen: dict[str, str]
-    changed: bool
+    suspect: dict[str, str]  # watched group id -> why its read is not trusted
+    full: bool = False  # a periodic full read (sync.full_resync_every)
 
 
-def read_entra(session: Session, graph: GraphClient, config: Config, now: datetime) -> ReadResult:
-    """Users round, then groups round, into the mirror with their links (caller commits)."""
+def read_entra(
+    store: Store,
+    session: Session,
+    graph: GraphClient,
+    config: Config,
+    now: datetime,
+    run_id: str | None = None,
+) -> ReadResult:
+    """Users round, then groups round, into the mirror with their links; then each watched
+    group's read is judged and its members materialised (caller commits)."""
     links = mirror.load_links(session)
+    periodic = _full_read_due(session, config, now) and bool(links)
+    if periodic:
+        links = {}
     maps = MergeMaps(config.merge.domain_map, config.merge.netbios_map)
     users = graph.read_users(links)
     user_stats = mirror.apply_user_pages(session, users, maps, now)
-    mirror.save_links(session, users.delta_links, now)
-    roots = {"dnt": list(config.groups.dnt), "delete": list(config.groups.delete)}
-    watched = sorted({g.lower() for gs in roots.values() for g in gs})
+    mirror.save_links(session, users.delta_links, now, users.full_streams)
+    roots = configured_groups(config)
+    watched = sorted({g for gs in roots.values() for g in gs})
     edges_before = mirror.mirror_edges(session)
+    before = mirror.direct_counts(session, watched)
     children = sorted(reachable_groups(edges_before, watched) - set(watched))
     groups = graph.read_groups(watched, links, nested=config.groups.nested, children=children)
     group_stats = mirror.apply_group_pages(session, groups, now)
-    mirror.save_links(session, groups.delta_links, now)
+    mirror.save_links(session, groups.delta_links, now, groups.full_streams)
     stale = [s for s in links if (g := child_group_id(s)) is not None and g not in children]
     mirror.drop_streams(session, [s for s in stale if s not in groups.delta_links])
-    changed = bool(
-        user_stats.users_changed or user_stats.users_removed or group_stats.membership_changes
-    )
-    frozen: dict[str, str] = {}
-    if changed or group_stats.full or group_stats.deleted_groups:
-        update = mirror.update_watched(
-            session,
-            {k: [g.lower() for g in v] for k, v in roots.items()},
-            mirror.mirror_edges(session),
-            group_stats.deleted_groups,
-            now,
-        )
-        frozen = update.frozen
-    return ReadResult(user_stats.resync or group_stats.resync, frozen, changed)
+    suspect = group_state.judge(store, session, config, group_stats, before, now, run_id)
+    mirror.drop_unconfigured(session, watched)
+    mirror.update_watched(session, roots, mirror.mirror_edges(session), set(suspect), now)
+    return ReadResult(user_stats.resync or group_stats.resync, suspect, periodic)
+
+
+def _full_read_due(session: Session, config: Config, now: datetime) -> bool:
+    last = mirror.oldest_full_round(session)
+    return last is None or now - last >= config.sync.full_resync_every
 
 
 def _limits(config: Config, total_users: int) -> dict[ActionKind, int]:
@@ -115,11 +130,29 @@ def held_kinds(config: Config, the_plan: Plan, total_users: int) -> set[ActionKi
 
 
 def _total_users(session: Session) -> int:
-    from sqlalchemy import func
-
     return int(
         session.scalar(select(func.count(UserRow.id)).where(UserRow.merged_into_id.is_(None))) or 0
     )
+
+
+def _last_completed(session: Session, now: datetime) -> datetime:
+    """Start of the last cycle that completed (objects changed since are re-examined for
+    identifier reuse, so a crashed cycle's changes are not lost)."""
+    last = session.scalar(
+        select(func.max(RunRow.started_at)).where(
+            RunRow.kind == "sync", RunRow.status.in_(("ok", "held"))
+        )
+    )
+    return min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
+
+
+def _plan(session: Session, config: Config, now: datetime) -> tuple[Plan, int]:
+    gathered = facts.gather(
+        session,
+        changed_since=_last_completed(session, now),
+        on_user_deleted=config.sync.on_user_deleted,
+    )
+    return plan(gathered, _policy(config, now, session)), _total_users(session)
 
 
 def run_cycle(
@@ -152,7 +185,8 @@ def run_cycle(
         counts=dict(result.applied),
         held=dict(result.held),
         resync=result.resync,
-        message="; ".join(result.frozen.values()) or None,
+        message="; ".join(result.suspect.values()) or None,
+        suspect=result.suspect,
     )
     return result
 
@@ -161,16 +195,15 @@ def _dry_run(
     store: Store, config: Config, graph: GraphClient, now: datetime, run_id: str
 ) -> CycleResult:
     with store.transaction() as session:
-        read = read_entra(session, graph, config, now)
-        the_plan = plan(
-            facts.gather(session, changed_since=now, on_user_deleted=config.sync.on_user_deleted),
-            _policy(config, now),
-        )
-        held = held_kinds(config, the_plan, _total_users(session))
+        read = read_entra(store, session, graph, config, now)
+        session.flush()
+        the_plan, total = _plan(session, config, now)
+        held = held_kinds(config, the_plan, total)
         session.rollback()
     result = CycleResult(
-        run_id, "dry-run", the_plan, read.resync, graph.counters.total, frozen=read.frozen
+        run_id, "dry-run", the_plan, read.resync, graph.counters.total, suspect=read.suspect
     )
+    result.full_read = read.full
     result.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
     return result
 
@@ -179,24 +212,21 @@ def _cycle(
     store: Store, config: Config, graph: GraphClient, now: datetime, run_id: str
 ) -> CycleResult:
     with store.transaction() as session:
-        read = read_entra(session, graph, config, now)
+        read = read_entra(store, session, graph, config, now, run_id)
         crashpoint("mirror-read")
     with store.reading() as session:
-        gathered = facts.gather(
-            session, changed_since=now, on_user_deleted=config.sync.on_user_deleted
-        )
-        total = _total_users(session)
-    the_plan = plan(gathered, _policy(config, now))
+        the_plan, total = _plan(session, config, now)
     held = held_kinds(config, the_plan, total)
-    result = CycleResult(
-        run_id, "held" if held else "ok", the_plan, read.resync, frozen=read.frozen
-    )
+    status = "held" if held or read.suspect else "ok"
+    result = CycleResult(run_id, status, the_plan, read.resync, suspect=read.suspect)
+    result.full_read = read.full
     applier = ActionApplier(store, config, run_id, now)
     links = the_plan.of_kind(ActionKind.LINK)
     if links:
         result.applied[ActionKind.LINK.value] += applier.apply_links(links)
     _apply_all(
         applier,
+        graph,
         [a for a in the_plan.actions if a.kind not in held and a.kind != ActionKind.LINK],
         result,
     )
@@ -209,14 +239,29 @@ def _cycle(
     return result
 
 
-def _apply_all(applier: ActionApplier, actions: list[PlannedAction], result: CycleResult) -> None:
+def _apply_all(
+    applier: ActionApplier, graph: GraphClient, actions: list[PlannedAction], result: CycleResult
+) -> None:
     """Each action in its own transaction, in plan order; purges last, in batches (a purge
-    never depends on a later action, and merges must have moved agents before they go)."""
+    never depends on a later action, and merges must have moved agents before they go),
+    and only those Graph confirms right now."""
     done = [a for a in actions if a.kind != ActionKind.PURGE and applier.apply(a).done]
-    done += applier.apply_purges([a for a in actions if a.kind == ActionKind.PURGE])
+    purges = [a for a in actions if a.kind == ActionKind.PURGE]
+    if purges:
+        checked = confirm_purges(
+            graph, purges, _trusted_delete_groups(applier.config, result), applier.group_names()
+        )
+        crashpoint("confirmed")
+        applier.record_unconfirmed(checked.unconfirmed)
+        result.unconfirmed = checked.unconfirmed
+        done += applier.apply_purges(checked.confirmed)
     for action in done:
         result.applied[action.kind.value] += 1
         _log_applied(result.run_id, action)
+
+
+def _trusted_delete_groups(config: Config, result: CycleResult) -> list[str]:
+    return [g for g in configured_groups(config)["delete"] if g not in result.suspect]
 
 
 def _hold(
@@ -286,9 +331,8 @@ def approve(
     now: datetime,
     actor: str = SYSTEM_ACTOR,
 ) -> CycleResult:
-    """Re-plan against current state; apply the held actions of `run_id` that are still valid."""
-    from entrasync.errors import NotFound
-
+    """Re-plan against current state; apply the held actions of `run_id` that are still valid
+    (purges confirmed with Graph first, like in a cycle)."""
     with store.reading() as session:
         held_rows = session.scalars(
             select(HeldActionRow).where(
@@ -298,23 +342,42 @@ def approve(
         targets = {row.summary for row in held_rows}
     if not held_rows:
         raise NotFound(f"run {run_id} has no held actions waiting for approval")
+    new_run = str(uuid.uuid4())
     with graph_factory() as graph:
         with store.transaction() as session:
-            read = read_entra(session, graph, config, now)
+            read = read_entra(store, session, graph, config, now, new_run)
         with store.reading() as session:
-            the_plan = plan(
-                facts.gather(
-                    session, changed_since=now, on_user_deleted=config.sync.on_user_deleted
-                ),
-                _policy(config, now),
-            )
-        requests = graph.counters.total
-    new_run = str(uuid.uuid4())
-    _start_run(store, new_run, "approve", now)
-    result = CycleResult(new_run, "ok", the_plan, read.resync, requests, frozen=read.frozen)
-    applier = ActionApplier(store, config, new_run, now, actor)
+            the_plan, _ = _plan(session, config, now)
+        _start_run(store, new_run, "approve", now)
+        result = CycleResult(new_run, "ok", the_plan, read.resync, suspect=read.suspect)
+        applier = ActionApplier(store, config, new_run, now, actor)
+        _apply_all(applier, graph, [a for a in the_plan.actions if a.target in targets], result)
+        result.graph_requests = graph.counters.total
     still_valid = {a.target for a in the_plan.actions}
-    _apply_all(applier, [a for a in the_plan.actions if a.target in targets], result)
+    _release(store, config, run_id, new_run, targets, still_valid, actor, now)
+    _finish_run(
+        store,
+        new_run,
+        "ok",
+        now,
+        graph_requests=result.graph_requests,
+        counts=dict(result.applied),
+        resync=read.resync,
+        suspect=read.suspect,
+    )
+    return result
+
+
+def _release(
+    store: Store,
+    config: Config,
+    run_id: str,
+    new_run: str,
+    targets: set[str],
+    still_valid: set[str],
+    actor: str,
+    now: datetime,
+) -> None:
     with store.transaction() as session:
         released = 0
         for row in session.scalars(
@@ -344,16 +407,6 @@ def approve(
             run_id=new_run,
         )
         refresh_compliance(store, session, now, config.notify, new_run)
-    _finish_run(
-        store,
-        new_run,
-        "ok",
-        now,
-        graph_requests=requests,
-        counts=dict(result.applied),
-        resync=read.resync,
-    )
-    return result
 
 
 def _log_applied(run_id: str, action: PlannedAction) -> None:
@@ -392,6 +445,7 @@ def _finish_run(
     held: dict[str, int] | None = None,
     resync: bool = False,
     message: str | None = None,
+    suspect: dict[str, str] | None = None,
 ) -> None:
     from datetime import UTC
     from datetime import datetime as dt
@@ -405,3 +459,4 @@ def _finish_run(
         run.held = held or {}
         run.resync = resync
         run.message = message
+        run.suspect = suspect or None

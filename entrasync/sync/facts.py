@@ -13,16 +13,32 @@ from typing import Any, cast
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from entrasync.domain.planning import Facts, IdentityMatch, StoreUser, WatchedMember
+from entrasync.domain.evidence import RANK_ADDRESS
+from entrasync.domain.groups import GroupKind
+from entrasync.domain.planning import (
+    Facts,
+    IdentityMatch,
+    PurgeCause,
+    Retirement,
+    ScheduledRecord,
+    StoreUser,
+    WatchedMember,
+)
 from entrasync.store import queries
 from entrasync.store.schema import (
     AgentRow,
+    EntraGroupRow,
     EntraKeyRow,
     EntraUserRow,
     IdentifierRow,
+    ScheduledPurgeRow,
     UserRow,
     WatchedMemberRow,
 )
+
+# Identifier kinds that UPN reuse can move to another person. Logons are not: a known logon
+# keeps matching its record (a restored account reporting from its old computer).
+RETIRABLE_KINDS = ("upn", "email")
 
 # The user columns the planner needs. The first cycle of a tenant links every record, so the
 # records it loads are read as plain rows (about a tenth of the memory of ORM objects).
@@ -78,49 +94,98 @@ def _store_users(session: Session, rows: Iterable[Any]) -> dict[int, StoreUser]:
     }
 
 
-def _identity_rows(session: Session, changed_since: datetime | None) -> list[tuple[str, int, int]]:
-    """(object, rank, user) for records that carry an Entra object's key but are not linked
-    to it: unlinked records always; records linked elsewhere only for objects that changed
-    in this cycle (UPN reuse is reported once, when it appears)."""
-    other = aliased(EntraKeyRow)
+def _identity_rows(session: Session) -> list[tuple[str, int, int]]:
+    """(object, rank, user) for unlinked records that carry a live Entra object's key."""
     live = exists().where(
         EntraUserRow.object_id == EntraKeyRow.object_id, EntraUserRow.deleted_at.is_(None)
     )
-    base = (
+    unlinked = (
         select(EntraKeyRow.object_id, func.min(EntraKeyRow.rank), UserRow.id)
         .join(
             IdentifierRow,
             and_(IdentifierRow.kind == EntraKeyRow.kind, IdentifierRow.value == EntraKeyRow.value),
         )
         .join(UserRow, UserRow.id == IdentifierRow.user_id)
-        .where(UserRow.merged_into_id.is_(None), live)
+        .where(UserRow.merged_into_id.is_(None), UserRow.entra_object_id.is_(None), live)
         .group_by(EntraKeyRow.object_id, UserRow.id)
     )
-    unlinked = base.where(UserRow.entra_object_id.is_(None))
-    rows = [(o, int(r), int(u)) for o, r, u in session.execute(unlinked)]
+    return [(o, int(r), int(u)) for o, r, u in session.execute(unlinked)]
+
+
+def _retirements(session: Session, changed_since: datetime | None) -> list[Retirement]:
+    """Identifiers of records linked to one Entra object that a *different live* object now
+    holds (its UPN, mail or proxy address) while their own object no longer does, or is
+    deleted. Only objects that changed since the last completed cycle are examined."""
+    new_user, old_user = aliased(EntraUserRow), aliased(EntraUserRow)
+    own = aliased(EntraKeyRow)
+    still_own = exists().where(
+        own.kind == IdentifierRow.kind,
+        own.value == IdentifierRow.value,
+        own.object_id == UserRow.entra_object_id,
+        old_user.deleted_at.is_(None),
+    )
+    query = (
+        select(
+            UserRow.id,
+            IdentifierRow.kind,
+            IdentifierRow.value,
+            UserRow.entra_object_id,
+            EntraKeyRow.object_id,
+            old_user.deleted_at,
+        )
+        .join(IdentifierRow, IdentifierRow.user_id == UserRow.id)
+        .join(
+            EntraKeyRow,
+            and_(EntraKeyRow.kind == IdentifierRow.kind, EntraKeyRow.value == IdentifierRow.value),
+        )
+        .join(new_user, new_user.object_id == EntraKeyRow.object_id)
+        .join(old_user, old_user.object_id == UserRow.entra_object_id)
+        .where(
+            UserRow.merged_into_id.is_(None),
+            IdentifierRow.kind.in_(RETIRABLE_KINDS),
+            EntraKeyRow.rank <= RANK_ADDRESS,
+            EntraKeyRow.object_id != UserRow.entra_object_id,
+            new_user.deleted_at.is_(None),
+            ~still_own,
+        )
+    )
     if changed_since is not None:
-        claimed_by_own = exists().where(
-            other.kind == EntraKeyRow.kind,
-            other.value == EntraKeyRow.value,
-            other.object_id == UserRow.entra_object_id,
+        query = query.where(
+            or_(new_user.updated_at >= changed_since, old_user.updated_at >= changed_since)
         )
-        changed = select(EntraUserRow.object_id).where(EntraUserRow.updated_at >= changed_since)
-        reused = base.where(
-            UserRow.entra_object_id.is_not(None),
-            UserRow.entra_object_id != EntraKeyRow.object_id,
-            ~claimed_by_own,
-            EntraKeyRow.object_id.in_(changed),
-        )
-        rows += [(o, int(r), int(u)) for o, r, u in session.execute(reused)]
-    return rows
+    found: dict[tuple[int, str, str], Retirement] = {}
+    for uid, kind, value, old, new, deleted_at in session.execute(query):
+        key = (int(uid), kind, value)
+        if key not in found or new < found[key].new_object:
+            found[key] = Retirement(int(uid), kind, value, str(old), new, deleted_at is not None)
+    return [found[k] for k in sorted(found)]
+
+
+def _scheduled(session: Session) -> list[ScheduledRecord]:
+    return [
+        ScheduledRecord(int(r.user_id), r.object_id, PurgeCause(r.cause), r.group_id, r.due_at)
+        for r in session.scalars(select(ScheduledPurgeRow))
+    ]
+
+
+def group_states(session: Session) -> tuple[dict[str, str], dict[str, str]]:
+    """(group id -> display name, suspect group id -> why) of the watched groups."""
+    names: dict[str, str] = {}
+    suspect: dict[str, str] = {}
+    for row in session.scalars(select(EntraGroupRow)):
+        if row.display_name:
+            names[row.id] = row.display_name
+        if row.suspect:
+            suspect[row.id] = row.suspect_detail or row.suspect
+    return names, suspect
 
 
 def gather(session: Session, *, changed_since: datetime | None, on_user_deleted: str) -> Facts:
-    identity = _identity_rows(session, changed_since)
+    identity = _identity_rows(session)
     objects = sorted({o for o, _, _ in identity})
     linked_rows = _user_rows(session, UserRow.entra_object_id, objects)
     watched = session.execute(
-        select(WatchedMemberRow, UserRow)
+        select(WatchedMemberRow, UserRow, EntraGroupRow.suspect)
         .join(
             EntraUserRow,
             and_(
@@ -135,6 +200,7 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
                 UserRow.merged_into_id.is_(None),
             ),
         )
+        .outerjoin(EntraGroupRow, EntraGroupRow.id == WatchedMemberRow.via_group)
         .where(
             or_(
                 UserRow.id.is_(None),
@@ -146,12 +212,18 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
             )
         )
     ).all()
+    # Tracked again only: untracked by entrasync for a membership, Entra account live (a
+    # deleted account leaves every group: a departure, not a return), history never purged,
+    # and in no watched group (a suspect group's frozen rows count).
     retrack_rows = session.scalars(
-        select(UserRow).where(
+        select(UserRow)
+        .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
+        .where(
             UserRow.untracked_by == "entrasync",
             UserRow.tracking == "untracked",
             UserRow.merged_into_id.is_(None),
-            UserRow.entra_object_id.is_not(None),
+            UserRow.purged_at.is_(None),
+            EntraUserRow.deleted_at.is_(None),
             ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
         )
     ).all()
@@ -179,7 +251,7 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
         [
             *identity_users,
             *linked_rows,
-            *(u for _, u in watched if u is not None),
+            *(u for _, u, _ in watched if u is not None),
             *retrack_rows,
             *deleted_rows,
         ],
@@ -191,13 +263,20 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
         },
         watched=[
             WatchedMember(
-                w.object_id, w.kind, w.via_group, w.first_seen_at, everyone[u.id] if u else None
+                w.object_id,
+                GroupKind(w.kind),
+                w.via_group,
+                w.first_seen_at,
+                everyone[u.id] if u else None,
+                suspect=suspect is not None,
             )
-            for w, u in watched
+            for w, u, suspect in watched
         ],
         retrack=[everyone[row.id] for row in retrack_rows],
         deleted=[
             (row.entra_object_id or "", deleted_at, everyone[row.id])
             for row, deleted_at in deleted_pairs
         ],
+        retirements=_retirements(session, changed_since),
+        scheduled=_scheduled(session),
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -148,6 +148,9 @@ def _upsert_users(
 @dataclass
 class GroupRoundStats(RoundStats):
     deleted_groups: set[str] = field(default_factory=set)
+    seen_groups: set[str] = field(default_factory=set)
+    full_groups: set[str] = field(default_factory=set)  # covered by a full round
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def apply_group_pages(
@@ -161,6 +164,10 @@ def apply_group_pages(
         stats.resync |= page.resync
         if page.full and page.first:
             seen[page.stream] = set()
+        if page.full:
+            stats.full_groups.update(page.groups)
+        stats.seen_groups.update(page.seen_groups)
+        stats.names.update(page.names)
         covered[page.stream] = page.groups
         adds = [c for c in page.changes if not c.removed]
         for change in page.changes:
@@ -210,7 +217,10 @@ def _remove_unseen(session: Session, groups: Iterable[str], seen: set[tuple[str,
             )
 
 
-def save_links(session: Session, links: Mapping[str, str], now: datetime) -> None:
+def save_links(
+    session: Session, links: Mapping[str, str], now: datetime, full: Iterable[str] = ()
+) -> None:
+    """Store each stream's new link; `full` streams finished a full round now."""
     if not links:
         return
     stmt = _insert(session, SyncStateRow)
@@ -221,6 +231,19 @@ def save_links(session: Session, links: Mapping[str, str], now: datetime) -> Non
         ),
         [{"stream": s, "delta_link": link, "updated_at": now} for s, link in links.items()],
     )
+    done = [s for s in full if s in links]
+    if done:
+        session.execute(
+            update(SyncStateRow).where(SyncStateRow.stream.in_(done)).values(full_at=now)
+        )
+
+
+def oldest_full_round(session: Session) -> datetime | None:
+    """When the stream with the oldest full round last finished one (None: never)."""
+    rows = session.execute(select(SyncStateRow.full_at)).scalars().all()
+    if not rows or any(r is None for r in rows):
+        return None
+    return min(r for r in rows if r is not None)
 
 
 def load_links(session: Session) -> dict[str, str]:
@@ -246,61 +269,72 @@ def mirror_edges(session: Session) -> list[MembershipEdge]:
     ]
 
 
+def direct_counts(session: Session, groups: Iterable[str]) -> dict[str, int]:
+    """Direct members of each group in the mirror (0 for a group without edges)."""
+    ids = list(groups)
+    counts = dict.fromkeys(ids, 0)
+    for group, count in session.execute(
+        select(EntraMemberRow.group_id, func.count())
+        .where(EntraMemberRow.group_id.in_(ids))
+        .group_by(EntraMemberRow.group_id)
+    ):
+        counts[group] = int(count)
+    return counts
+
+
 @dataclass
 class WatchedUpdate:
     added: int = 0
     removed: int = 0
-    frozen: dict[str, str] = field(default_factory=dict)  # group -> why
 
 
 def update_watched(
     session: Session,
     roots: Mapping[str, list[str]],
     edges: list[MembershipEdge],
-    missing_groups: set[str],
+    frozen: set[str],
     now: datetime,
 ) -> WatchedUpdate:
-    """Materialise effective DNT/Delete membership; keeps `first_seen_at` of continuing
-    members. A watched group that reads empty or missing while it had members is treated as
-    a failed read: its kind's memberships are not reduced this cycle (no retracks)."""
+    """Materialise the effective (transitive) membership of the groups in `roots`, one row
+    per group and member; continuing members keep `first_seen_at`. The rows of a `frozen`
+    (suspect) group are left as they are."""
     result = WatchedUpdate()
     for kind, groups in roots.items():
-        effective = effective_members(edges, groups)
-        old = dict(
-            session.execute(
-                select(WatchedMemberRow.object_id, WatchedMemberRow.via_group).where(
-                    WatchedMemberRow.kind == kind
-                )
-            ).all()
-        )
-        for group in groups:
-            had = sum(1 for via in old.values() if via == group)
-            if had and (group in missing_groups or not effective.get(group)):
-                state = "missing" if group in missing_groups else "empty"
-                result.frozen[group] = f"{kind} group {group} read {state} but had {had} members"
-        new: dict[str, str] = {}
-        for group in groups:
-            for object_id in effective.get(group, ()):
-                new.setdefault(object_id, group)
-        added = [o for o in new if o not in old]
-        removed = (
-            [] if any(g in result.frozen for g in groups) else [o for o in old if o not in new]
-        )
-        if added:
-            session.execute(
-                _insert(session, WatchedMemberRow).on_conflict_do_nothing(),
-                [
-                    {"kind": kind, "object_id": o, "via_group": new[o], "first_seen_at": now}
-                    for o in added
-                ],
-            )
-        for start in range(0, len(removed), 500):
-            session.execute(
-                delete(WatchedMemberRow).where(
-                    WatchedMemberRow.kind == kind,
-                    WatchedMemberRow.object_id.in_(removed[start : start + 500]),
-                )
-            )
-        result.added += len(added)
-        result.removed += len(removed)
+        effective = effective_members(edges, [g for g in groups if g not in frozen])
+        for group, members in effective.items():
+            _update_group(session, kind, group, members, now, result)
     return result
+
+
+def drop_unconfigured(session: Session, configured: list[str]) -> None:
+    """A group removed from the config no longer decides anything (its rows go)."""
+    session.execute(delete(WatchedMemberRow).where(WatchedMemberRow.via_group.not_in(configured)))
+
+
+def _update_group(
+    session: Session, kind: str, group: str, members: set[str], now: datetime, out: WatchedUpdate
+) -> None:
+    old = set(
+        session.scalars(
+            select(WatchedMemberRow.object_id).where(WatchedMemberRow.via_group == group)
+        )
+    )
+    added = sorted(members - old)
+    removed = sorted(old - members)
+    if added:
+        session.execute(
+            _insert(session, WatchedMemberRow).on_conflict_do_nothing(),
+            [
+                {"via_group": group, "object_id": o, "kind": kind, "first_seen_at": now}
+                for o in added
+            ],
+        )
+    for start in range(0, len(removed), 500):
+        session.execute(
+            delete(WatchedMemberRow).where(
+                WatchedMemberRow.via_group == group,
+                WatchedMemberRow.object_id.in_(removed[start : start + 500]),
+            )
+        )
+    out.added += len(added)
+    out.removed += len(removed)
