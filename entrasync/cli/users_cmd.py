@@ -207,6 +207,8 @@ def _print_user(view: dict[str, Any]) -> None:
         say(f"  entra object  {view['entra_object_id']}")
     for ident in view["identifiers"]:
         say(f"  {ident['kind']:<12}  {ident['value']}")
+    for ident in view.get("retired_identifiers", []):
+        say(f"  retired {ident['kind']:<4}  {ident['value']} (since {ident['retired_at'][:16]})")
     for agent in view["agents"]:
         say(f"  agent {agent['id']}: {', '.join(agent['logons'])} ({agent['activity_rows']} rows)")
 

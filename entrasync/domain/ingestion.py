@@ -3,7 +3,9 @@
 Order: the report's logon (an existing agent, or a logon kept on a user), then upn, email,
 employee_id (a new agent for that user), else a new user and agent. Reports for Untracked users
 are dropped. Identifiers a report brings that nobody owns yet are learned by the matched user;
-an identifier owned by another user is never taken from them.
+an identifier owned by another user is never taken from them, except a *stale* one (its record's
+Entra account is deleted, or Entra gave it to another account: UPN reuse), which moves to the
+record the report resolved to and is retired on the old one.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class Lookups:
     users: Mapping[int, KnownUser]
     agents_with_history: frozenset[int]
     used_licenses: int
+    # Identifiers whose record must not attract a new logon (its Entra account is deleted,
+    # or Entra gave the identifier to someone else): a report from an unknown logon under
+    # one of them starts a new record, and the identifier moves to it.
+    stale: frozenset[IdentKey] = frozenset()
 
 
 @dataclass
@@ -55,6 +61,8 @@ class IngestPlan:
     new_users: list[NewUser] = field(default_factory=list)
     new_agents: list[NewAgent] = field(default_factory=list)
     learned: list[tuple[int, IdentKey]] = field(default_factory=list)  # existing user id
+    # Identifiers moved off an existing record: (old user id, key, new owner id or ref).
+    retired: list[tuple[int, IdentKey, int]] = field(default_factory=list)
     # Reports to store: (agent id or ref, user id or ref, report)
     accepted: list[tuple[int, int, AgentReport]] = field(default_factory=list)
     dropped: list[AgentReport] = field(default_factory=list)
@@ -73,6 +81,7 @@ class _Resolver:
         self.users = dict(lookups.users)
         self.with_history = set(lookups.agents_with_history)
         self.used = lookups.used_licenses
+        self.stale = set(lookups.stale)
         self.terms = terms
         self.plan = IngestPlan()
         self._new_users: dict[int, NewUser] = {}
@@ -131,7 +140,7 @@ class _Resolver:
                 continue
             for kind in kinds:
                 owner = self.idents.get((kind, value))
-                if owner is not None:
+                if owner is not None and (kind, value) not in self.stale:
                     return owner
         return None
 
@@ -147,7 +156,10 @@ class _Resolver:
         keys = [*report.identifiers, (IdentifierKind.LOGON, report.logon)]
         for kind, value in keys:
             key = (str(kind), value)
-            if key in self.idents:
+            if key in self.stale and self.idents.get(key, user) != user:
+                self.plan.retired.append((self.idents[key], key, user))
+                self.stale.discard(key)
+            elif key in self.idents:
                 continue
             self.idents[key] = user
             if user < 0:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
 from entrasync.config import Config
@@ -25,6 +25,7 @@ from entrasync.store.schema import (
     AgentLogonRow,
     AgentRow,
     IdentifierRow,
+    RetiredIdentifierRow,
     UserRow,
 )
 
@@ -76,6 +77,7 @@ def ingest_reports(
             pending=len(pending),
         )
         events = [_pending_event(session, user_id) for user_id in pending]
+        events += _retired_events(plan, ids)
         events.append(
             AuditEvent(
                 "ingest.completed",
@@ -98,6 +100,7 @@ def _lookups(session: Session, reports: Sequence[AgentReport]) -> Lookups:
     )
     logon_agents = queries.logon_agents(session, logons)
     identifier_users = queries.identifier_users(session, keys)
+    stale = queries.stale_identifiers(session, identifier_users)
     user_ids = {uid for _, uid in logon_agents.values()} | set(identifier_users.values())
     licensed = queries.user_license_counts(session, sorted(user_ids))
     users = {
@@ -111,6 +114,7 @@ def _lookups(session: Session, reports: Sequence[AgentReport]) -> Lookups:
         users=users,
         agents_with_history=frozenset(queries.agents_with_history(session, agent_ids)),
         used_licenses=queries.used_licenses(session),
+        stale=frozenset(stale),
     )
 
 
@@ -131,6 +135,7 @@ def _write(session: Session, plan: IngestPlan, now: datetime) -> dict[int, int]:
             insert(UserRow).returning(UserRow.id, sort_by_parameter_order=True), rows
         ).all()
         ids.update(zip((u.ref for u in plan.new_users), new_ids, strict=True))
+    _retire(session, plan, ids, now)
     identifiers = [
         {"user_id": ids[u.ref], "kind": kind, "value": value}
         for u in plan.new_users
@@ -155,6 +160,48 @@ def _write(session: Session, plan: IngestPlan, now: datetime) -> dict[int, int]:
         )
     _write_activity(session, plan, ids, now)
     return ids
+
+
+def _retire(session: Session, plan: IngestPlan, ids: dict[int, int], now: datetime) -> None:
+    """Move stale identifiers off their old records (kept there as retired)."""
+    for old, (kind, value), new in plan.retired:
+        session.execute(
+            delete(IdentifierRow).where(
+                IdentifierRow.user_id == old,
+                IdentifierRow.kind == kind,
+                IdentifierRow.value == value,
+            )
+        )
+        session.add(
+            RetiredIdentifierRow(
+                user_id=old,
+                kind=kind,
+                value=value,
+                retired_at=now,
+                reason=_retired_reason(kind, value, ids.get(new, new)),
+            )
+        )
+    session.flush()
+
+
+def _retired_reason(kind: str, value: str, new_user: int) -> str:
+    return (
+        f"a report from a new logon under {kind} {value}, whose record's Entra account is "
+        f"deleted or no longer holds it, started record {new_user}: {kind} retired here"
+    )
+
+
+def _retired_events(plan: IngestPlan, ids: dict[int, int]) -> list[AuditEvent]:
+    return [
+        AuditEvent(
+            "identifier.retired",
+            _retired_reason(kind, value, ids.get(new, new)),
+            user_id=old,
+            identifiers=[{"kind": kind, "value": value}],
+            details={"kind": kind, "value": value, "new_owner_user_id": ids.get(new, new)},
+        )
+        for old, (kind, value), new in plan.retired
+    ]
 
 
 _ACTIVITY_COLUMNS = ("agent_id", "device", "start", "duration_s", "app", "title", "received_at")

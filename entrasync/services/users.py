@@ -38,6 +38,8 @@ def user_view(session: Session, user: UserRow) -> dict[str, Any]:
         "untracked_by": user.untracked_by,
         "pending_since": _iso(user.pending_since),
         "last_activity_at": _iso(user.last_activity_at),
+        "purged_at": _iso(user.purged_at),
+        "retired_identifiers": queries.retired_identifiers_of(session, user.id),
     }
 
 

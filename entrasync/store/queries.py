@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Exists, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
 from entrasync.errors import NotFound
-from entrasync.store.schema import ActivityRow, AgentLogonRow, AgentRow, IdentifierRow, UserRow
+from entrasync.store.schema import (
+    ActivityRow,
+    AgentLogonRow,
+    AgentRow,
+    EntraKeyRow,
+    EntraUserRow,
+    IdentifierRow,
+    RetiredIdentifierRow,
+    UserRow,
+)
 
 T = TypeVar("T")
 _CHUNK = 500  # keeps IN lists under every backend's parameter limit
@@ -87,6 +97,65 @@ def identifier_users(
         )
         found.update({(kind, value): int(uid) for kind, value, uid in rows})
     return found
+
+
+def stale_identifiers(
+    session: Session, owners: Mapping[tuple[str, str], int]
+) -> set[tuple[str, str]]:
+    """The upn/email keys among `owners` (key -> owning record) that must not attract a new
+    logon to their record: the record's Entra account is deleted, or Entra now gives the
+    key to another live account and no longer to the record's own (UPN reuse)."""
+    keys = [k for k in owners if k[0] in ("upn", "email")]
+    if not keys:
+        return set()
+    linked: dict[int, tuple[str, bool]] = {}
+    for ids in chunks(sorted({owners[k] for k in keys})):
+        for uid, object_id, deleted_at in session.execute(
+            select(UserRow.id, UserRow.entra_object_id, EntraUserRow.deleted_at)
+            .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
+            .where(UserRow.id.in_(ids))
+        ):
+            linked[int(uid)] = (str(object_id), deleted_at is not None)
+    holders: dict[tuple[str, str], set[str]] = {}
+    for chunk in chunks([k for k in keys if owners[k] in linked]):
+        for kind, value, object_id in session.execute(
+            select(EntraKeyRow.kind, EntraKeyRow.value, EntraKeyRow.object_id)
+            .join(EntraUserRow, EntraUserRow.object_id == EntraKeyRow.object_id)
+            .where(
+                tuple_(EntraKeyRow.kind, EntraKeyRow.value).in_(chunk),
+                EntraKeyRow.rank <= RANK_ADDRESS,
+                EntraUserRow.deleted_at.is_(None),
+            )
+        ):
+            holders.setdefault((kind, value), set()).add(object_id)
+    stale = set()
+    for key in keys:
+        own = linked.get(owners[key])
+        if own is None:
+            continue
+        object_id, deleted = own
+        others = holders.get(key, set()) - {object_id}
+        if deleted or (others and object_id not in holders.get(key, set())):
+            stale.add(key)
+    return stale
+
+
+def retired_identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
+    """Identifiers the record no longer answers to (UPN reuse), oldest first."""
+    rows = session.execute(
+        select(RetiredIdentifierRow)
+        .where(RetiredIdentifierRow.user_id == user_id)
+        .order_by(RetiredIdentifierRow.id)
+    ).scalars()
+    return [
+        {
+            "kind": r.kind,
+            "value": r.value,
+            "retired_at": r.retired_at.isoformat(),
+            "reason": r.reason,
+        }
+        for r in rows
+    ]
 
 
 def agents_with_history(session: Session, agent_ids: Sequence[int]) -> set[int]:

@@ -161,8 +161,11 @@ def test_upn_reuse_is_never_merged(world: World) -> None:
     t.update_user(newcomer, proxy_addresses=["SMTP:sam@contoso.com", "smtp:samuel@contoso.com"])
     result = world.sync(later(2))
     assert result.applied.get("merge", 0) == 0
-    assert "merge.skipped" in actions(world)
-    assert show_user(world.store, "sam@contoso.com")["entra_object_id"] == old
+    assert "identifier.retired" in actions(world)
+    departed = show_user(world.store, "contoso\\sam")
+    assert departed["entra_object_id"] == old
+    assert [i["value"] for i in departed["retired_identifiers"]] == ["sam@contoso.com"]
+    assert show_user(world.store, "samuel@contoso.com")["entra_object_id"] == newcomer
 
 
 def test_threshold_holds_one_kind_and_approve_releases(world: World) -> None:
@@ -196,7 +199,7 @@ def test_threshold_holds_one_kind_and_approve_releases(world: World) -> None:
     assert verify(world.store).problem is None
 
 
-def test_emptied_group_is_a_failed_read_not_a_mass_retrack(world: World) -> None:
+def test_emptied_group_by_explicit_removals_is_empty_not_suspect(world: World) -> None:
     t = world.tenant
     ids = [t.add_user(f"e{i}@contoso.com") for i in range(3)]
     world.ingest(*(report(f"CONTOSO\\e{i}", "PC", upn=f"e{i}@contoso.com") for i in range(3)))
@@ -205,13 +208,10 @@ def test_emptied_group_is_a_failed_read_not_a_mass_retrack(world: World) -> None
     for user in ids:
         t.remove_member(world.dnt, user)
     result = world.sync(later(1))
-    assert result.applied.get("retrack", 0) == 0
-    assert world.dnt in result.frozen
-    with world.store.reading() as s:
-        run = s.get(RunRow, result.run_id)
-        assert run is not None and run.message and "read empty" in run.message
+    assert result.applied.get("retrack", 0) == 3 and result.suspect == {}
+    assert result.status == "ok"
     assert all(
-        show_user(world.store, f"e{i}@contoso.com")["tracking"] == "untracked" for i in range(3)
+        show_user(world.store, f"e{i}@contoso.com")["tracking"] == "tracked" for i in range(3)
     )
 
 

@@ -59,8 +59,9 @@ def test_delete_wins_over_dnt_and_purge_waits_for_the_delay() -> None:
         WatchedMember("o1", "delete", "g-del", NOW - timedelta(hours=2), u),
     ]
     result = plan(Facts(watched=watched), policy())
-    assert [a.kind for a in result.actions] == [ActionKind.UNTRACK]
+    assert [a.kind for a in result.actions] == [ActionKind.UNTRACK, ActionKind.SCHEDULE_PURGE]
     assert "Delete group g-del" in result.actions[0].reason
+    assert result.actions[1].due_at == NOW + timedelta(hours=22)
     assert [(s.user_id, s.due_at, s.licenses) for s in result.scheduled] == [
         (1, NOW + timedelta(hours=22), 2)
     ]
@@ -106,10 +107,7 @@ def test_records_of_other_entra_objects_are_never_merged() -> None:
     fresh = user(2)
     facts = Facts(identity_matches=[IdentityMatch("o1", 1, other), IdentityMatch("o1", 1, fresh)])
     result = plan(facts, policy())
-    kinds = sorted(a.kind for a in result.actions)
-    assert kinds == [ActionKind.LINK, ActionKind.MERGE_SKIPPED]
-    skipped = next(a for a in result.actions if a.kind == ActionKind.MERGE_SKIPPED)
-    assert skipped.user_id == 1 and "UPN reuse" in skipped.reason
+    assert [(a.kind, a.user_id) for a in result.actions] == [(ActionKind.LINK, 2)]
 
 
 def test_a_record_matching_two_objects_equally_is_skipped() -> None:
@@ -130,7 +128,8 @@ def test_deleted_user_untracked_and_purged_after_delay() -> None:
     facts = Facts(deleted=[("o8", NOW - timedelta(hours=1), u)])
     assert plan(facts, policy()).actions == []  # ignore is the default
     soon = plan(facts, policy(on_user_deleted="purge"))
-    assert [a.kind for a in soon.actions] == [ActionKind.UNTRACK] and len(soon.scheduled) == 1
+    assert [a.kind for a in soon.actions] == [ActionKind.UNTRACK, ActionKind.SCHEDULE_PURGE]
+    assert len(soon.scheduled) == 1
     late = plan(facts, policy(on_user_deleted="purge", purge_delay=timedelta(0)))
     assert [a.kind for a in late.actions] == [ActionKind.UNTRACK, ActionKind.PURGE]
     assert late.actions[0].untracked_by == "entra-deleted"
