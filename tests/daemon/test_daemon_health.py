@@ -121,9 +121,14 @@ def test_failing_cycles_back_off_alert_once_fail_healthcheck_then_recover(
 
     secret_file.write_text(SECRET + "\n", encoding="utf-8")  # fixed: read again each cycle
     wait_for("recovery", lambda: (h := daemon.healthz()) and h[1]["status"] == "ok", timeout=15)
-    with store.reading() as session:
-        topics = [e.topic for e in session.scalars(select(OutboxRow).order_by(OutboxRow.id))]
-    assert topics == ["cycles.failing", "cycles.recovered"]
+
+    def topics() -> list[str]:
+        with store.reading() as session:
+            return [e.topic for e in session.scalars(select(OutboxRow).order_by(OutboxRow.id))]
+
+    # /healthz turns ok as the cycle ends; the recovery email is recorded right after it
+    wait_for("recovery email", lambda: len(topics()) == 2, timeout=10)
+    assert topics() == ["cycles.failing", "cycles.recovered"]
     assert _healthcheck(world.daemon_config(daemon)).returncode == 0
     metrics = daemon.metrics()
     assert _metric(metrics, 'entrasync_cycles_total{outcome="failed"}') >= 3

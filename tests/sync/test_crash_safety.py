@@ -29,6 +29,7 @@ CRASHES = [
     "between-actions:4",
     "mid-action:6",
     "between-actions:8",
+    "confirmed:1",  # Graph confirmed the purges; nothing purged yet
 ]
 
 
