@@ -34,6 +34,17 @@ Design decisions (copied into the docs):
   `resyncRequired` restart that stream with a full round. The restart is visible: its pages
   have `full`, `first` and `resync` set, and `round.resynced` names the stream, so the caller
   diffs against the mirror instead of trusting increments.
+* **Group items** select `displayName,members`: pages carry the groups that had an item
+  (`seen_groups`: a covered group missing from a whole full round does not exist) and
+  their names (`names`). A soft-deleted group comes as `@removed` (reason `changed`), a
+  restored one as an item restating every member
+  (https://learn.microsoft.com/graph/api/group-delta,
+  https://learn.microsoft.com/graph/delta-query-overview).
+* **Confirmations before a purge** (`check_member_groups`, `users_exist`) ask Graph
+  directly, in JSON batches of 20 sent through the same SDK pipeline and parsed by hand
+  (https://learn.microsoft.com/graph/json-batching). Graph throttles sub-requests one by
+  one; only those are retried, within the same RetryPolicy bounds, and an answer that
+  could not be obtained is None: unknown, never "not a member".
 * **Errors** map to the documented exit codes: a refused credential or a 403 →
   `GraphPermissionDenied` (77) naming the permission to grant with admin consent;
   unreachable, TLS failure or retries exhausted → `GraphUnavailable` (69).
@@ -602,7 +613,10 @@ class GraphClient:
             info.set_stream_content(content, "application/json")
             return await self._get_json(info)
 
-        data = self._run(send, what, permission)
+        try:
+            data = self._run(send, what, permission)
+        except (_NotFound, _SyncReset):
+            raise EntrasyncError(f"{what}: Graph refused the JSON batch itself") from None
         answers: dict[K, _SubResponse] = {}
         for raw in data.get("responses") or ():
             parsed = _parse_sub_response(raw)

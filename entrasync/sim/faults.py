@@ -47,11 +47,6 @@ class Fault:
     def active(self) -> bool:
         return self.times is None or self.hits < self.times
 
-    @property
-    def answers(self) -> bool:
-        """Does the rule answer the request itself (rather than only delaying it)?"""
-        return self.drop or self.html or self.status is not None
-
 
 @dataclass(frozen=True)
 class RequestRecord:

@@ -8,6 +8,14 @@ our certificate cannot stall the accept loop.
 
 `authority_host` and `graph_url` are the same origin; paths do not collide (tenant ids are
 GUIDs, Graph lives under `/v1.0`).
+
+Graph requests are routed by `_GraphApi`, which builds a `GraphResponse` instead of writing
+to the socket, so that the sub-requests of a JSON batch (`POST /v1.0/$batch`,
+https://learn.microsoft.com/graph/json-batching) go through the very same routing,
+permission checks and fault rules as top-level requests. Besides the delta and read
+endpoints, `POST /users/{id}/checkMemberGroups`
+(https://learn.microsoft.com/graph/api/user-checkmembergroups) answers transitive membership,
+which entrasync asks right before a purge.
 """
 
 from __future__ import annotations
@@ -766,7 +774,10 @@ def _json_body(body: bytes) -> Any:
 
 
 def _html_page(status: int) -> bytes:
-    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
     return (
         f"<html><head><title>{status} {reason}</title></head><body><center><h1>{status} "
         f"{reason}</h1></center><hr><center>gateway</center></body></html>"
