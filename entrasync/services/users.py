@@ -87,6 +87,7 @@ def list_users(
         ):
             if int(agent_id) in by_id:
                 by_id[int(agent_id)]["logons"].append(logon)
+        retired = queries.retired_identifiers_by_user(session)
         result = []
         for u in users:
             mine = agents.get(u.id, [])
@@ -104,6 +105,8 @@ def list_users(
                     "untracked_by": u.untracked_by,
                     "pending_since": _iso(u.pending_since),
                     "last_activity_at": _iso(u.last_activity_at),
+                    "purged_at": _iso(u.purged_at),
+                    "retired_identifiers": retired.get(u.id, []),
                 }
             )
         return result

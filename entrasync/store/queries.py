@@ -142,20 +142,27 @@ def stale_identifiers(
 
 def retired_identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
     """Identifiers the record no longer answers to (UPN reuse), oldest first."""
-    rows = session.execute(
-        select(RetiredIdentifierRow)
-        .where(RetiredIdentifierRow.user_id == user_id)
-        .order_by(RetiredIdentifierRow.id)
-    ).scalars()
-    return [
-        {
-            "kind": r.kind,
-            "value": r.value,
-            "retired_at": r.retired_at.isoformat(),
-            "reason": r.reason,
-        }
-        for r in rows
-    ]
+    return retired_identifiers_by_user(session, user_id).get(user_id, [])
+
+
+def retired_identifiers_by_user(
+    session: Session, user_id: int | None = None
+) -> dict[int, list[dict[str, str]]]:
+    """User id -> retired identifiers (a small table: only UPN reuse writes it)."""
+    query = select(RetiredIdentifierRow).order_by(RetiredIdentifierRow.id)
+    if user_id is not None:
+        query = query.where(RetiredIdentifierRow.user_id == user_id)
+    found: dict[int, list[dict[str, str]]] = {}
+    for r in session.scalars(query):
+        found.setdefault(int(r.user_id), []).append(
+            {
+                "kind": r.kind,
+                "value": r.value,
+                "retired_at": r.retired_at.isoformat(),
+                "reason": r.reason,
+            }
+        )
+    return found
 
 
 def agents_with_history(session: Session, agent_ids: Sequence[int]) -> set[int]:

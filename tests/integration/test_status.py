@@ -46,6 +46,7 @@ def test_status_json_shape(es: Any, ingest: Any) -> None:
         "compliance": "ok",
         "grace_ends": None,
         "last_run": None,
+        "suspect_groups": [],
     }
     text = es("status").out
     assert "2/10" in text

@@ -216,7 +216,9 @@ def test_a_restored_account_reporting_from_its_old_logon_is_the_same_person(
     t.delete_user(kim)
     assert es("sync").code == 0
     t.restore_user(kim)
-    ingest(es, world, report("CONTOSO\\kim", "PC", upn="kim@contoso.com", start="2026-06-02T09:00:00Z"))
+    ingest(
+        es, world, report("CONTOSO\\kim", "PC", upn="kim@contoso.com", start="2026-06-02T09:00:00Z")
+    )
     view = user(es, "kim@contoso.com")
     assert rows(view) == 2 and view["retired_identifiers"] == []
     assert actions(es, "identifier.retired") == []
@@ -250,9 +252,7 @@ def test_a_purged_delete_member_leaving_the_group_stays_untracked(world: World, 
     verified(es)
 
 
-def test_an_admin_untracked_user_passing_through_dnt_stays_untracked(
-    world: World, es: Any
-) -> None:
+def test_an_admin_untracked_user_passing_through_dnt_stays_untracked(world: World, es: Any) -> None:
     t = world.tenant
     pat = t.add_user("pat@contoso.com")
     ingest(es, world, report("CONTOSO\\pat", "PC", upn="pat@contoso.com"))
@@ -309,7 +309,9 @@ def test_mass_add_over_max_purges_then_approve_after_some_left(world: World, es:
     configure(world, "max_untracks = 50", "max_untracks = 1000")
     t = world.tenant
     people = [t.add_user(f"m{i}@contoso.com") for i in range(500)]
-    ingest(es, world, *(report(f"CONTOSO\\m{i}", "PC", upn=f"m{i}@contoso.com") for i in range(500)))
+    ingest(
+        es, world, *(report(f"CONTOSO\\m{i}", "PC", upn=f"m{i}@contoso.com") for i in range(500))
+    )
     t.add_members(world.delete, people)
     held = es("sync", "--json")
     assert held.code == ExitCode.HELD
@@ -330,8 +332,12 @@ def test_mass_add_over_max_purges_then_approve_after_some_left(world: World, es:
 
 def test_ambiguous_proxy_addresses_merge_nobody(world: World, es: Any) -> None:
     t = world.tenant
-    t.add_user("a.one@contoso.com", proxy_addresses=["SMTP:a.one@contoso.com", "smtp:a@contoso.com"])
-    t.add_user("a.two@contoso.com", proxy_addresses=["SMTP:a.two@contoso.com", "smtp:a@contoso.com"])
+    t.add_user(
+        "a.one@contoso.com", proxy_addresses=["SMTP:a.one@contoso.com", "smtp:a@contoso.com"]
+    )
+    t.add_user(
+        "a.two@contoso.com", proxy_addresses=["SMTP:a.two@contoso.com", "smtp:a@contoso.com"]
+    )
     ingest(es, world, report("CONTOSO\\a", "PC", email="a@contoso.com"))
     result = es("sync")
     assert result.code == 0
