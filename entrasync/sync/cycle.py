@@ -9,21 +9,24 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from entrasync.config import Config
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
-from entrasync.domain.entra import reachable_groups
+from entrasync.domain.entra import GroupPage, UserPage, reachable_groups
 from entrasync.domain.evidence import MergeMaps
 from entrasync.domain.planning import GUARDED, ActionKind, Plan, PlannedAction, Policy, plan
 from entrasync.domain.thresholds import Threshold
 from entrasync.errors import EntrasyncError, NotFound
 from entrasync.graph import GraphClient, child_group_id
+from entrasync.graph.client import DeltaRound
 from entrasync.services.account import apply_settings, refresh_compliance
 from entrasync.services.outbox import enqueue
 from entrasync.store import audit
@@ -75,38 +78,141 @@ class ReadResult:
     full: bool = False  # a periodic full read (sync.full_resync_every)
 
 
-def read_entra(
-    store: Store,
-    session: Session,
-    graph: GraphClient,
-    config: Config,
-    now: datetime,
-    run_id: str | None = None,
-) -> ReadResult:
-    """Users round, then groups round, into the mirror with their links; then each watched
-    group's read is judged and its members materialised (caller commits)."""
+Scope = Callable[[], AbstractContextManager[Session]]
+Page = TypeVar("Page", UserPage, GroupPage)
+PageCo = TypeVar("PageCo", UserPage, GroupPage, covariant=True)
+
+
+class Round(Protocol[PageCo]):
+    """A delta round as `_apply_read` consumes it: pages, then the links it ended with."""
+
+    def __iter__(self) -> Iterator[PageCo]: ...
+
+    @property
+    def delta_links(self) -> dict[str, str]: ...
+
+    @property
+    def full_streams(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class _Prefetched(Generic[Page]):
+    """A round read to the end before any transaction opens (a dry run applies it in one
+    transaction that is rolled back)."""
+
+    pages: list[Page]
+    delta_links: dict[str, str]
+    full_streams: frozenset[str]
+
+    def __iter__(self) -> Iterator[Page]:
+        return iter(self.pages)
+
+    @classmethod
+    def read(cls, delta: Round[Page]) -> _Prefetched[Page]:
+        pages = list(delta)
+        return cls(pages, delta.delta_links, delta.full_streams)
+
+
+@dataclass(frozen=True)
+class _ReadStart:
+    """What the rounds need to know before the first Graph request (one snapshot)."""
+
+    links: dict[str, str]
+    periodic: bool
+    roots: dict[str, list[str]]
+    watched: list[str]
+    children: list[str]
+    before: dict[str, int]  # direct members of each watched group in the mirror
+
+
+def _read_start(session: Session, config: Config, now: datetime) -> _ReadStart:
     links = mirror.load_links(session)
     periodic = _full_read_due(session, config, now) and bool(links)
-    if periodic:
-        links = {}
-    maps = MergeMaps(config.merge.domain_map, config.merge.netbios_map)
-    users = graph.read_users(links)
-    user_stats = mirror.apply_user_pages(session, users, maps, now)
-    mirror.save_links(session, users.delta_links, now, users.full_streams)
     roots = configured_groups(config)
     watched = sorted({g for gs in roots.values() for g in gs})
-    edges_before = mirror.mirror_edges(session)
-    before = mirror.direct_counts(session, watched)
-    children = sorted(reachable_groups(edges_before, watched) - set(watched))
-    groups = graph.read_groups(watched, links, nested=config.groups.nested, children=children)
-    group_stats = mirror.apply_group_pages(session, groups, now)
+    children = sorted(reachable_groups(mirror.mirror_edges(session), watched) - set(watched))
+    return _ReadStart(
+        {} if periodic else links,
+        periodic,
+        roots,
+        watched,
+        children,
+        mirror.direct_counts(session, watched),
+    )
+
+
+def read_entra(
+    store: Store, graph: GraphClient, config: Config, now: datetime, run_id: str | None = None
+) -> ReadResult:
+    """Users round, then groups round, into the mirror; then each watched group's read is
+    judged and its members materialised. Graph is read between transactions: each page is
+    applied in its own short one, so the store stays writable while Graph is slow or down."""
+    with store.reading() as session:
+        start = _read_start(session, config, now)
+    users, groups = _rounds(graph, config, start)
+    return _apply_read(store, store.transaction, start, users, groups, config, now, run_id)
+
+
+def _rounds(
+    graph: GraphClient, config: Config, start: _ReadStart
+) -> tuple[DeltaRound[UserPage], DeltaRound[GroupPage]]:
+    """The two delta rounds, not yet read (iterating them sends the requests)."""
+    users = graph.read_users(start.links)
+    groups = graph.read_groups(
+        start.watched, start.links, nested=config.groups.nested, children=start.children
+    )
+    return users, groups
+
+
+def _apply_read(
+    store: Store,
+    scope: Scope,
+    start: _ReadStart,
+    users: Round[UserPage],
+    groups: Round[GroupPage],
+    config: Config,
+    now: datetime,
+    run_id: str | None,
+) -> ReadResult:
+    maps = MergeMaps(config.merge.domain_map, config.merge.netbios_map)
+    user_stats = mirror.RoundStats()
+    for user_page in users:
+        with scope() as session:
+            mirror.apply_user_page(session, user_page, maps, now, user_stats)
+    with scope() as session:
+        mirror.finish_user_round(session, user_stats, now)
+        mirror.save_links(session, users.delta_links, now, users.full_streams)
+    group_stats = mirror.GroupRoundStats()
+    for group_page in groups:
+        with scope() as session:
+            mirror.apply_group_page(session, group_page, now, group_stats)
+    with scope() as session:
+        suspect = _finish_groups(store, session, start, groups, group_stats, config, now, run_id)
+    return ReadResult(user_stats.resync or group_stats.resync, suspect, start.periodic)
+
+
+def _finish_groups(
+    store: Store,
+    session: Session,
+    start: _ReadStart,
+    groups: Round[GroupPage],
+    stats: mirror.GroupRoundStats,
+    config: Config,
+    now: datetime,
+    run_id: str | None,
+) -> dict[str, str]:
+    """The groups round's last transaction: its diff and links, the judgement of each
+    watched group, and the materialised effective membership."""
+    mirror.finish_group_round(session, stats)
     mirror.save_links(session, groups.delta_links, now, groups.full_streams)
-    stale = [s for s in links if (g := child_group_id(s)) is not None and g not in children]
+    stale = [
+        s for s in start.links if (g := child_group_id(s)) is not None and g not in start.children
+    ]
     mirror.drop_streams(session, [s for s in stale if s not in groups.delta_links])
-    suspect = group_state.judge(store, session, config, group_stats, before, now, run_id)
-    mirror.drop_unconfigured(session, watched)
-    mirror.update_watched(session, roots, mirror.mirror_edges(session), set(suspect), now)
-    return ReadResult(user_stats.resync or group_stats.resync, suspect, periodic)
+    suspect = group_state.judge(store, session, config, stats, start.before, now, run_id)
+    mirror.drop_unconfigured(session, start.watched)
+    mirror.update_watched(session, start.roots, mirror.mirror_edges(session), set(suspect), now)
+    return suspect
 
 
 def _full_read_due(session: Session, config: Config, now: datetime) -> bool:
@@ -194,8 +300,16 @@ def run_cycle(
 def _dry_run(
     store: Store, config: Config, graph: GraphClient, now: datetime, run_id: str
 ) -> CycleResult:
+    """Graph is read to the end first (no transaction open meanwhile); then the read is
+    applied, planned and rolled back in one transaction."""
+    with store.reading() as session:
+        start = _read_start(session, config, now)
+    users, groups = _rounds(graph, config, start)
+    user_pages, group_pages = _Prefetched.read(users), _Prefetched.read(groups)
     with store.transaction() as session:
-        read = read_entra(store, session, graph, config, now)
+        read = _apply_read(
+            store, lambda: nullcontext(session), start, user_pages, group_pages, config, now, None
+        )
         session.flush()
         the_plan, total = _plan(session, config, now)
         held = held_kinds(config, the_plan, total)
@@ -211,9 +325,8 @@ def _dry_run(
 def _cycle(
     store: Store, config: Config, graph: GraphClient, now: datetime, run_id: str
 ) -> CycleResult:
-    with store.transaction() as session:
-        read = read_entra(store, session, graph, config, now, run_id)
-        crashpoint("mirror-read")
+    read = read_entra(store, graph, config, now, run_id)
+    crashpoint("mirror-read")
     with store.reading() as session:
         the_plan, total = _plan(session, config, now)
     held = held_kinds(config, the_plan, total)
@@ -344,8 +457,7 @@ def approve(
         raise NotFound(f"run {run_id} has no held actions waiting for approval")
     new_run = str(uuid.uuid4())
     with graph_factory() as graph:
-        with store.transaction() as session:
-            read = read_entra(store, session, graph, config, now, new_run)
+        read = read_entra(store, graph, config, now, new_run)
         with store.reading() as session:
             the_plan, _ = _plan(session, config, now)
         _start_run(store, new_run, "approve", now)

@@ -1,9 +1,11 @@
 """Applying Graph delta rounds to the Entra mirror (store adapter side of the read step).
 
-Each round is applied in one transaction together with its new delta links, so a failure
-midway replays the same changes next time. A full round (first run or resync) is diffed
-against the mirror: users not seen are marked deleted, edges not seen are removed — the
-increments of a resync are never trusted on their own.
+Graph is never read inside a store transaction: each page is applied in its own short
+transaction as it arrives, and a round's new delta links are stored only after its last page
+(with the full-round diff), so a failure midway replays the same changes from the old link
+next time — every page operation is idempotent (upserts, deletes of single edges). A full
+round (first run or resync) is diffed against the mirror: users not seen are marked deleted,
+edges not seen are removed — the increments of a resync are never trusted on their own.
 """
 
 from __future__ import annotations
@@ -50,38 +52,41 @@ class RoundStats:
     resync: bool = False
 
 
-def apply_user_pages(
-    session: Session, pages: Iterable[UserPage], maps: MergeMaps, now: datetime
-) -> RoundStats:
-    stats = RoundStats()
-    for page in pages:
-        stats.full |= page.full
-        stats.resync |= page.resync
-        if page.users:
-            _upsert_users(session, page.users, maps, now)
-            stats.users_changed += len(page.users)
-        for removal in page.removals:
-            session.execute(
-                update(EntraUserRow)
-                .where(EntraUserRow.object_id == removal.id)
-                .values(deleted_at=now, updated_at=now)
-            )
-            if removal.permanent:
-                session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id == removal.id))
-        stats.users_removed += len(page.removals)
-    if stats.full:
-        # Everyone seen in a full round was stamped with `now`; the rest is gone.
-        gone = select(EntraUserRow.object_id).where(
-            EntraUserRow.updated_at < now, EntraUserRow.deleted_at.is_(None)
-        )
-        session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id.in_(gone)))
-        marked = session.execute(
+def apply_user_page(
+    session: Session, page: UserPage, maps: MergeMaps, now: datetime, stats: RoundStats
+) -> None:
+    """One page of a users round (its own short transaction in a cycle)."""
+    stats.full |= page.full
+    stats.resync |= page.resync
+    if page.users:
+        _upsert_users(session, page.users, maps, now)
+        stats.users_changed += len(page.users)
+    for removal in page.removals:
+        session.execute(
             update(EntraUserRow)
-            .where(EntraUserRow.updated_at < now, EntraUserRow.deleted_at.is_(None))
-            .values(deleted_at=now)
+            .where(EntraUserRow.object_id == removal.id)
+            .values(deleted_at=now, updated_at=now)
         )
-        stats.users_removed += int(getattr(marked, "rowcount", 0) or 0)
-    return stats
+        if removal.permanent:
+            session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id == removal.id))
+    stats.users_removed += len(page.removals)
+
+
+def finish_user_round(session: Session, stats: RoundStats, now: datetime) -> None:
+    """After the last page of a full round: everyone seen was stamped with `now`; the rest
+    is gone."""
+    if not stats.full:
+        return
+    gone = select(EntraUserRow.object_id).where(
+        EntraUserRow.updated_at < now, EntraUserRow.deleted_at.is_(None)
+    )
+    session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id.in_(gone)))
+    marked = session.execute(
+        update(EntraUserRow)
+        .where(EntraUserRow.updated_at < now, EntraUserRow.deleted_at.is_(None))
+        .values(deleted_at=now)
+    )
+    stats.users_removed += int(getattr(marked, "rowcount", 0) or 0)
 
 
 def _upsert_users(
@@ -151,55 +156,61 @@ class GroupRoundStats(RoundStats):
     seen_groups: set[str] = field(default_factory=set)
     full_groups: set[str] = field(default_factory=set)  # covered by a full round
     names: dict[str, str] = field(default_factory=dict)
+    # Per full stream: the edges seen so far, and the groups the stream covers. Kept in
+    # memory across the round's page transactions; the diff runs after the last page.
+    seen_edges: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    covered: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def apply_group_pages(
-    session: Session, pages: Iterable[GroupPage], now: datetime
-) -> GroupRoundStats:
-    stats = GroupRoundStats()
-    seen: dict[str, set[tuple[str, str]]] = {}  # full stream -> edges seen
-    covered: dict[str, tuple[str, ...]] = {}
-    for page in pages:
-        stats.full |= page.full
-        stats.resync |= page.resync
-        if page.full and page.first:
-            seen[page.stream] = set()
-        if page.full:
-            stats.full_groups.update(page.groups)
-        stats.seen_groups.update(page.seen_groups)
-        stats.names.update(page.names)
-        covered[page.stream] = page.groups
-        adds = [c for c in page.changes if not c.removed]
-        for change in page.changes:
-            if page.full and not change.removed:
-                seen[page.stream].add((change.group_id, change.member_id))
-            if change.removed:
-                session.execute(
-                    delete(EntraMemberRow).where(
-                        EntraMemberRow.group_id == change.group_id,
-                        EntraMemberRow.member_id == change.member_id,
-                    )
-                )
-        if adds:
+def apply_group_page(
+    session: Session, page: GroupPage, now: datetime, stats: GroupRoundStats
+) -> None:
+    """One page of a groups round (its own short transaction in a cycle). A group's
+    members may arrive over several pages in any order; additions are idempotent and a
+    removal deletes only its own edge, so replays and reordering converge."""
+    stats.full |= page.full
+    stats.resync |= page.resync
+    if page.full and page.first:
+        stats.seen_edges[page.stream] = set()
+    if page.full:
+        stats.full_groups.update(page.groups)
+    stats.seen_groups.update(page.seen_groups)
+    stats.names.update(page.names)
+    stats.covered[page.stream] = page.groups
+    adds = [c for c in page.changes if not c.removed]
+    for change in page.changes:
+        if page.full and not change.removed:
+            stats.seen_edges.setdefault(page.stream, set()).add((change.group_id, change.member_id))
+        if change.removed:
             session.execute(
-                _insert(session, EntraMemberRow).on_conflict_do_nothing(),
-                [
-                    {
-                        "group_id": c.group_id,
-                        "member_id": c.member_id,
-                        "member_type": c.member_kind,
-                        "first_seen_at": now,
-                    }
-                    for c in adds
-                ],
+                delete(EntraMemberRow).where(
+                    EntraMemberRow.group_id == change.group_id,
+                    EntraMemberRow.member_id == change.member_id,
+                )
             )
-        for group in page.deleted_groups:
-            session.execute(delete(EntraMemberRow).where(EntraMemberRow.group_id == group))
-            stats.deleted_groups.add(group)
-        stats.membership_changes += len(page.changes)
-    for stream, edges in seen.items():
-        _remove_unseen(session, covered.get(stream, ()), edges)
-    return stats
+    if adds:
+        session.execute(
+            _insert(session, EntraMemberRow).on_conflict_do_nothing(),
+            [
+                {
+                    "group_id": c.group_id,
+                    "member_id": c.member_id,
+                    "member_type": c.member_kind,
+                    "first_seen_at": now,
+                }
+                for c in adds
+            ],
+        )
+    for group in page.deleted_groups:
+        session.execute(delete(EntraMemberRow).where(EntraMemberRow.group_id == group))
+        stats.deleted_groups.add(group)
+    stats.membership_changes += len(page.changes)
+
+
+def finish_group_round(session: Session, stats: GroupRoundStats) -> None:
+    """After the last page: edges of a full stream's groups that were not seen are gone."""
+    for stream, edges in stats.seen_edges.items():
+        _remove_unseen(session, stats.covered.get(stream, ()), edges)
 
 
 def _remove_unseen(session: Session, groups: Iterable[str], seen: set[tuple[str, str]]) -> None:
