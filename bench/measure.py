@@ -318,9 +318,12 @@ def _raw_purge_batched(store: Store, user_ids: list[int]) -> float:
 # -- ingest --------------------------------------------------------------------------------
 
 
-def _ingest_lines(gen: GeneratedTenant, scenario: Scenario) -> tuple[list[str], list[tuple]]:
+def _ingest_lines(
+    gen: GeneratedTenant, scenario: Scenario, week: int = 0
+) -> tuple[list[str], list[tuple]]:
     """Agent reports (JSON lines) of tracked, unwatched users on their domain agent, and
-    the activity rows they amount to (for the raw insert)."""
+    the activity rows they amount to (for the raw insert). Another `week` gives other
+    events (ingesting the same ones again stores nothing: ingestion is idempotent)."""
     watched = {
         m
         for g in (gen.dnt_group, gen.delete_group, gen.nested_group)
@@ -337,7 +340,7 @@ def _ingest_lines(gen: GeneratedTenant, scenario: Scenario) -> tuple[list[str], 
         n += 1
         if gen.user_ids[index] in watched:
             continue
-        day = T0 + timedelta(days=1 + n // scenario.users)
+        day = T0 + timedelta(days=1 + 7 * week + n // scenario.users)
         events = []
         for k in range(per):
             start = day + timedelta(minutes=5 * k)
@@ -374,11 +377,16 @@ def _ingest_lines(gen: GeneratedTenant, scenario: Scenario) -> tuple[list[str], 
 
 
 def _ingest(
-    store: Store, backend: Backend, config: Any, gen: GeneratedTenant, scenario: Scenario
+    store: Store,
+    backend: Backend,
+    config: Any,
+    gen: GeneratedTenant,
+    scenario: Scenario,
+    week: int = 0,
 ) -> dict[str, Any]:
     """`ingest_reports` on parsed reports vs the same rows inserted raw: both start from
     Python values in memory. Parsing the JSON lines is timed on its own (`ingest_parse_s`)."""
-    lines, rows = _ingest_lines(gen, scenario)
+    lines, rows = _ingest_lines(gen, scenario, week)
     now = T0 + timedelta(hours=27)
     started = time.perf_counter()
     reports = parse_reports(lines)

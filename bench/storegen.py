@@ -124,13 +124,16 @@ class _Loader:
             raw.close()
 
     def secondary_indexes(self, table: str) -> list[tuple[str, str]]:
-        """(name, CREATE statement) of the non-unique, non-PK indexes of a table."""
+        """(name, CREATE statement) of the indexes of a table that no constraint owns (the
+        primary key and UNIQUE constraints stay; a unique index such as the activity event
+        identity is dropped and rebuilt like the others: the loaded rows satisfy it)."""
         with self.engine.connect() as conn:
             if self.sqlite:
+                # constraint indexes are the `sqlite_autoindex_*` ones, without SQL
                 rows = conn.execute(
                     text(
                         "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                        "AND tbl_name = :t AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'"
+                        "AND tbl_name = :t AND sql IS NOT NULL"
                     ),
                     {"t": table},
                 ).all()
@@ -138,7 +141,9 @@ class _Loader:
                 rows = conn.execute(
                     text(
                         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t "
-                        "AND schemaname = current_schema() AND indexdef NOT LIKE 'CREATE UNIQUE%'"
+                        "AND schemaname = current_schema() AND indexname NOT IN ("
+                        "SELECT conname FROM pg_constraint "
+                        "WHERE connamespace = current_schema()::regnamespace)"
                     ),
                     {"t": table},
                 ).all()

@@ -14,14 +14,23 @@ class ExitCode(IntEnum):
     USAGE = 2
     HELD = 3
     UNAVAILABLE = 69
+    INTERNAL = 70
     PERMISSION = 77
     CONFIG = 78
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 
 
 class EntrasyncError(Exception):
     """Base class: carries the exit code the CLI uses for it."""
 
     exit_code: ExitCode = ExitCode.FAILURE
+
+
+class InternalError(EntrasyncError):
+    """A bug: an exception the code did not expect. The CLI reports it in one line (type and
+    where), never as a bare traceback."""
+
+    exit_code = ExitCode.INTERNAL
 
 
 class ConfigError(EntrasyncError):

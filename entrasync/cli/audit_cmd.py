@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
 
         Example: entrasync audit list --since 7d --action user.purged
         """
-        store = app_context(ctx).store()
+        store = app_context(ctx).reader()
         moment = now()
         flt = AuditFilter(
             since=audit_review.parse_moment(since, "--since", moment) if since else None,
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
 
         Example: entrasync audit show 42
         """
-        record = audit_review.show(app_context(ctx).store(), seq)
+        record = audit_review.show(app_context(ctx).reader(), seq)
         if as_json:
             print_json(record)
             return
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         """
         if fmt not in {"jsonl", "csv"}:
             raise typer.BadParameter(f"--format {fmt!r}: use jsonl or csv")
-        rows = audit_review.records(app_context(ctx).store(), AuditFilter())
+        rows = audit_review.records(app_context(ctx).reader(), AuditFilter())
         if fmt == "jsonl":
             for record in rows:
                 sys.stdout.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
 
         Example: entrasync audit verify
         """
-        result = audit_review.verify(app_context(ctx).store())
+        result = audit_review.verify(app_context(ctx).reader())
         problem = result.problem
         if as_json:
             print_json(

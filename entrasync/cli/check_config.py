@@ -1,11 +1,16 @@
-"""`entrasync check-config`: validate the file, get a token, read the watched groups.
+"""`entrasync check-config`: validate the file, open the store, get a token, read the
+watched groups.
 
-Prints a checklist an admin can act on (✓ / ✗ lines, each failure says what to fix) and
+Prints a checklist an admin can act on (✓ / ✗ / ! lines, each failure says what to fix) and
 returns the exit code of the first failure: 78 configuration (also a configured group
-that does not exist), 77 permission (credential refused, permission or consent missing),
-69 unreachable, 0 when everything passed. Checks go on after a failure where that still
-tells the admin something (every group is checked). The credential is described by where
-it came from, never by its value.
+that does not exist, a store schema behind or ahead of the code), 77 permission (credential
+refused, permission or consent missing), 69 unreachable (Graph or the store), 0 when
+everything passed. It validates everything `entrasync run` validates before it starts (the
+file's keys and cross-key rules, the credential, the store and its schema revision), and
+changes nothing: the store is opened read-only, and a store that does not exist yet is a
+warning (`entrasync db upgrade` creates it), not a failure. Checks go on after a failure
+where that still tells the admin something (every group is checked). The credential is
+described by where it came from, never by its value; the store's password is masked.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from rich.console import Console
 from rich.text import Text
 
 from entrasync.cli.context import app_context
-from entrasync.config import load_config, resolve_config_path
-from entrasync.errors import EntrasyncError, ExitCode, GraphPermissionDenied
+from entrasync.config import Config, load_config, resolve_config_path
+from entrasync.errors import EntrasyncError, ExitCode, GraphPermissionDenied, SchemaOutOfDate
 from entrasync.graph import ClientSecret, GraphClient, GraphSettings, RetryPolicy
 from entrasync.graph.credentials import settings_from_config
 from entrasync.graph.settings import ClientCertificate
+from entrasync.notify.smtp import read_password
+from entrasync.store.db import Store, check_sqlite_location
+from entrasync.store.urls import safe_url
 
 
 class _Checklist:
@@ -68,6 +76,8 @@ def check_config(
         checks.fail(str(exc), exc.exit_code)
         return int(checks.exit_code)
     checks.ok(f"config file {path} is valid")
+    _check_store(checks, config.store.url)
+    _check_smtp_login(checks, config)
 
     try:
         settings = settings_from_config(config.entra, environ, retry=retry)
@@ -122,11 +132,58 @@ def check_config(
     return int(checks.exit_code)
 
 
+def _check_store(checks: _Checklist, url: str) -> None:
+    """Reach the store read-only and compare its schema revision with the code's (what
+    `run` refuses to start without)."""
+    shown = safe_url(url)
+    try:
+        check_sqlite_location(url)  # "does not exist yet" must not hide "can never exist"
+        store = Store(url, check_schema=False, read_only=True)
+    except SchemaOutOfDate as exc:  # a SQLite file that does not exist yet
+        checks.warn(str(exc))
+        return
+    except EntrasyncError as exc:
+        checks.fail(str(exc), exc.exit_code)
+        return
+    try:
+        current, head = store.schema_versions()
+        if current is not None:
+            store.require_current_schema()  # behind, or ahead (a newer entrasync upgraded it)
+    except EntrasyncError as exc:
+        checks.fail(str(exc), exc.exit_code)
+        return
+    finally:
+        store.engine.dispose()
+    if current is None:
+        checks.warn(f"store {shown} is empty: run `entrasync db upgrade` to create the schema")
+    else:
+        checks.ok(f"store {shown} is reachable, schema at revision {head} (current)")
+
+
+def _check_smtp_login(checks: _Checklist, config: Config) -> None:
+    """The SMTP password file is otherwise read only when the first email is sent."""
+    notify = config.notify
+    if not (notify.smtp_host and notify.username):
+        return
+    try:
+        read_password(notify)
+    except EntrasyncError as exc:
+        checks.fail(str(exc), exc.exit_code)
+        return
+    except ValueError:  # not UTF-8
+        checks.fail(
+            f"notify.password_file: {notify.password_file} is not UTF-8 text", ExitCode.CONFIG
+        )
+        return
+    checks.ok(f"SMTP login {notify.username}: password file {notify.password_file} is readable")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("check-config")
     def check_config_cmd(ctx: typer.Context) -> None:
-        """Validate the config file, get a token, read each configured group, and print a
-        checklist of what works and what to fix (exit 78/77/69 on the first failure class).
+        """Validate the config file, open the store (read-only) and check its schema, get a
+        token, read each configured group, and print a checklist of what works and what to
+        fix (exit 78/77/69 on the first failure class). Changes nothing.
 
         Example: entrasync --config /etc/entrasync/entrasync.toml check-config
         """

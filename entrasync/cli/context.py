@@ -29,8 +29,20 @@ class AppContext:
         return self._config
 
     def store(self, *, check_schema: bool = True) -> Store:
+        """The store for a command that writes (it may create a missing SQLite file)."""
+        return self._open(check_schema=check_schema, read_only=False)
+
+    def reader(self) -> Store:
+        """The store for a read command: opened read-only (DESIGN.md "Read-only commands"),
+        so that it works on a read-only file or role, never creates a missing store, and a
+        write by mistake fails instead of happening."""
+        return self._open(check_schema=True, read_only=True)
+
+    def _open(self, *, check_schema: bool, read_only: bool) -> Store:
         if self._store is None:
-            self._store = Store(self.config.store.url, check_schema=check_schema)
+            url = self.config.store.url
+            self._store = Store(url, check_schema=check_schema, read_only=read_only)
+        assert self._store.read_only == read_only, "a command opens the store one way"
         return self._store
 
     def close(self) -> None:

@@ -13,19 +13,29 @@ from entrasync.config import resolve_config_path
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
-    def run_cmd(ctx: typer.Context) -> None:
+    def run_cmd(
+        ctx: typer.Context,
+        upgrade: Annotated[
+            bool,
+            typer.Option(
+                "--upgrade",
+                help="Apply schema migrations first (as `db upgrade`), in the same process: "
+                "exit 69 while the store is down, 78 for a configuration error.",
+            ),
+        ] = False,
+    ) -> None:
         """The daemon: a sync cycle every schedule.interval, pending-data retention daily,
         admin emails every minute, /healthz and /metrics on daemon.listen, leader election
         between instances sharing a store. Stops cleanly on SIGTERM; SIGHUP re-reads the
         config.
 
-        Example: entrasync --config /etc/entrasync/entrasync.toml run
+        Example: entrasync --config /etc/entrasync/entrasync.toml run --upgrade
         """
         from entrasync.daemon.runner import run_daemon
 
         actx = app_context(ctx)
         config = actx.config
-        code = run_daemon(resolve_config_path(actx.config_path), config)
+        code = run_daemon(resolve_config_path(actx.config_path), config, upgrade=upgrade)
         raise typer.Exit(code)
 
     @app.command("healthcheck")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from entrasync.cli.context import app_context
+from entrasync.cli.context import app_context, now
 from entrasync.cli.output import say
+from entrasync.services.account import apply_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -20,8 +21,11 @@ def register(app: typer.Typer) -> None:
 
         Example: entrasync --config /etc/entrasync/entrasync.toml db upgrade
         """
-        store = app_context(ctx).store(check_schema=False)
+        actx = app_context(ctx)
+        store = actx.store(check_schema=False)
         before, after = store.upgrade()
+        with store.transaction() as session:  # a writer: it applies [account] (DESIGN.md)
+            apply_settings(store, session, actx.config.account, now())
         if before == after:
             say(f"store schema is current (revision {after})")
         else:

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         Example: entrasync groups list --json
         """
         actx = app_context(ctx)
-        with actx.store().reading() as session:
+        with actx.reader().reading() as session:
             found = service.list_groups(session, actx.config)
         if as_json:
             print_json([_view(g) for g in found])

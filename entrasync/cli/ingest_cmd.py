@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.progress import Progress
 
 from entrasync.cli.context import app_context, now
 from entrasync.cli.output import print_json, progress, say
-from entrasync.domain.reports import AgentReport, ReportError, parse_reports
-from entrasync.services.ingest import ingest_reports, read_reports
+from entrasync.domain.reports import AgentReport
+from entrasync.services.ingest import DECODE_ERRORS, ENCODING, ingest_reports, read_reports
 
 
 def _read(file: Path, bar: Progress) -> list[AgentReport]:
-    """Parse the file under a byte-count progress bar. On any failure the service reads it
-    again, so the error the admin sees is the service's own (one wording, one place)."""
-    try:
-        task = bar.add_task(f"reading {file.name}", total=file.stat().st_size, unit="bytes")
-        with bar.open(file, "r", encoding="utf-8", task_id=task) as handle:
-            return parse_reports(handle)
-    except (OSError, UnicodeDecodeError, ReportError):
-        return read_reports(file)
+    """Parse the file under a byte-count progress bar. The bar opens the file, the service
+    turns every failure (missing, a directory, unreadable, a bad line) into its message."""
+
+    def opener(path: Path) -> TextIO:
+        task = bar.add_task(f"reading {path.name}", total=path.stat().st_size, unit="bytes")
+        return bar.open(path, "r", encoding=ENCODING, errors=DECODE_ERRORS, task_id=task)
+
+    return read_reports(file, opener)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
         file: Annotated[Path, typer.Argument(help="Agent reports, one JSON object per line.")],
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
-        """Load agent reports (JSON Lines). A bad line stores nothing from the file.
+        """Load agent reports (JSON Lines). A bad line stores nothing from the file; an
+        event already stored is skipped, so a file can be loaded again safely.
 
         Example: entrasync ingest reports-2026-06-01.jsonl
         """
@@ -47,6 +48,7 @@ def register(app: typer.Typer) -> None:
             return
         say(
             f"{summary.reports} reports: {summary.rows_stored} activity rows stored, "
+            f"{summary.rows_already_stored} already stored (skipped), "
             f"{summary.reports_dropped} dropped (untracked users), "
             f"{summary.users_created} new users, {summary.agents_created} new agents, "
             f"{summary.pending} waiting in the pending queue"

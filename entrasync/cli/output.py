@@ -97,6 +97,11 @@ def error(message: str) -> None:
     _console(stderr=True).print(f"entrasync: error: {message}", markup=False)
 
 
+def error_detail(text: str) -> None:
+    """Multi-line diagnostics (a traceback asked for with ENTRASYNC_DEBUG=1), as they are."""
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
 class _ActionCounter(logging.Handler):
     """Advances a progress task on each "action applied" record of the sync logger."""
 

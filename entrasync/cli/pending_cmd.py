@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
 
         Example: entrasync pending list --json
         """
-        entries = service.list_pending(app_context(ctx).store(), now())
+        entries = service.list_pending(app_context(ctx).reader(), now())
         if as_json:
             print_json([entry.as_dict() for entry in entries])
             return

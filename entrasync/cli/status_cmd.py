@@ -1,7 +1,8 @@
-"""`entrasync status`."""
+"""`entrasync status`: a read command (it shows the stored state and writes nothing)."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from entrasync.cli.context import app_context, now
 from entrasync.cli.output import print_json, say
 from entrasync.daemon.state import daemon_summary
-from entrasync.services.account import apply_settings, refresh_compliance
+from entrasync.services.account import license_status, settings_differ
 from entrasync.store.schema import RunRow
 from entrasync.sync.groups import list_groups
 
@@ -21,16 +22,18 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
-        """Licenses used/purchased, pending count, compliance and the last run.
+        """Licenses used/purchased, pending count, compliance and the last run, as stored.
+
+        Writes nothing (it works on a read-only store); says when [account] in the config
+        file differs from the stored settings, which the next writer applies.
 
         Example: entrasync status --json
         """
         actx = app_context(ctx)
-        store = actx.store()
         moment = now()
-        with store.transaction() as session:
-            apply_settings(store, session, actx.config.account, moment)
-            licenses = refresh_compliance(store, session, moment, actx.config.notify)
+        with actx.reader().reading() as session:
+            licenses = license_status(session, moment)
+            differ = settings_differ(session, actx.config.account)
             last = session.scalar(select(RunRow).order_by(RunRow.started_at.desc()).limit(1))
             last_run = _run_view(last) if last else None
             daemon = daemon_summary(session, moment)
@@ -51,6 +54,7 @@ def register(app: typer.Typer) -> None:
                     {"id": g.id, "name": g.name, "kind": g.kind, "detail": g.detail}
                     for g in suspect
                 ],
+                "settings_differ": differ,
             }
             if daemon["instances"]:  # only while an `entrasync run` is alive
                 view["daemon"] = daemon
@@ -60,6 +64,8 @@ def register(app: typer.Typer) -> None:
         say(f"pending    {licenses.pending}")
         line = state.state.value + (f" (grace period ends {grace_ends})" if grace_ends else "")
         say(f"compliance {line}")
+        if differ:
+            say(f"settings   {_differ_line(differ)}")
         if last_run:
             say(f"last run   {last_run['id']} {last_run['status']} at {last_run['started_at']}")
         else:
@@ -70,6 +76,17 @@ def register(app: typer.Typer) -> None:
         say(f"daemon     {_daemon_line(daemon)}")
         for job, at in sorted(daemon["jobs"].items()):
             say(f"  next {job:<10} {at or 'paused'}")
+
+
+def _differ_line(differ: dict[str, dict[str, Any]]) -> str:
+    changes = ", ".join(
+        f"{name} {json.dumps(v['stored'])} -> {json.dumps(v['config'])}"
+        for name, v in differ.items()
+    )
+    return (
+        "[account] differs from the stored settings (the figures above are the stored ones; "
+        f"the next sync, ingest, admin action or `db upgrade` applies the file): {changes}"
+    )
 
 
 def _daemon_line(daemon: dict[str, Any]) -> str:

@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
         Example: entrasync users show jdoe@contoso.com --json
         """
-        view = service.show_user(app_context(ctx).store(), ident)
+        view = service.show_user(app_context(ctx).reader(), ident)
         if as_json:
             print_json(view)
             return
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
         Example: entrasync users list --tracking untracked --csv > untracked.csv
         """
-        rows = service.list_users(app_context(ctx).store(), tracking=tracking, status=status)
+        rows = service.list_users(app_context(ctx).reader(), tracking=tracking, status=status)
         if as_json:
             print_json(rows)
         elif as_csv:

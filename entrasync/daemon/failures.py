@@ -22,14 +22,21 @@ FAILING_TOPIC = "cycles.failing"
 RECOVERED_TOPIC = "cycles.recovered"
 
 
+# However the config came to say otherwise (`schedule.interval = "0s"`, a reload, a bug in
+# validation), cycles never follow each other closer than this: no busy loop against Graph.
+MIN_DELAY = timedelta(seconds=1)
+
+
 def next_delay(interval: timedelta, max_backoff: timedelta, failures: int) -> timedelta:
     """Wait before the next cycle: the interval after a success or a first failure, then
-    doubling with each further failure, capped at max_backoff (never below the interval)."""
+    doubling with each further failure, capped at max_backoff (never below the interval),
+    and never below MIN_DELAY."""
+    base = max(interval, MIN_DELAY)
     if failures <= 1:
-        return interval
-    cap = max(max_backoff, interval)
+        return base
+    cap = max(max_backoff, base)
     exponent = min(failures - 1, 32)
-    delay: timedelta = min(interval * (2**exponent), cap)
+    delay: timedelta = min(base * (2**exponent), cap)
     return delay
 
 

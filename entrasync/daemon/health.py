@@ -156,6 +156,7 @@ class HealthServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits forever for a loop never started
+            self._server.shutdown()
+            self._thread.join(timeout=2)
         self._server.server_close()
-        self._thread.join(timeout=2)

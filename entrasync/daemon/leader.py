@@ -47,6 +47,9 @@ _KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_kee
 
 class LeaderLock(Protocol):
     description: str
+    # Why the last try_acquire/still_held failed for want of the store (or the lock file):
+    # None when it answered. A standby backs off while the store is unreachable.
+    last_error: str | None
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; True when this process holds it (now or already)."""
@@ -71,6 +74,7 @@ class PostgresLeaderLock:
         self._held = False
         self.key = 0
         self.description = "PostgreSQL session advisory lock"
+        self.last_error: str | None = None
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -96,11 +100,17 @@ class PostgresLeaderLock:
             conn = self._connection()
             got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})
         except SQLAlchemyError as exc:
-            log.warning("leader lock: cannot reach the store: %s", type(exc).__name__)
-            self._drop_connection()
+            self._unreachable("cannot reach the store", exc)
             return False
+        self.last_error = None
         self._held = bool(got)
         return self._held
+
+    def _unreachable(self, what: str, exc: SQLAlchemyError) -> None:
+        if self.last_error is None:  # once per outage, not at every retry
+            log.warning("leader lock: %s: %s", what, type(exc).__name__)
+        self.last_error = f"{what}: {type(exc).__name__}"
+        self._drop_connection()
 
     def still_held(self) -> bool:
         if not self._held or self._conn is None:
@@ -115,9 +125,9 @@ class PostgresLeaderLock:
                 {"k": self.key},
             )
         except SQLAlchemyError as exc:
-            log.warning("leader lock: connection lost: %s", type(exc).__name__)
-            self._drop_connection()
+            self._unreachable("connection lost", exc)
             return False
+        self.last_error = None
         if not held:
             self._held = False
         return bool(held)
@@ -134,6 +144,7 @@ class FileLeaderLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = f"file lock {path}"
+        self.last_error: str | None = None
         # Not thread-local: the lock is taken and checked from the scheduler's worker threads.
         # No soft-lock fallback (a stale soft lock outlives a killed leader) and the file is
         # kept on release (unlinking a flock'ed file lets two processes both "hold" it).
@@ -151,10 +162,14 @@ class FileLeaderLock:
         try:
             self._lock.acquire(blocking=False)
         except Timeout:
+            self.last_error = None
             return False
         except OSError as exc:
-            log.warning("leader lock: cannot use %s: %s", self.path, exc.strerror)
+            if self.last_error is None:
+                log.warning("leader lock: cannot use %s: %s", self.path, exc.strerror)
+            self.last_error = f"cannot use {self.path}: {exc.strerror}"
             return False
+        self.last_error = None
         return True
 
     def still_held(self) -> bool:
@@ -169,6 +184,7 @@ class SoleLeader:
     """Nothing to compete with (an in-memory store)."""
 
     description = "none (in-memory store)"
+    last_error: str | None = None
 
     def try_acquire(self) -> bool:
         return True

@@ -8,6 +8,11 @@
 * SIGHUP: re-read and validate the config file; an invalid one is rejected (logged, the old
   one kept). ``store.url`` and ``daemon.listen`` changes need a restart and are kept as they
   were (logged); everything else applies from the next job on.
+* ``run --upgrade`` applies the schema migrations (what ``db upgrade`` does) after the config
+  is checked and before the daemon starts, in this same process: under systemd its failure is
+  then the main process's exit status, which ``RestartPreventExitStatus=`` sees (69 while the
+  store is down: restarted; 78 for a configuration error: left failed). A failing
+  ``ExecStartPre=`` is restarted whatever its status.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from entrasync.daemon.health import parse_listen
 from entrasync.daemon.logs import configure_logging, get_logger, scrubber
 from entrasync.daemon.service import Daemon
 from entrasync.daemon.systemd import Notifier
-from entrasync.errors import ConfigError
+from entrasync.errors import ConfigError, EntrasyncError
 from entrasync.graph import settings_from_config
 from entrasync.graph.credentials import CREDENTIALS_DIRECTORY_ENV, SECRET_ENV
 from entrasync.notify import check_notify_config
+from entrasync.store.db import Store
 
 log = get_logger("entrasync.daemon")
+MIN_TICK = 0.05
 
 
 def known_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
@@ -70,7 +77,27 @@ def validate(config: Config, environ: Mapping[str, str]) -> None:
     check_notify_config(config.notify)
 
 
-def run_daemon(config_path: Path, config: Config, environ: Mapping[str, str] | None = None) -> int:
+def upgrade_store(config: Config) -> None:
+    """Apply the schema migrations; raises StoreUnavailable (69) while the store is down and
+    ConfigError/SchemaOutOfDate (78) for a store.url or schema that no retry fixes."""
+    store = Store(config.store.url, check_schema=False)
+    try:
+        before, after = store.upgrade()
+    finally:
+        store.engine.dispose()
+    if before == after:
+        log.info("store schema is current", revision=after)
+    else:
+        log.info("store schema upgraded", before=before or "empty", revision=after)
+
+
+def run_daemon(
+    config_path: Path,
+    config: Config,
+    environ: Mapping[str, str] | None = None,
+    *,
+    upgrade: bool = False,
+) -> int:
     env = dict(os.environ if environ is None else environ)
     configure_logging(config.logging.level, config.logging.format)
     scrubber.set(known_secrets(config, env))
@@ -104,10 +131,21 @@ def run_daemon(config_path: Path, config: Config, environ: Mapping[str, str] | N
         except ConfigError as exc:
             log.error("configuration rejected", error=str(exc))
             raise
+        if upgrade:
+            try:
+                upgrade_store(config)
+            except EntrasyncError as exc:
+                log.error("store upgrade failed", error=str(exc), exit_code=int(exc.exit_code))
+                raise
+            if received["stop"] is not None:  # asked to stop during the migration
+                log.info("stopped", signal=received["stop"])
+                return 0
         daemon = Daemon(config, env, on_change=on_change)
         daemon.start()
         notifier.ready(daemon.status_line())
-        tick = min(1.0, notifier.watchdog_interval or 1.0)
+        # At most a second (signals, reloads, the watchdog), never a spin: WATCHDOG_USEC may
+        # be tiny.
+        tick = max(MIN_TICK, min(1.0, notifier.watchdog_interval or 1.0))
         while received["stop"] is None:
             wake.wait(tick)
             wake.clear()

@@ -26,7 +26,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +35,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from entrasync.config import Config
 from entrasync.daemon import failures, state
@@ -45,7 +47,13 @@ from entrasync.daemon.logs import get_logger, scrubber
 from entrasync.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
 from entrasync.domain.audit import format_at
 from entrasync.errors import EntrasyncError, SchemaOutOfDate
-from entrasync.graph import ClientSecret, GraphClient, MsalCaches, settings_from_config
+from entrasync.graph import (
+    Cancelled,
+    ClientSecret,
+    GraphClient,
+    MsalCaches,
+    settings_from_config,
+)
 from entrasync.notify import flush_outbox
 from entrasync.services.account import license_status
 from entrasync.services.pending import expire_pending_data
@@ -60,7 +68,14 @@ LEADER_JOBS = ("sync", "retention", "outbox")
 OUTBOX_EVERY = timedelta(minutes=1)
 RETENTION_EVERY = timedelta(days=1)
 RETENTION_FIRST_AFTER = timedelta(seconds=5)
+# A standby that cannot reach the store retries the lock less and less often, but at least
+# once a minute, so that it takes over soon after the store is back.
+LEASE_MAX_WAIT = timedelta(minutes=1)
 _OK_STATUSES = ("ok", "held")
+_INTERRUPTED = (
+    "interrupted: the daemon stopped or lost the leadership mid-cycle; the next cycle "
+    "completes the work"
+)
 
 
 def _utcnow() -> datetime:
@@ -85,6 +100,63 @@ def lease_tick(interval: timedelta) -> float:
     """How often a standby retries the lock (and a leader checks it): a quarter of the
     interval, between 0.5 and 5 seconds."""
     return min(5.0, max(0.5, interval.total_seconds() / 4))
+
+
+def lease_wait(interval: timedelta, max_backoff: timedelta, misses: int) -> float:
+    """Seconds before the next leadership step: `lease_tick` while the store answers, then
+    doubling with each step that could not reach it, up to max_backoff but at most
+    LEASE_MAX_WAIT (and never below the tick)."""
+    tick = lease_tick(interval)
+    if misses <= 0:
+        return tick
+    cap = max(tick, min(max_backoff, LEASE_MAX_WAIT).total_seconds())
+    return float(min(tick * 2 ** min(misses, 32), cap))
+
+
+def _describe(exc: BaseException) -> str:
+    """A store error for the log: ours carry a message; one the store layer did not classify
+    (a refused write, a constraint, a driver error) is named by type and the driver's own
+    message, without the SQL."""
+    if isinstance(exc, EntrasyncError):
+        return str(exc)
+    origin = getattr(exc, "orig", None)
+    return f"{type(exc).__name__}: {origin if origin is not None else exc}"
+
+
+@contextmanager
+def _tolerated(what: str) -> Iterator[None]:
+    """Bookkeeping around a job (the failure streak, license figures, a run record): a store
+    that is down or refuses the write, or a bug here, is logged and never stops the
+    schedule."""
+    try:
+        yield
+    except Stopping as exc:  # stopping or stepped down: expected, not worth a warning
+        log.info(f"did not {what}", reason=str(exc))
+    except (EntrasyncError, SQLAlchemyError) as exc:
+        log.warning(f"could not {what}", error=_describe(exc))
+    except Exception:
+        log.exception(f"could not {what} (this is a bug)")
+
+
+# run_cycle makes its run's id itself, and an exception that cuts the cycle short does not
+# carry it: the id is noted as the run's row is inserted, on the cycle's own thread.
+_noted = threading.local()
+
+
+@event.listens_for(RunRow, "after_insert")
+def _note_run(_mapper: Any, _connection: Any, target: RunRow) -> None:
+    ids: list[str] | None = getattr(_noted, "ids", None)
+    if ids is not None and target.kind == "sync":
+        ids.append(target.id)
+
+
+@contextmanager
+def _noting_runs(ids: list[str]) -> Iterator[None]:
+    _noted.ids = ids
+    try:
+        yield
+    finally:
+        _noted.ids = None
 
 
 class Daemon:
@@ -119,6 +191,10 @@ class Daemon:
         self._msal_caches = MsalCaches()
         self._jobs_idle = threading.Condition(self._mutex)
         self._stop = threading.Event()
+        # No cycle starts before this (set when a cycle starts and when it ends): keeps the
+        # backoff across a leadership lost and regained.
+        self._not_before: datetime | None = None
+        self._lease_misses = 0
 
         self.store = Store(config.store.url, check_schema=False)
         self.gate = TransactionGate(self.store.engine, self.is_leader)
@@ -146,7 +222,7 @@ class Daemon:
             id="heartbeat",
             next_run_time=_utcnow(),
         )
-        self._leadership_step()
+        self._lease_misses = 0 if self._leadership_step() else 1
         self._leadership.start()
         log.info(
             "daemon started",
@@ -164,14 +240,16 @@ class Daemon:
             self._schema_ok = True
         except SchemaOutOfDate:
             raise
-        except EntrasyncError as exc:
-            log.warning("store not reachable at start-up; will keep trying", error=str(exc))
+        except (EntrasyncError, SQLAlchemyError) as exc:
+            log.warning("store not reachable at start-up; will keep trying", error=_describe(exc))
 
     def stop(self, timeout: float) -> bool:
         """Let the transaction in progress finish (up to `timeout` seconds), start no new
         one, give up the lock. False when a job was still running at the deadline."""
-        self._stop.set()
+        # The gate first: a Graph read cancelled by the stop event then finds no transaction
+        # to start, so the cycle ends as `Stopping` wherever it was.
         self.gate.close()
+        self._stop.set()
         with contextlib.suppress(SchedulerNotRunningError):
             self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + timeout
@@ -186,7 +264,7 @@ class Daemon:
                 try:
                     with self.store.transaction() as session:
                         state.remove(session, state.INSTANCE_PREFIX + self.instance)
-                except EntrasyncError:
+                except (EntrasyncError, SQLAlchemyError):
                     pass
         self.lock.release()
         self.server.stop()
@@ -209,25 +287,34 @@ class Daemon:
         return self.role == "leader"
 
     def _leadership_loop(self) -> None:
-        while not self._stop.wait(lease_tick(self.config.schedule.interval)):
+        while not self._stop.wait(self._lease_wait()):
             try:
-                self._leadership_step()
+                reached = self._leadership_step()
             except Exception:
                 log.exception("leadership check failed")
+                reached = False
+            self._lease_misses = 0 if reached else self._lease_misses + 1
 
-    def _leadership_step(self) -> None:
+    def _lease_wait(self) -> float:
+        daemon = self.config.daemon
+        return lease_wait(self.config.schedule.interval, daemon.max_backoff, self._lease_misses)
+
+    def _leadership_step(self) -> bool:
+        """Try or check the lock; False when the store (or the lock) could not be reached,
+        or its schema is not usable yet: the next step then backs off."""
         if self.stopping:
-            return
+            return True
         if self.is_leader():
             if not self.lock.still_held():
                 self._step_down("the leader lock was lost (store connection broken)")
-            return
+            return self.lock.last_error is None
         if not self._schema_ok:
             self._check_schema_quietly()
             if not self._schema_ok:
-                return
+                return False
         if self.lock.try_acquire():
             self._become_leader()
+        return self.lock.last_error is None
 
     def _check_schema_quietly(self) -> None:
         """Retried by a standby; an out-of-date schema is logged as an error (once per
@@ -240,7 +327,7 @@ class Daemon:
             if str(exc) != self._schema_error:
                 self._schema_error = str(exc)
                 log.error("store schema out of date; staying standby", error=str(exc))
-        except EntrasyncError:
+        except (EntrasyncError, SQLAlchemyError):
             self._schema_ok = False
 
     def _become_leader(self) -> None:
@@ -252,12 +339,14 @@ class Daemon:
         now = _utcnow()
         self._restore_streak()
         self._close_abandoned_runs(now)
+        with self._mutex:
+            first = max(now, self._not_before or now)
         self.scheduler.add_job(
             self._job(self._sync, leader=True),
             "interval",
             seconds=self.config.schedule.interval.total_seconds(),
             id="sync",
-            next_run_time=now,
+            next_run_time=first,
             replace_existing=True,
         )
         self.scheduler.add_job(
@@ -298,21 +387,18 @@ class Daemon:
         """A sync run still "running" when the lock is taken belonged to a leader that died
         mid-cycle (a live one would still hold the lock): record it as failed. Its work is
         redone by the first cycle (every action is idempotent)."""
-        try:
-            with self.store.transaction() as session:
-                closed = session.execute(
-                    update(RunRow)
-                    .where(RunRow.kind == "sync", RunRow.status == "running")
-                    .values(
-                        status="failed",
-                        finished_at=now,
-                        message="abandoned: the leader stopped mid-cycle (killed or lost its "
-                        "lock); the next cycle completes the work",
-                    )
+        closed: Any = None
+        with _tolerated("close abandoned runs"), self.store.transaction() as session:
+            closed = session.execute(
+                update(RunRow)
+                .where(RunRow.kind == "sync", RunRow.status == "running")
+                .values(
+                    status="failed",
+                    finished_at=now,
+                    message="abandoned: the leader stopped mid-cycle (killed or lost its "
+                    "lock); the next cycle completes the work",
                 )
-        except EntrasyncError as exc:
-            log.warning("could not close abandoned runs", error=str(exc))
-            return
+            )
         count = int(getattr(closed, "rowcount", 0) or 0)
         if count:
             log.warning("closed runs abandoned by a previous leader", runs=count)
@@ -322,7 +408,7 @@ class Daemon:
         try:
             with self.store.reading() as session:
                 streak = state.get(session, state.CYCLES_KEY) or {}
-        except EntrasyncError:
+        except (EntrasyncError, SQLAlchemyError):
             return
         with self._mutex:
             self._failures = int(streak.get("consecutive_failures", 0))
@@ -344,7 +430,7 @@ class Daemon:
                         fn()
                 else:
                     fn()
-            except Stopping as exc:
+            except (Stopping, Cancelled) as exc:
                 log.info("job interrupted", job=fn.__name__.lstrip("_"), reason=str(exc))
             except Exception:
                 log.exception("job failed unexpectedly", job=fn.__name__.lstrip("_"))
@@ -357,36 +443,55 @@ class Daemon:
         return run
 
     def _sync(self) -> None:
-        config = self.config
+        """One cycle; whatever happens in it or after it, the next one is scheduled (a
+        failure that skipped this would stop the cycles for good)."""
         if not self.lock.still_held():
             self._step_down("the leader lock was lost (store connection broken)")
             return
-        self._set_sync_running(True)
-        started = time.monotonic()
         now = _utcnow()
+        with self._mutex:
+            # From the start: a cycle cut short by a lost leadership still spaces the next.
+            self._not_before = now + self._next_delay()
+        self._set_sync_running(True)
+        finished = now
+        try:
+            finished = self._cycle(now)
+        finally:
+            self._set_sync_running(False)
+            self._schedule_next_sync(finished)
+            self._poke_heartbeat()
+            self._on_change(self.role)
+
+    def _cycle(self, now: datetime) -> datetime:
+        """Run one cycle and record its outcome; returns when it finished."""
+        config = self.config
+        started = time.monotonic()
         clients: list[GraphClient] = []
 
         def graph_factory() -> GraphClient:
             settings = settings_from_config(config.entra, self.environ)
             if isinstance(settings.credential, ClientSecret):
                 scrubber.add(settings.credential.value)  # the file may have been rotated
-            client = GraphClient(settings, self._msal_caches)
+            # The stop event cancels a Graph read in progress: SIGTERM never waits for it.
+            client = GraphClient(settings, self._msal_caches, cancel=self._stop)
             clients.append(client)
             return client
 
         outcome, error, run_id = "failed", None, None
         applied: Mapping[str, int] = {}
         held: Mapping[str, int] = {}
+        run_ids: list[str] = []
         try:
-            result = run_cycle(self.store, config, graph_factory, now)
+            with _noting_runs(run_ids):
+                result = run_cycle(self.store, config, graph_factory, now)
             outcome, run_id, applied, held = (
                 result.status,
                 result.run_id,
                 result.applied,
                 result.held,
             )
-        except Stopping:
-            self._mark_interrupted(now)
+        except (Stopping, Cancelled):
+            self._mark_interrupted(run_ids)
             raise
         except EntrasyncError as exc:
             error = str(exc)
@@ -395,26 +500,35 @@ class Daemon:
             error = f"{type(exc).__name__}: {exc}"
         finally:
             seconds = time.monotonic() - started
-            requests: dict[tuple[str, str], int] = {}
-            for client in clients:
-                for key, n in client.counters.snapshot().items():
-                    requests[key] = requests.get(key, 0) + n
-            self.metrics.count_cycle(
-                outcome if outcome in ("ok", "held", "dry-run") else "failed",
-                seconds,
-                applied,
-                held,
-                requests,
-            )
-            self._set_sync_running(False)
+            self._count_cycle(outcome, seconds, applied, held, clients)
         finished = _utcnow()
         if error is None:
             self._cycle_succeeded(finished, run_id or "", outcome, seconds, applied, held)
         else:
             self._cycle_failed(finished, error, seconds)
-        self._refresh_licenses(force=True)
-        self._schedule_next_sync(finished)
-        self._poke_heartbeat()
+        with _tolerated("refresh the license figures"):
+            self._refresh_licenses(force=True)
+        return finished
+
+    def _count_cycle(
+        self,
+        outcome: str,
+        seconds: float,
+        applied: Mapping[str, int],
+        held: Mapping[str, int],
+        clients: list[GraphClient],
+    ) -> None:
+        requests: dict[tuple[str, str], int] = {}
+        for client in clients:
+            for key, n in client.counters.snapshot().items():
+                requests[key] = requests.get(key, 0) + n
+        self.metrics.count_cycle(
+            outcome if outcome in ("ok", "held", "dry-run") else "failed",
+            seconds,
+            applied,
+            held,
+            requests,
+        )
 
     def _cycle_succeeded(
         self,
@@ -439,13 +553,10 @@ class Daemon:
             applied=dict(applied),
             held=dict(held),
         )
-        try:
+        with _tolerated("record the successful cycle"):
             failures.record_success(self.store, self.config, finished, run_id, self.host)
-        except EntrasyncError as exc:
-            log.warning("could not record the successful cycle", error=str(exc))
         if recovered_from:
             log.info("cycles succeed again", after_failures=recovered_from, run_id=run_id)
-        self._on_change("leader")
 
     def _cycle_failed(self, finished: datetime, error: str, seconds: float) -> None:
         with self._mutex:
@@ -453,39 +564,40 @@ class Daemon:
             self._last_failure = finished
             self._last_error = error
             count = self._failures
-        try:
+        alerted = False
+        # A store that is down (or refuses the write) leaves the streak in memory: the
+        # backoff still grows.
+        with _tolerated("record the failed cycle in the store"):
             streak = failures.record_failure(self.store, self.config, finished, error, self.host)
-            count = int(streak["consecutive_failures"])
+            count = max(count, int(streak["consecutive_failures"]))
             alerted = streak.get("alerted_at") == format_at(finished)
-        except EntrasyncError as exc:
-            log.warning("could not record the failed cycle in the store", error=str(exc))
-            alerted = False
         with self._mutex:
             self._failures = count
         self.metrics.consecutive_failures.set(count)
-        delay = failures.next_delay(
-            self.config.schedule.interval, self.config.daemon.max_backoff, count
-        )
         log.error(
             "cycle failed",
             error=error,
             consecutive_failures=count,
             duration_s=round(seconds, 3),
-            retry_in_s=delay.total_seconds(),
+            retry_in_s=self._next_delay().total_seconds(),
         )
         if alerted:
             log.warning("admins emailed about failing cycles", consecutive_failures=count)
-        self._on_change("leader")
+
+    def _next_delay(self) -> timedelta:
+        with self._mutex:
+            count = self._failures
+        return failures.next_delay(
+            self.config.schedule.interval, self.config.daemon.max_backoff, count
+        )
 
     def _schedule_next_sync(self, finished: datetime) -> None:
         if self.stopping or not self.is_leader():
             return
+        at = finished + self._next_delay()
         with self._mutex:
-            count = self._failures
-        delay = failures.next_delay(
-            self.config.schedule.interval, self.config.daemon.max_backoff, count
-        )
-        self._modify("sync", next_run_time=finished + delay)
+            self._not_before = at
+        self._modify("sync", next_run_time=at)
 
     def _set_sync_running(self, running: bool) -> None:
         with self._mutex:
@@ -495,27 +607,22 @@ class Daemon:
             # the next time (finish + delay).
             self._modify("sync", next_run_time=None)
 
-    def _mark_interrupted(self, started: datetime) -> None:
-        """The cycle stopped at a transaction boundary: say so on its run record."""
-        with self.gate.bypass():
-            try:
-                with self.store.transaction() as session:
-                    session.execute(
-                        update(RunRow)
-                        .where(
-                            RunRow.kind == "sync",
-                            RunRow.status == "running",
-                            RunRow.started_at == started,
-                        )
-                        .values(
-                            status="failed",
-                            finished_at=_utcnow(),
-                            message="interrupted: the daemon stopped or lost the leadership "
-                            "mid-cycle; the next cycle completes the work",
-                        )
-                    )
-            except EntrasyncError:
-                pass
+    def _mark_interrupted(self, run_ids: list[str]) -> None:
+        """The cycle stopped at a transaction boundary or in a Graph read: say so on its run
+        record, found by its id (a cycle cut short before its run was recorded has none).
+        The record may already say "failed" with the cancelled read's message."""
+        if not run_ids:
+            return
+        with (
+            self.gate.bypass(),
+            _tolerated("mark the interrupted run"),
+            self.store.transaction() as session,
+        ):
+            session.execute(
+                update(RunRow)
+                .where(RunRow.id.in_(run_ids), RunRow.status.in_(("running", "failed")))
+                .values(status="failed", finished_at=_utcnow(), message=_INTERRUPTED)
+            )
 
     def _retention(self) -> None:
         now = _utcnow()
@@ -526,8 +633,8 @@ class Daemon:
             )
         except Stopping:
             raise
-        except EntrasyncError as exc:
-            log.warning("pending retention failed; retried tomorrow", error=str(exc))
+        except (EntrasyncError, SQLAlchemyError) as exc:
+            log.warning("pending retention failed; retried tomorrow", error=_describe(exc))
             return
         self.metrics.retention_rows.inc(result.rows_deleted)
         log.info(
@@ -542,8 +649,10 @@ class Daemon:
             result = flush_outbox(self.store, self.config.notify, _utcnow())
         except Stopping:
             raise
-        except EntrasyncError as exc:
-            log.warning("outbox flush failed", error=str(exc))
+        except (EntrasyncError, SQLAlchemyError) as exc:
+            # Retried at the next run (every minute); SMTP trouble never gets here, it is
+            # recorded on the rows, each retried with its own backoff.
+            log.warning("outbox flush failed", error=_describe(exc))
             return
         self.metrics.emails_sent.inc(result.sent)
         if result.sent or result.failed or result.released:
@@ -584,8 +693,8 @@ class Daemon:
                 )
         except Stopping:
             raise
-        except EntrasyncError as exc:
-            log.warning("heartbeat: store not reachable", error=str(exc))
+        except (EntrasyncError, SQLAlchemyError) as exc:
+            log.warning("heartbeat: store not reachable", error=_describe(exc))
             return
         candidates = [d for d in (_parse(streak.get("last_success")), last_run) if d is not None]
         with self._mutex:
@@ -608,8 +717,8 @@ class Daemon:
             with self.store.reading() as session:
                 figures = license_status(session, _utcnow())
                 groups = list_groups(session, self.config)
-        except EntrasyncError as exc:
-            log.debug("license figures not refreshed", error=str(exc))
+        except (EntrasyncError, SQLAlchemyError) as exc:
+            log.debug("license figures not refreshed", error=_describe(exc))
             return
         self._licenses_at = time.monotonic()
         self.metrics.set_licenses(figures.used, figures.purchased, figures.pending)

@@ -14,16 +14,38 @@ itself through hybrid sync and some admin tools, and the result must still termi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 MemberKind = Literal["user", "group", "other"]
 """`other` covers devices, service principals and contacts: members we do not act on."""
 
 
+USER_FIELDS = frozenset(
+    {
+        "user_principal_name",
+        "mail",
+        "proxy_addresses",
+        "on_premises_user_principal_name",
+        "on_premises_sam_account_name",
+        "on_premises_domain_name",
+        "employee_id",
+        "display_name",
+    }
+)
+"""The identity properties of `EntraUser` that a delta item may carry or leave out."""
+
+
 @dataclass(frozen=True, slots=True)
 class EntraUser:
-    """A user as read by `users/delta` with the identity properties selected."""
+    """A user as read by `users/delta` with the identity properties selected.
+
+    `present` names the properties the item carried. Graph may leave out properties that did
+    not change (`Prefer: return=minimal`, or never set): an absent property keeps the value
+    already mirrored, and only an explicit null clears it
+    (https://learn.microsoft.com/graph/api/user-delta, "Response"). The value of an absent
+    property here is the field's default and means nothing; `merged_with` fills it in.
+    """
 
     id: str
     user_principal_name: str | None = None
@@ -34,6 +56,20 @@ class EntraUser:
     on_premises_domain_name: str | None = None
     employee_id: str | None = None
     display_name: str | None = None
+    present: frozenset[str] = USER_FIELDS
+
+    @property
+    def complete(self) -> bool:
+        return self.present >= USER_FIELDS
+
+    def merged_with(self, known: EntraUser | None) -> EntraUser:
+        """This item's properties over `known` (the user as mirrored, or None for a user
+        not mirrored yet: absent properties are then empty). The result is complete."""
+        if self.complete:
+            return self
+        base = known if known is not None else EntraUser(self.id)
+        kept = {name: getattr(base, name) for name in USER_FIELDS - self.present}
+        return replace(self, present=USER_FIELDS, **kept)
 
 
 @dataclass(frozen=True, slots=True)

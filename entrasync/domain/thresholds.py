@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# A count above any tenant's size is a typo, not a limit (and keeps the value a safe float).
+MAX_COUNT = 10_000_000
+
 
 @dataclass(frozen=True)
 class Threshold:
@@ -21,12 +24,14 @@ class Threshold:
                     raise ValueError
                 return cls(value, percent=True)
             count = int(text)
-            if count < 0:
+            if not 0 <= count <= MAX_COUNT:
                 raise ValueError
             return cls(float(count), percent=False)
         except ValueError:
+            shown = text if len(text) <= 40 else text[:40] + "…"
             raise ValueError(
-                f"invalid threshold {text!r}: expected a count (e.g. 10) or a percentage (e.g. '5%')"
+                f"invalid threshold {shown!r}: expected a count from 0 to {MAX_COUNT:_} "
+                "(e.g. 10) or a percentage from 0 to 100 (e.g. '5%')"
             ) from None
 
     def limit(self, total_users: int) -> int:

@@ -1,7 +1,8 @@
 """Microsoft Graph access for entrasync (MSAL + msgraph-sdk behind a synchronous facade).
 
-Public API: `GraphClient` (reads), `GraphSettings` / `RetryPolicy` / credentials, and
-`settings_from_config`; `MsalCaches` to keep a token across clients. See client.py for the design and the delta-link protocol.
+Public API: `GraphClient` (reads; `cancel=` a threading.Event to stop it promptly, raising
+`Cancelled`), `GraphSettings` / `RetryPolicy` / credentials, and `settings_from_config`;
+`MsalCaches` to keep a token across clients. See client.py for the design and the delta-link protocol.
 """
 
 from entrasync.graph.auth import MsalCaches
@@ -18,7 +19,7 @@ from entrasync.graph.client import (
     group_batch_stream,
 )
 from entrasync.graph.credentials import load_certificate, resolve_credential, settings_from_config
-from entrasync.graph.retry import RequestCounters, parse_retry_after
+from entrasync.graph.retry import Cancelled, RequestCounters, parse_retry_after
 from entrasync.graph.settings import (
     ClientCertificate,
     ClientSecret,
@@ -33,6 +34,7 @@ __all__ = [
     "GROUP_PERMISSION",
     "USERS_STREAM",
     "USER_PERMISSION",
+    "Cancelled",
     "ClientCertificate",
     "ClientSecret",
     "Credential",

@@ -13,14 +13,25 @@
   host (the emulator, a private sovereign endpoint) is trusted as configured and its OIDC
   document is read from the authority itself.
 * MSAL uses our `TrustingSession` (see tls.py) and, like the SDK, the shared retry policy.
+  The session itself refuses, before MSAL sees them, answers that are not JSON (a proxy's
+  login page, a gateway's 502 page: MSAL would log such a body, which can echo the posted
+  client secret, and raise a bare ValueError) and transient statuses (429, 500, 502-504:
+  MSAL would cache them as throttling hints for whole seconds, fractional Retry-After
+  ignored). Both become `IdentityAnswer`, mapped to a retry (transient status) or to
+  GraphUnavailable, with a message naming the host, the endpoint and the status only.
 * Nothing here puts the secret in a message: MSAL's error text comes from the server, and
   `scrub` removes the secret anyway should a server echo it back.
+* Cancellation: retry waits end at once when the client's cancel event is set; a token
+  request already sent is not interrupted (MSAL is synchronous) but is bounded by
+  `entra.timeout`.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,7 +41,16 @@ import requests
 from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator
 
 from entrasync.errors import ConfigError, GraphPermissionDenied, GraphUnavailable
-from entrasync.graph.retry import RequestCounters, Transient, retry_sync
+from entrasync.graph.retry import (
+    BACKOFF_STATUSES,
+    RETRY_AFTER_STATUSES,
+    Cancelled,
+    RequestCounters,
+    Transient,
+    cancellable_sleep,
+    parse_retry_after,
+    retry_sync,
+)
 from entrasync.graph.settings import ClientSecret, GraphSettings
 from entrasync.graph.tls import TrustingSession
 
@@ -55,6 +75,57 @@ def tls_hint(settings: GraphSettings) -> str:
     return f"the server's TLS certificate is not trusted, even with entra.ca_bundle = {settings.ca_bundle}"
 
 
+class BodyKind(Enum):
+    """What an HTTP answer carried, in words for a message."""
+
+    JSON = "JSON"
+    HTML = "an HTML page"
+    EMPTY = "an empty body"
+    OTHER = "a body that is not JSON"
+
+
+def body_kind(content_type: str, body: bytes) -> BodyKind:
+    if not body.strip():
+        return BodyKind.EMPTY
+    try:
+        json.loads(body)
+    except ValueError:
+        html = "html" in content_type.lower() or body.lstrip()[:1] == b"<"
+        return BodyKind.HTML if html else BodyKind.OTHER
+    return BodyKind.JSON
+
+
+def answered(subject: str, status: int, kind: BodyKind) -> str:
+    """`<subject> answered 502 with an HTML page, not JSON (…)`: the status and what the body
+    was, never the body itself (a login page can echo the posted secret)."""
+    if kind is BodyKind.JSON:
+        return f"{subject} answered {status}"
+    return (
+        f"{subject} answered {status} with {kind.value}, not JSON (a proxy or gateway in the way?)"
+    )
+
+
+def _endpoint(path: str) -> str:
+    if path.endswith("/token"):
+        return "the token endpoint"
+    if "openid-configuration" in path:
+        return "the OpenID configuration endpoint"
+    if "discovery/instance" in path:
+        return "the instance discovery endpoint"
+    return "the identity platform"
+
+
+class IdentityAnswer(Exception):
+    """An identity-platform answer MSAL must not see: not JSON, or a transient status."""
+
+    def __init__(self, url: str, response: requests.Response, kind: BodyKind) -> None:
+        parts = urlsplit(url)
+        self.status = response.status_code
+        self.transient = self.status in RETRY_AFTER_STATUSES | BACKOFF_STATUSES
+        self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        super().__init__(f"{parts.netloc}: {answered(_endpoint(parts.path), self.status, kind)}")
+
+
 class _CountingSession(TrustingSession):
     def __init__(self, settings: GraphSettings, counters: RequestCounters, context: Any) -> None:
         super().__init__(context, settings.timeout)
@@ -67,6 +138,13 @@ class _CountingSession(TrustingSession):
             self._counters.add("login", "error")
             raise
         self._counters.add("login", str(response.status_code))
+        kind = body_kind(response.headers.get("Content-Type", ""), response.content)
+        if (
+            kind is not BodyKind.JSON
+            or response.status_code in RETRY_AFTER_STATUSES | BACKOFF_STATUSES
+        ):
+            response.close()
+            raise IdentityAnswer(str(url), response, kind)
         return response
 
 
@@ -90,18 +168,23 @@ class TokenSource:
         counters: RequestCounters,
         context: Any,
         caches: MsalCaches | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self._caches = caches or MsalCaches()
         self._settings = settings
         self._session = _CountingSession(settings, counters, context)
         self._app: Any = None
         self._lock = threading.Lock()
+        self._cancel = cancel
+        self._sleep = cancellable_sleep(cancel, "getting an access token")
 
     def token(self) -> str:
         policy = self._settings.retry
+        if self._cancel is not None and self._cancel.is_set():
+            raise Cancelled("getting an access token: cancelled")
         with self._lock:
             try:
-                return retry_sync(policy, self._attempt)
+                return retry_sync(policy, self._attempt, self._sleep)
             except Transient as exc:
                 raise GraphUnavailable(
                     f"{exc.reason}; gave up (at most {policy.max_attempts} attempts within "
@@ -154,6 +237,10 @@ class TokenSource:
             raise GraphUnavailable(f"cannot reach {s.authority_host}: {tls_hint(s)}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise Transient(f"cannot reach {s.authority_host}: {type(exc).__name__}") from None
+        except IdentityAnswer as exc:
+            if exc.transient:
+                raise Transient(str(exc), exc.retry_after, exc.status) from None
+            raise GraphUnavailable(str(exc)) from None
         if "access_token" in result:
             return str(result["access_token"])
         error = str(result.get("error", "unknown_error"))

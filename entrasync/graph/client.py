@@ -48,6 +48,22 @@ Design decisions (copied into the docs):
 * **Errors** map to the documented exit codes: a refused credential or a 403 →
   `GraphPermissionDenied` (77) naming the permission to grant with admin consent;
   unreachable, TLS failure or retries exhausted → `GraphUnavailable` (69).
+* **Failures are classified by the HTTP status**, which the counting middleware records
+  for each attempt, not by the exception type: Kiota raises `APIError` for an error body
+  it cannot parse only since 1.16 (older versions raise a bare `Exception` for a gateway's
+  HTML page, which would skip the retry policy). An answer that is not JSON — a gateway's
+  5xx page, a proxy's login page with 200 — is named as such ("… answered 502 with an HTML
+  page, not JSON (a proxy or gateway in the way?)"), never shown.
+* **A 404 inside a delta round** (the page's state refers to an object deleted between
+  pages; seen in the field, microsoft-graph-docs-contrib issue 8166) restarts the stream
+  with a full round, exactly as an expired token does (`resynced`): it never means "the
+  group is empty". Sync-reset codes are looked for in the error's `innerError` chain too
+  (https://learn.microsoft.com/graph/errors: "loop through all the error codes").
+* **Cancellation.** `GraphClient(settings, cancel=event)`: when the event is set, the
+  request in flight (raced against the event on the client's loop, polled every 50 ms) and
+  any retry wait end at once with `Cancelled` (a GraphUnavailable, exit 69). A token
+  request already sent to the identity platform is not interrupted (MSAL is synchronous);
+  it is bounded by `entra.timeout`, and its retry waits are cancelled.
 """
 
 from __future__ import annotations
@@ -56,10 +72,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import functools
 import hashlib
 import json
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,14 +115,29 @@ from entrasync.domain.entra import (
     UserPage,
     UserRemoval,
 )
-from entrasync.errors import EntrasyncError, GraphPermissionDenied, GraphUnavailable
+from entrasync.errors import (
+    ConfigError,
+    EntrasyncError,
+    GraphPermissionDenied,
+    GraphUnavailable,
+)
 from entrasync.graph import parse
-from entrasync.graph.auth import MsalAccessTokenProvider, MsalCaches, TokenSource, tls_hint
+from entrasync.graph.auth import (
+    BodyKind,
+    MsalAccessTokenProvider,
+    MsalCaches,
+    TokenSource,
+    answered,
+    body_kind,
+    tls_hint,
+)
 from entrasync.graph.retry import (
     BACKOFF_STATUSES,
     RETRY_AFTER_STATUSES,
+    Cancelled,
     RequestCounters,
     Transient,
+    cancellable_sleep,
     header,
     parse_retry_after,
     retry_async,
@@ -140,6 +173,7 @@ SYNC_RESET_CODES = frozenset(
 )
 GROUP_PERMISSION = "GroupMember.Read.All"
 USER_PERMISSION = "User.Read.All"
+CANCEL_POLL = 0.05  # seconds between looks at the cancel event while a request runs
 
 
 def group_batch_stream(group_ids: Iterable[str]) -> str:
@@ -184,6 +218,44 @@ class _SyncReset(Exception):
 
 class _NotFound(Exception):
     pass
+
+
+class _NotJson(Exception):
+    """A 2xx answer whose body is not JSON (a proxy's login page)."""
+
+    def __init__(self, status: int, kind: BodyKind) -> None:
+        super().__init__(kind.value)
+        self.status = status
+        self.kind = kind
+
+
+@dataclass
+class _Exchange:
+    """The last HTTP answer of one attempt, as the counting middleware saw it."""
+
+    status: int | None = None
+    headers: httpx.Headers | None = None
+    content_type: str = ""
+
+
+_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
+    "entrasync_graph_exchange", default=None
+)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed Graph answer, whatever exception the SDK raised for it."""
+
+    status: int
+    headers: Any = None
+    codes: tuple[str, ...] = ()  # the OData error code, then the innerError chain's
+    message: str = ""
+    kind: BodyKind = BodyKind.JSON
+
+    @property
+    def code(self) -> str:
+        return self.codes[0] if self.codes else ""
 
 
 @dataclass
@@ -250,6 +322,11 @@ class _CountingMiddleware(BaseMiddleware):
             self._counters.add("graph", "error")
             raise
         self._counters.add("graph", str(response.status_code))
+        exchange = _EXCHANGE.get()
+        if exchange is not None:
+            exchange.status = response.status_code
+            exchange.headers = response.headers
+            exchange.content_type = response.headers.get("Content-Type", "")
         return response
 
 
@@ -265,11 +342,19 @@ def _middleware(counters: RequestCounters) -> list[Any]:
 class GraphClient:
     """Reads Entra through Graph. Use as a context manager or call `close()`."""
 
-    def __init__(self, settings: GraphSettings, caches: MsalCaches | None = None) -> None:
+    def __init__(
+        self,
+        settings: GraphSettings,
+        caches: MsalCaches | None = None,
+        *,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.counters = RequestCounters()
+        self._cancel = cancel
+        self._host = urlsplit(settings.graph_url).netloc
         context = trust_context(settings.ca_bundle) if settings.ca_bundle else None
-        self._tokens = TokenSource(settings, self.counters, context, caches)
+        self._tokens = TokenSource(settings, self.counters, context, caches, cancel)
         self._loop = asyncio.new_event_loop()
         http = httpx.AsyncClient(
             base_url=settings.graph_base,
@@ -319,7 +404,13 @@ class GraphClient:
             config = RequestConfiguration(query_parameters=query)
             return await self._get_json(builder.to_get_request_information(config))
 
-        self._run(read, "reading users", USER_PERMISSION)
+        try:
+            self._run(read, "reading users", USER_PERMISSION)
+        except (_NotFound, _SyncReset):  # the internal signals never leave the client
+            raise ConfigError(
+                f"entra.graph_url: {self.settings.graph_base}/users answered 404 or 410: "
+                "is this Microsoft Graph?"
+            ) from None
 
     def get_group(self, group_id: str) -> GroupInfo | None:
         """A group's name and direct member count; None when the group does not exist."""
@@ -518,11 +609,14 @@ class GraphClient:
             call = functools.partial(follow, url) if url else initial
             try:
                 response = self._run(call, what, permission)
-            except _SyncReset:
+            except (_SyncReset, _NotFound) as exc:
+                # An expired token, or a page whose state refers to a vanished object:
+                # start the stream again with a full round, never "no members".
                 restarts += 1
                 if restarts > 2:
+                    reason = "answering 404 to" if isinstance(exc, _NotFound) else "rejecting"
                     raise GraphUnavailable(
-                        f"{what}: Graph keeps rejecting the sync state of stream {stream}"
+                        f"{what}: Graph keeps {reason} the sync state of stream {stream}"
                     ) from None
                 url, full, resync, first = None, True, True, True
                 state.resynced.add(stream)
@@ -565,7 +659,7 @@ class GraphClient:
                 or time.monotonic() - started + wait > policy.max_total
             ):
                 return results  # whatever is still pending stays unknown (None)
-            time.sleep(wait)
+            cancellable_sleep(self._cancel, what)(wait)
             pending, attempt = retry, attempt + 1
 
     def _batch_round(
@@ -639,13 +733,37 @@ class GraphClient:
         body = await self._sdk.request_adapter.send_primitive_async(
             request, "bytes", {"XXX": ODataError}
         )
-        data = json.loads(body or b"{}")
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            exchange = _EXCHANGE.get()
+            status = exchange.status if exchange and exchange.status else 200
+            content_type = exchange.content_type if exchange else ""
+            raise _NotJson(status, body_kind(content_type, body or b"")) from None
         if not isinstance(data, dict):
             raise EntrasyncError("Graph answered with JSON that is not an object")
         return data
 
     def _run(self, call: Callable[[], Awaitable[T]], what: str, permission: str) -> T:
-        return self._loop.run_until_complete(self._with_retries(call, what, permission))
+        if self._cancel is not None and self._cancel.is_set():
+            raise Cancelled(f"{what}: cancelled")
+        work = self._with_retries(call, what, permission)
+        return self._loop.run_until_complete(self._cancellable(work, what))
+
+    async def _cancellable(self, work: Awaitable[T], what: str) -> T:
+        """Run `work` (a request with its retries) until done or until the cancel event is
+        set; then cancel it (the connection is dropped, a retry wait ends) and raise."""
+        if self._cancel is None:
+            return await work
+        task = asyncio.ensure_future(work)
+        while not task.done():
+            await asyncio.wait({task}, timeout=CANCEL_POLL)
+            if not task.done() and self._cancel.is_set():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                raise Cancelled(f"{what}: cancelled")
+        return task.result()
 
     async def _with_retries(
         self, call: Callable[[], Awaitable[T]], what: str, permission: str
@@ -654,17 +772,15 @@ class GraphClient:
 
         async def attempt() -> T:
             nonlocal unauthorized
+            exchange = _Exchange()
+            token = _EXCHANGE.set(exchange)
             try:
                 return await call()
-            except APIError as exc:
-                status = exc.response_status_code or 0
-                if status == 401 and unauthorized == 0:
-                    unauthorized += 1
-                    self._tokens.drop_cached_tokens()  # revoked or expired early: fetch anew
-                    raise Transient(
-                        f"{what}: Graph rejected the access token", status=401
-                    ) from None
-                raise self._classify(exc, what, permission) from None
+            except (EntrasyncError, _SyncReset, _NotFound, Transient):
+                raise
+            except _NotJson as exc:
+                page = _Failure(exc.status, exchange.headers, kind=exc.kind)
+                raise self._classify(page, what, permission) from None
             except httpx.TimeoutException:
                 raise Transient(f"{what}: timed out after {self.settings.timeout:g}s") from None
             except httpx.TransportError as exc:
@@ -675,6 +791,19 @@ class GraphClient:
                 raise Transient(
                     f"{what}: cannot reach {self.settings.graph_url} ({type(exc).__name__})"
                 ) from None
+            except Exception as exc:  # APIError, or whatever an older Kiota raises
+                failure = _failure(exc, exchange)
+                if failure is None:
+                    raise
+                if failure.status == 401 and unauthorized == 0:
+                    unauthorized += 1
+                    self._tokens.drop_cached_tokens()  # revoked or expired early: fetch anew
+                    raise Transient(
+                        f"{what}: Graph rejected the access token", status=401
+                    ) from None
+                raise self._classify(failure, what, permission) from None
+            finally:
+                _EXCHANGE.reset(token)
 
         policy = self.settings.retry
         try:
@@ -694,27 +823,75 @@ class GraphClient:
             f"tenant {self.settings.tenant_id}"
         )
 
-    def _classify(self, exc: APIError, what: str, permission: str) -> Exception:
-        status = exc.response_status_code or 0
-        error = getattr(exc, "error", None)
-        code = str(getattr(error, "code", "") or "")
-        message = str(getattr(error, "message", "") or exc.message or "")
-        if status == 410 or code.lower() in SYNC_RESET_CODES:
+    def _classify(self, failure: _Failure, what: str, permission: str) -> Exception:
+        status, code = failure.status, failure.code
+        subject = "Graph" if failure.kind is BodyKind.JSON else self._host
+        said = f"{what}: {answered(subject, status, failure.kind)}"
+        if status == 410 or any(c.lower() in SYNC_RESET_CODES for c in failure.codes):
             return _SyncReset()
         if status in RETRY_AFTER_STATUSES:
-            retry_after = parse_retry_after(header(exc.response_headers, "Retry-After"))
-            return Transient(f"{what}: Graph answered {status}", retry_after, status)
+            retry_after = parse_retry_after(header(failure.headers, "Retry-After"))
+            return Transient(said, retry_after, status)
         if status in BACKOFF_STATUSES:
-            return Transient(f"{what}: Graph answered {status}", None, status)
+            return Transient(said, None, status)
+        if failure.kind is not BodyKind.JSON:
+            return GraphUnavailable(said)
         if status == 403:
             return self._denied(what, code, permission)
         if status == 401:
             return GraphPermissionDenied(
-                f"{what}: Graph rejected the access token twice ({code or 401}: {message})"
+                f"{what}: Graph rejected the access token twice ({code or 401}: {failure.message})"
             )
         if status == 404:
             return _NotFound()
-        return EntrasyncError(f"{what}: Graph answered {status} {code}: {message}")
+        return EntrasyncError(f"{what}: Graph answered {status} {code}: {failure.message}")
+
+
+def _failure(exc: Exception, exchange: _Exchange) -> _Failure | None:
+    """What a failed request answered: from Kiota's APIError (status, OData error), else
+    from the status the middleware recorded (older Kiota raises a bare Exception for an
+    error body it cannot parse). None when no answer was received: not an HTTP failure."""
+    status = getattr(exc, "response_status_code", None) if isinstance(exc, APIError) else None
+    status = status or exchange.status
+    if not status or status < 400:
+        return None
+    headers = getattr(exc, "response_headers", None) or exchange.headers
+    error = getattr(exc, "error", None)  # the parsed OData error, when the body was JSON
+    message = str(getattr(error, "message", "") or getattr(exc, "message", "") or "")
+    return _Failure(
+        status=status,
+        headers=headers,
+        codes=_error_codes(error),
+        message=message,
+        kind=BodyKind.JSON if error is not None else _kind_of(exchange.content_type),
+    )
+
+
+def _kind_of(content_type: str) -> BodyKind:
+    """An unparsed error body by its content type; none at all is classified by status."""
+    lowered = content_type.lower()
+    if "html" in lowered:
+        return BodyKind.HTML
+    return BodyKind.OTHER if lowered and "json" not in lowered else BodyKind.JSON
+
+
+def _error_codes(error: Any) -> tuple[str, ...]:
+    """The OData error's code and those of its innerError chain (each a dict in Kiota's
+    `additional_data`, or the model's own attributes)."""
+    codes: list[str] = []
+    if error is None:
+        return ()
+    if getattr(error, "code", None):
+        codes.append(str(error.code))
+    inner: Any = getattr(error, "inner_error", None)
+    for _ in range(8):  # a chain, not a tree; bounded against a hostile body
+        data = inner if isinstance(inner, dict) else getattr(inner, "additional_data", None)
+        if not isinstance(data, dict):
+            break
+        if data.get("code"):
+            codes.append(str(data["code"]))
+        inner = data.get("innerError") or data.get("innererror")
+    return tuple(codes)
 
 
 def _group_page(

@@ -17,6 +17,17 @@ from typing import Any, NamedTuple
 
 from entrasync.domain.entra import EntraUser, MemberKind, MembershipChange, UserRemoval
 
+# Graph's name of each identity property -> EntraUser's field.
+USER_PROPERTIES = {
+    "userPrincipalName": "user_principal_name",
+    "mail": "mail",
+    "proxyAddresses": "proxy_addresses",
+    "onPremisesUserPrincipalName": "on_premises_user_principal_name",
+    "onPremisesSamAccountName": "on_premises_sam_account_name",
+    "onPremisesDomainName": "on_premises_domain_name",
+    "employeeId": "employee_id",
+    "displayName": "display_name",
+}
 ODATA_KINDS: dict[str, MemberKind] = {
     "#microsoft.graph.user": "user",
     "#microsoft.graph.group": "group",
@@ -32,7 +43,8 @@ def _text(value: Any) -> str | None:
 
 
 def user_change(user: dict[str, Any]) -> EntraUser | UserRemoval:
-    """One `users/delta` item: the user's current identity, or its removal."""
+    """One `users/delta` item: the user's current identity, or its removal. A property the
+    item leaves out is not in `present` (unchanged); an explicit null is (cleared)."""
     removed = user.get("@removed")
     if removed is not None:
         reason = removed.get("reason") if isinstance(removed, dict) else None
@@ -47,6 +59,7 @@ def user_change(user: dict[str, Any]) -> EntraUser | UserRemoval:
         on_premises_domain_name=_text(user.get("onPremisesDomainName")),
         employee_id=_text(user.get("employeeId")),
         display_name=_text(user.get("displayName")),
+        present=frozenset(field for name, field in USER_PROPERTIES.items() if name in user),
     )
 
 

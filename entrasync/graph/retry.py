@@ -11,6 +11,10 @@
 `RequestCounters` counts every HTTP attempt (not every logical request): the daemon exports
 it as a Prometheus counter labelled by api (`graph`, `login`) and status (`200`, `429`, …,
 `error` for a connection failure or timeout).
+
+Cancellation: a client given a `threading.Event` stops when it is set. `retry_sync` waits on
+the event instead of `time.sleep` (`cancellable_sleep`), so a retry wait ends at once with
+`Cancelled`; async retries are cancelled with the task that runs them (client.py).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from entrasync.errors import GraphUnavailable
 from entrasync.graph.settings import RetryPolicy
 
 T = TypeVar("T")
@@ -68,6 +73,23 @@ class RequestCounters:
             if api is None or api == counted_api:
                 out[status] += n
         return dict(out)
+
+
+class Cancelled(GraphUnavailable):
+    """The caller's cancel event was set: the request or retry wait in progress was
+    abandoned (exit 69, like any Graph read that did not complete)."""
+
+
+def cancellable_sleep(cancel: threading.Event | None, what: str) -> Callable[[float], None]:
+    """A `time.sleep` that raises Cancelled as soon as `cancel` is set."""
+
+    def sleep(seconds: float) -> None:
+        if cancel is None:
+            time.sleep(seconds)
+        elif cancel.wait(seconds):
+            raise Cancelled(f"{what}: cancelled while waiting to retry")
+
+    return sleep
 
 
 @dataclass
@@ -145,8 +167,10 @@ async def retry_async(policy: RetryPolicy, attempt: Callable[[], Awaitable[T]]) 
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
-def retry_sync(policy: RetryPolicy, attempt: Callable[[], T]) -> T:
-    for try_ in Retrying(**_kwargs(policy)):
+def retry_sync(
+    policy: RetryPolicy, attempt: Callable[[], T], sleep: Callable[[float], None] = time.sleep
+) -> T:
+    for try_ in Retrying(sleep=sleep, **_kwargs(policy)):
         with try_:
             return attempt()
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

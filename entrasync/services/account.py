@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,13 +24,21 @@ from entrasync.store.queries import pending_users, used_licenses
 from entrasync.store.schema import AccountRow, AuditRow
 
 _SETTINGS = ("purchased_licenses", "plan", "pending_mode", "manual_review")
+# What an account row starts with, before a writer applies `[account]` to it.
+_NEW_ACCOUNT = AccountTerms(purchased=0, plan="paid", pending_mode=False, manual_review=False)
 
 
 def account_row(session: Session) -> AccountRow:
+    """The account row, created (for writers only) when the store has none yet."""
     row = session.get(AccountRow, 1)
     if row is None:
-        row = AccountRow(id=1, purchased_licenses=0, plan="paid", pending_mode=False)
-        row.manual_review = False
+        row = AccountRow(
+            id=1,
+            purchased_licenses=_NEW_ACCOUNT.purchased,
+            plan=_NEW_ACCOUNT.plan,
+            pending_mode=_NEW_ACCOUNT.pending_mode,
+        )
+        row.manual_review = _NEW_ACCOUNT.manual_review
         session.add(row)
         session.flush()
     return row
@@ -177,9 +186,31 @@ def _grace_event(
 
 
 def license_status(session: Session, now: datetime) -> LicenseStatus:
-    """Read-only view (no clock persisted): what `status` shows."""
-    row = account_row(session)
+    """What `status` and the daemon's metrics show, writing nothing (not even a missing
+    account row): usage against the stored terms and the stored grace clock. A clock that ran
+    out shows as locked; the next writer records the lock."""
+    row = session.get(AccountRow, 1)
+    terms = terms_of(row) if row is not None else _NEW_ACCOUNT
+    grace_started_at = row.grace_started_at if row is not None else None
     used = used_licenses(session)
-    terms = terms_of(row)
-    state = evaluate_compliance(used, terms, row.grace_started_at, now)
+    state = evaluate_compliance(used, terms, grace_started_at, now)
     return LicenseStatus(used, terms.limit, pending_users(session), state)
+
+
+def settings_differ(session: Session, cfg: AccountConfig) -> dict[str, dict[str, Any]]:
+    """The `[account]` settings whose value in the file differs from the stored one, as
+    {name: {"stored": …, "config": …}} ({} when they agree). Readers report this; the next
+    writer applies the file (`apply_settings`)."""
+    row = session.get(AccountRow, 1)
+    stored = terms_of(row) if row is not None else _NEW_ACCOUNT
+    values = {
+        "purchased_licenses": stored.purchased,
+        "plan": stored.plan,
+        "pending_mode": stored.pending_mode,
+        "manual_review": stored.manual_review,
+    }
+    return {
+        name: {"stored": values[name], "config": getattr(cfg, name)}
+        for name in _SETTINGS
+        if values[name] != getattr(cfg, name)
+    }

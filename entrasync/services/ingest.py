@@ -1,12 +1,19 @@
-"""`entrasync ingest FILE`: agent reports into the store, all or nothing."""
+"""`entrasync ingest FILE`: agent reports into the store, all or nothing, each event once.
+
+All or nothing: the file is parsed completely before anything is written, and written in one
+transaction. Each event once (DESIGN.md, "Ingestion is idempotent"): activity rows are
+inserted with ON CONFLICT DO NOTHING against the event identity index (store/schema.py,
+ActivityRow), so a file ingested again, or re-run after an interrupted load, adds only what is
+not stored yet.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlalchemy.orm import Session
@@ -27,27 +34,46 @@ from entrasync.store.schema import (
     IdentifierRow,
     RetiredIdentifierRow,
     UserRow,
+    event_identity_sql,
 )
 
 
 @dataclass(frozen=True)
 class IngestSummary:
     reports: int
-    rows_stored: int
+    rows_stored: int  # new activity rows
     reports_dropped: int
     users_created: int
     agents_created: int
     pending: int
+    # Events of accepted reports that were stored before (an earlier ingest, or earlier in
+    # this file): skipped, not doubled.
+    rows_already_stored: int = 0
 
 
-def read_reports(path: Path) -> list[AgentReport]:
+# How report files are opened: a UTF-8 BOM is skipped, and undecodable bytes reach the parser
+# as lone surrogates so that it names their line (a strict decoder fails without one).
+ENCODING = "utf-8-sig"
+DECODE_ERRORS = "surrogateescape"
+Opener = Callable[[Path], TextIO]
+
+
+def open_reports(path: Path) -> TextIO:
+    return path.open(encoding=ENCODING, errors=DECODE_ERRORS)
+
+
+def read_reports(path: Path, opener: Opener = open_reports) -> list[AgentReport]:
+    """Every report of the file, or InputError naming the file and, for a bad line, the
+    line (exit code 1)."""
     try:
-        with path.open(encoding="utf-8") as handle:
+        with opener(path) as handle:
             return parse_reports(handle)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file of agent reports") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except ReportError as exc:
         raise InputError(f"{path}: {exc}; nothing from this file was stored") from None
 
@@ -65,27 +91,29 @@ def ingest_reports(
         store.audit_lock(session)
         account = apply_settings(store, session, config.account, now)
         plan = plan_ingest(list(reports), _lookups(session, reports), terms_of(account))
-        ids = _write(session, plan, now)
+        ids, stored = _write(session, plan, now)
         pending = [ids[user.ref] for user in plan.pending_users] + plan.queued
         _queue_existing(session, plan.queued, now)
+        events = sum(len(report.events) for _, _, report in plan.accepted)
         summary = IngestSummary(
             reports=len(reports),
-            rows_stored=sum(len(report.events) for _, _, report in plan.accepted),
+            rows_stored=stored,
             reports_dropped=len(plan.dropped),
             users_created=len(plan.new_users),
             agents_created=len(plan.new_agents),
             pending=len(pending),
+            rows_already_stored=events - stored,
         )
-        events = [_pending_event(session, user_id) for user_id in pending]
-        events += _retired_events(plan, ids)
-        events.append(
+        records = [_pending_event(session, user_id) for user_id in pending]
+        records += _retired_events(plan, ids)
+        records.append(
             AuditEvent(
                 "ingest.completed",
                 f"agent reports from {source}",
                 details={"source": source, **summary.__dict__},
             )
         )
-        audit.append(store, session, events, actor=SYSTEM_ACTOR, now=now)
+        audit.append(store, session, records, actor=SYSTEM_ACTOR, now=now)
         if pending:
             _notify_pending(session, config, pending, now)
         refresh_compliance(store, session, now, config.notify)
@@ -118,8 +146,9 @@ def _lookups(session: Session, reports: Sequence[AgentReport]) -> Lookups:
     )
 
 
-def _write(session: Session, plan: IngestPlan, now: datetime) -> dict[int, int]:
-    """Insert what the plan creates, set-based; returns plan refs -> new store ids."""
+def _write(session: Session, plan: IngestPlan, now: datetime) -> tuple[dict[int, int], int]:
+    """Insert what the plan creates, set-based; returns plan refs -> new store ids, and the
+    number of activity rows stored."""
     ids: dict[int, int] = {}
     if plan.new_users:
         rows = [
@@ -158,8 +187,7 @@ def _write(session: Session, plan: IngestPlan, now: datetime) -> dict[int, int]:
             insert(AgentLogonRow),
             [{"logon": a.logon, "agent_id": ids[a.ref]} for a in plan.new_agents],
         )
-    _write_activity(session, plan, ids, now)
-    return ids
+    return ids, _write_activity(session, plan, ids, now)
 
 
 def _retire(session: Session, plan: IngestPlan, ids: dict[int, int], now: datetime) -> None:
@@ -207,11 +235,15 @@ def _retired_events(plan: IngestPlan, ids: dict[int, int]) -> list[AuditEvent]:
 _ACTIVITY_COLUMNS = ("agent_id", "device", "start", "duration_s", "app", "title", "received_at")
 
 
-def _write_activity(session: Session, plan: IngestPlan, ids: dict[int, int], now: datetime) -> None:
-    """Activity rows with one `executemany` on the driver. The values are converted with the
-    columns' own bind processors (so they are stored exactly as an ORM/Core insert would
-    store them), but without SQLAlchemy's per-row parameter machinery, which cost three
-    times the INSERT itself (bench: ingest)."""
+def _write_activity(session: Session, plan: IngestPlan, ids: dict[int, int], now: datetime) -> int:
+    """Activity rows with one `executemany` on the driver; returns how many were new. The
+    values are converted with the columns' own bind processors (so they are stored exactly
+    as an ORM/Core insert would store them: the identity index compares the stored form),
+    but without SQLAlchemy's per-row parameter machinery, which cost three times the INSERT
+    itself (bench: ingest). An event already stored (or earlier in this file) conflicts with
+    the unique index `uq_activity_event` and is skipped (ON CONFLICT DO NOTHING, SQLite >=
+    3.24). The conflict target names that index, so that nothing else is skipped silently
+    and PostgreSQL checks one index before each insert, not the primary key too."""
     table = cast(Table, ActivityRow.__table__)
     dialect = session.get_bind().dialect
     processor = table.c.start.type.dialect_impl(dialect).bind_processor(dialect)
@@ -239,11 +271,16 @@ def _write_activity(session: Session, plan: IngestPlan, ids: dict[int, int], now
             )
             if user_id not in latest or event.start > latest[user_id]:
                 latest[user_id] = event.start
+    stored = 0
     if rows:
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
         columns, marks = ", ".join(_ACTIVITY_COLUMNS), ", ".join(mark for _ in _ACTIVITY_COLUMNS)
-        sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"  # noqa: S608 - fixed names
-        session.connection().exec_driver_sql(sql, rows)
+        sql = (
+            f"INSERT INTO {table.name} ({columns}) VALUES ({marks}) "  # noqa: S608 - fixed names
+            f"ON CONFLICT ({event_identity_sql(dialect.name)}) DO NOTHING"
+        )
+        # Both drivers sum the rows of an executemany (checked in tests: rows_stored).
+        stored = session.connection().exec_driver_sql(sql, rows).rowcount
     if latest:
         users = cast(Table, UserRow.__table__)
         session.execute(
@@ -255,6 +292,7 @@ def _write_activity(session: Session, plan: IngestPlan, ids: dict[int, int], now
             .values(last_activity_at=bindparam("t")),
             [{"uid": uid, "t": moment} for uid, moment in latest.items()],
         )
+    return stored
 
 
 def _queue_existing(session: Session, user_ids: list[int], now: datetime) -> None:

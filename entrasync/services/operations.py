@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import case, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from entrasync.errors import ActionRefused
 from entrasync.store.queries import chunks, has_history, user_license_counts
@@ -24,6 +24,7 @@ from entrasync.store.schema import (
     IdentifierRow,
     ScheduledPurgeRow,
     UserRow,
+    event_title_key,
 )
 
 Details = dict[str, Any]
@@ -199,9 +200,7 @@ def merge_agents(session: Session, user: UserRow, *, apply: bool) -> Details:
         return {"agents_merged": 0}
     survivor, others = agent_ids[0], agent_ids[1:]
     if apply:
-        session.execute(
-            update(ActivityRow).where(ActivityRow.agent_id.in_(others)).values(agent_id=survivor)
-        )
+        _move_history(session, others, survivor)
         session.execute(
             update(AgentLogonRow)
             .where(AgentLogonRow.agent_id.in_(others))
@@ -221,14 +220,39 @@ def merge_agent_into(session: Session, agent: AgentRow, into: AgentRow, *, apply
         select(func.count(ActivityRow.id)).where(ActivityRow.agent_id == agent.id)
     )
     if apply:
-        session.execute(
-            update(ActivityRow).where(ActivityRow.agent_id == agent.id).values(agent_id=into.id)
-        )
+        rows = int(rows or 0) - _move_history(session, [agent.id], into.id)
         session.execute(
             update(AgentLogonRow).where(AgentLogonRow.agent_id == agent.id).values(agent_id=into.id)
         )
         session.execute(delete(AgentRow).where(AgentRow.id == agent.id))
     return {"agent_id": agent.id, "into_agent_id": into.id, "rows_moved": int(rows or 0)}
+
+
+def _move_history(session: Session, agent_ids: Sequence[int], into: int) -> int:
+    """Move the activity rows of `agent_ids` to agent `into`; returns how many were dropped
+    as copies. An event is stored once per agent (uq_activity_event), and agents that are
+    merged may hold the same event (the same device reported under two logons): the copy
+    `into` already holds wins, else the lowest id among the moved ones; the others are
+    deleted first, so the move cannot hit the unique index."""
+    keep = aliased(ActivityRow)
+    dialect = session.get_bind().dialect.name
+    same_event = and_(
+        keep.agent_id.in_([into, *agent_ids]),
+        keep.start == ActivityRow.start,
+        keep.duration_s == ActivityRow.duration_s,
+        keep.app == ActivityRow.app,
+        keep.device == ActivityRow.device,
+        event_title_key(keep.title, dialect) == event_title_key(ActivityRow.title, dialect),
+        or_(keep.agent_id == into, keep.id < ActivityRow.id),
+    )
+    copies = delete(ActivityRow).where(
+        ActivityRow.agent_id.in_(agent_ids), exists().where(same_event)
+    )
+    dropped = int(getattr(session.execute(copies), "rowcount", 0) or 0)
+    session.execute(
+        update(ActivityRow).where(ActivityRow.agent_id.in_(agent_ids)).values(agent_id=into)
+    )
+    return dropped
 
 
 def _licenses(session: Session, user_id: int) -> int:

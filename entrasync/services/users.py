@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from entrasync.config import Config
 from entrasync.domain.audit import AuditEvent
 from entrasync.services import operations
-from entrasync.services.account import refresh_compliance
+from entrasync.services.account import apply_settings, refresh_compliance
 from entrasync.store import audit, queries
 from entrasync.store.db import Store
 from entrasync.store.schema import ActivityRow, AgentLogonRow, AgentRow, IdentifierRow, UserRow
@@ -156,6 +156,7 @@ def _admin_action(
             session.flush()
             event = AuditEvent(action, reason, user.id, user.entra_object_id, identifiers, details)
             seqs = audit.append(store, session, [event], actor=actor, now=now)
+            apply_settings(store, session, config.account, now)  # readers leave it to writers
             refresh_compliance(store, session, now, config.notify)
             return ActionResult(action, user.id, True, details, seqs[0])
     except _RollBack as dry:

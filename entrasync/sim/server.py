@@ -21,6 +21,7 @@ which entrasync asks right before a purge.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import random
 import re
@@ -41,6 +42,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from entrasync.sim.auth import ALL_PERMISSIONS, AppRegistration, Directory, TokenError
 from entrasync.sim.certs import TlsFiles, write_tls_files
 from entrasync.sim.faults import Fault, Faults, RequestLog, RequestRecord
+from entrasync.sim.quirks import Expiry, Quirks
 from entrasync.sim.tenant import SyncStateExpired, Tenant
 
 MAX_FILTER_IDS = 50
@@ -51,11 +53,21 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        inner_code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.inner_code = inner_code
+        self.headers = headers or {}
 
 
 def encode_token(state: dict[str, Any]) -> str:
@@ -84,7 +96,8 @@ class EntraEmulator:
 
     `log` records every HTTP request; `batch_log` the sub-requests of JSON batches (kept
     apart so that request counts stay HTTP round trips). `batch_seed` seeds the shuffle of
-    batch responses, which never come back in request order (as Graph allows).
+    batch responses, which never come back in request order (as Graph allows). `quirks`
+    switches on the real Graph's rough edges (quirks.py); it can be replaced at any time.
     """
 
     def __init__(
@@ -96,8 +109,10 @@ class EntraEmulator:
         token_lifetime: int = 3599,
         workdir: Path | None = None,
         batch_seed: int | None = None,
+        quirks: Quirks | None = None,
     ) -> None:
         self.tenant = tenant or Tenant()
+        self.quirks = quirks or Quirks()
         self.directory = Directory(token_lifetime=token_lifetime)
         self.faults = Faults()
         self.log = RequestLog()
@@ -256,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         fault = self.emu.faults.match(self.path)
-        if fault is not None and (answered := self._fault(fault)) is not None:
+        if fault is not None and (answered := self._fault(fault, body)) is not None:
             return answered
         url = urlsplit(self.path)
         if url.path.startswith("/v1.0/"):
@@ -269,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
         except GraphError as exc:
             return self._json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
 
-    def _fault(self, fault: Fault) -> int | None:
+    def _fault(self, fault: Fault, body: bytes) -> int | None:
         """Answer a request with its fault; None when the fault only delays it."""
         if fault.delay:
             time.sleep(fault.delay)
@@ -277,11 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return 0
-        if fault.html:  # a gateway's error page, not Graph's JSON
+        if fault.html:  # a gateway's error page or a proxy's login page, not JSON
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            return self._send(
-                fault.status or 502, _html_page(fault.status or 502), "text/html", headers
-            )
+            page = _html_page(fault.status or 502, body if fault.echo else None)
+            return self._send(fault.status or 502, page, "text/html; charset=utf-8", headers)
         if fault.status is not None:
             return self._reply(_fault_response(fault))
         return None
@@ -426,7 +440,10 @@ class _GraphApi:
         try:
             return self._route()
         except GraphError as exc:
-            return _error(exc.status, exc.code, exc.message)
+            response = _error(exc.status, exc.code, exc.message, exc.headers)
+            if exc.inner_code:
+                response.payload["error"]["innerError"] = {"code": exc.inner_code}
+            return response
 
     def _route(self) -> GraphResponse:
         url = urlsplit(self.req.target)
@@ -584,8 +601,12 @@ class _GraphApi:
             return None
         if fault.delay:
             time.sleep(fault.delay)
-        if fault.drop or fault.html:  # no connection or HTML page inside a JSON body
+        if fault.drop:  # no connection to drop inside a batch body
             return _error(503, "ServiceUnavailable", "Injected fault 503.")
+        if fault.html:  # base64 encoded by _sub_body, as any non-JSON body
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            status = fault.status or 502
+            return GraphResponse(status, _html_page(status), headers, "text/html")
         return _fault_response(fault) if fault.status is not None else None
 
     # -- groups and delta --------------------------------------------------------------------
@@ -673,18 +694,15 @@ class _GraphApi:
             }
             if resource == "groups":
                 state["ids"] = _filter_ids(query.get("$filter"))
-        try:
-            if resource == "users":
-                items, outcome = tenant.users_delta(state)
-            else:
-                items, outcome = tenant.groups_delta(state)
-        except SyncStateExpired as exc:
-            raise GraphError(
-                410,
-                "syncStateNotFound",
-                "The sync state generation is not found. Restart the sync with an empty token.",
-            ) from exc
         link = f"{self.emu.graph_url}/v1.0/{resource}/delta()"
+        carried: list[dict[str, Any]] = state.pop("rp", None) or []
+        try:
+            items, outcome = self._delta_page(resource, state, bool(query.get("$skiptoken")))
+        except SyncStateExpired as exc:
+            raise _expired(self.emu.quirks.expiry, link) from exc
+        if resource == "users" and state.get("frm") is not None and self.emu.quirks.partial_users:
+            items = self._partial(items, state)
+        items = carried + self._replayed(items, outcome)
         payload: dict[str, Any] = {
             "@odata.context": f"{self.emu.graph_url}/v1.0/$metadata#{resource}",
             "value": items,
@@ -694,6 +712,58 @@ class _GraphApi:
         else:
             payload["@odata.deltaLink"] = f"{link}?$deltatoken={encode_token(outcome['delta'])}"
         return GraphResponse(200, payload)
+
+    def _delta_page(
+        self, resource: str, state: dict[str, Any], mid_round: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The tenant's page for `state`, shaped by the quirks: a 404 when an object of the
+        round vanished between pages, a random page size (possibly an empty page)."""
+        tenant, quirks = self.emu.tenant, self.emu.quirks
+        tenant.check_state(state)
+        if quirks.vanished_404 and mid_round and (gone := tenant.vanished_since(state)):
+            raise _not_found(gone)
+        requested = int(state["n"])
+        size = quirks.size(requested) if quirks.ragged_pages else requested
+        if size == 0:
+            return [], {"next": dict(state)}  # an empty page; the same state comes next
+        sized = {**state, "n": size}
+        if resource == "users":
+            items, outcome = tenant.users_delta(sized)
+        else:
+            items, outcome = tenant.groups_delta(sized, split=quirks.split_members)
+        for key in ("next", "delta"):
+            if key in outcome:
+                outcome[key]["n"] = requested
+        return items, outcome
+
+    def _partial(self, items: list[dict[str, Any]], state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Leave out a random subset of the properties that did not change (quirks.py)."""
+        changed = self.emu.tenant.changed_properties(int(state["frm"]), int(state["to"]))
+        out = []
+        for item in items:
+            props = changed.get(str(item["id"]))
+            if "@removed" in item or props is None:
+                out.append(item)
+                continue
+            optional = [k for k in item if k not in ("id", "@odata.type") and k not in props]
+            dropped = set(self.emu.quirks.subset(optional))
+            out.append({k: v for k, v in item.items() if k not in dropped})
+        return out
+
+    def _replayed(
+        self, items: list[dict[str, Any]], outcome: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Send some items twice: again on this page, or on the next page of the round."""
+        quirks = self.emu.quirks
+        out = list(items)
+        for item in items:
+            if not quirks.chance(quirks.replays):
+                continue
+            if "next" in outcome and quirks.chance(0.5):
+                outcome["next"].setdefault("rp", []).append(item)
+            else:
+                out.append(item)
+        return out
 
     def _max_page_size(self) -> int | None:
         prefer = self.req.headers.get("prefer", "")
@@ -773,15 +843,37 @@ def _json_body(body: bytes) -> Any:
         return None
 
 
-def _html_page(status: int) -> bytes:
+def _html_page(status: int, echo: bytes | None = None) -> bytes:
+    """A gateway's error page; with `echo`, a login page that re-posts the request's form
+    fields (client secret included) as hidden inputs."""
     try:
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = "Error"
+    fields = ""
+    if echo is not None:
+        form = parse_qs(echo.decode("utf-8", "replace"), keep_blank_values=True)
+        fields = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v[-1])}">'
+            for k, v in form.items()
+        )
+        fields = f'<form method="post" action="/login">{fields}<button>Sign in</button></form>'
     return (
-        f"<html><head><title>{status} {reason}</title></head><body><center><h1>{status} "
-        f"{reason}</h1></center><hr><center>gateway</center></body></html>"
+        f"<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head><body><center>"
+        f"<h1>{status} {reason}</h1></center>{fields}<hr><center>gateway</center></body></html>"
     ).encode()
+
+
+def _expired(expiry: Expiry, link: str) -> GraphError:
+    """An expired delta or skip token, refused as `expiry` says (quirks.py)."""
+    message = "The sync state generation is not found. Restart the sync with an empty token."
+    if expiry is Expiry.GONE:
+        return GraphError(410, "syncStateNotFound", message, headers={"Location": link})
+    if expiry is Expiry.BAD_REQUEST:
+        return GraphError(400, "syncStateNotFound", message)
+    if expiry is Expiry.RESYNC_REQUIRED:
+        return GraphError(400, "resyncRequired", "Resync is required.")
+    return GraphError(400, "badRequest", "Resync is required.", inner_code="resyncRequired")
 
 
 def _not_found(object_id: str) -> GraphError:

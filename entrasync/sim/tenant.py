@@ -34,6 +34,7 @@ All methods take the tenant lock: tests mutate the tenant while the server threa
 from __future__ import annotations
 
 import bisect
+import random
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ USER_PROPERTIES = {
     "employeeId": "employee_id",
     "displayName": "display_name",
 }
+GRAPH_NAME = {attr: name for name, attr in USER_PROPERTIES.items()}
 ODATA_TYPE = {"user": "#microsoft.graph.user", "group": "#microsoft.graph.group"}
 
 
@@ -122,6 +124,9 @@ class Tenant:
         self._recycled_memberships: dict[str, list[str]] = {}
         self._user_order: list[str] | None = None
         self._member_order: dict[str, tuple[int, list[str]]] = {}
+        # history index of a user update -> the Graph properties it changed (for partial
+        # delta items); an update without an entry changed everything (a creation).
+        self._changed: dict[int, frozenset[str]] = {}
 
     # -- building and mutating ------------------------------------------------------------
 
@@ -164,7 +169,7 @@ class Tenant:
                 if not hasattr(user, name) or name in ("id", "soft_deleted"):
                     raise AttributeError(f"SimUser has no settable attribute {name!r}")
                 setattr(user, name, value)
-            self.history.append(("u", user_id))
+            self._record_update(user_id, {GRAPH_NAME[name] for name in changes})
 
     def rename_upn(self, user_id: str, new_upn: str, *, update_mail: bool = True) -> None:
         """Change the UPN. With `update_mail`, do what Exchange Online does when the primary
@@ -184,7 +189,14 @@ class Tenant:
                     kept.append(f"smtp:{old}")
                 user.proxy_addresses = [f"SMTP:{new_upn}", *kept]
                 user.mail = new_upn
-            self.history.append(("u", user_id))
+            changed = {"userPrincipalName"}
+            if update_mail:
+                changed |= {"proxyAddresses", "mail"}
+            self._record_update(user_id, changed)
+
+    def _record_update(self, user_id: str, graph_names: set[str]) -> None:
+        self._changed[len(self.history)] = frozenset(graph_names)
+        self.history.append(("u", user_id))
 
     def delete_user(self, user_id: str, *, permanent: bool = False) -> None:
         """Soft delete (recycle bin; delta reason `changed`) or hard delete (`deleted`).
@@ -359,6 +371,39 @@ class Tenant:
         if state.get("e", 0) != self.epoch:
             raise SyncStateExpired
 
+    def check_state(self, state: dict[str, Any]) -> None:
+        """Raise SyncStateExpired for a token from before `expire_delta_tokens()`."""
+        with self.lock:
+            self._check_epoch(state)
+
+    def changed_properties(self, frm: int, to: int) -> dict[str, frozenset[str] | None]:
+        """Per user updated in history[frm:to], the Graph properties that changed; None when
+        the user was created or restored there (every property is news)."""
+        out: dict[str, frozenset[str] | None] = {}
+        with self.lock:
+            for index in range(frm, to):
+                event = self.history[index]
+                kind = _event_kind(event) if event[0] == "u" else None
+                if kind not in ("update", "restore"):
+                    continue
+                props = self._changed.get(index) if kind == "update" else None
+                before = out.get(event[1], frozenset())
+                out[event[1]] = None if props is None or before is None else before | props
+        return out
+
+    def vanished_since(self, state: dict[str, Any]) -> str | None:
+        """An object of a delta round deleted after the round started (history[to:]): for
+        users any user, for groups a group of the filter. None when nothing vanished."""
+        wanted = set(state.get("ids") or ()) if state.get("r") == "groups" else None
+        kind = "g" if state.get("r") == "groups" else "u"
+        with self.lock:
+            for event in self.history[int(state.get("to") or 0) :]:
+                if event[0] != kind or _event_kind(event) != "delete":
+                    continue
+                if wanted is None or event[1] in wanted:
+                    return str(event[1])
+        return None
+
     # -- users/delta ------------------------------------------------------------------------
 
     def users_delta(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -416,14 +461,19 @@ class Tenant:
 
     # -- groups/delta (members) -------------------------------------------------------------
 
-    def groups_delta(self, state: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    def groups_delta(
+        self, state: dict[str, Any], *, split: bool = False
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """One page of `groups/delta?$select=displayName,members&$filter=id eq …`; state as
-        for users, plus ids (the filter; None = every group)."""
+        for users, plus ids (the filter; None = every group). With `split` a group's
+        members come in many small items, shuffled, removals first (quirks.py)."""
         with self.lock:
             self._check_epoch(state)
             size = int(state["n"])
             wanted = state.get("ids")
             named = "displayName" in (state.get("sel") or ())
+            if split:
+                return self._groups_split(state, wanted, size, named)
             if state.get("frm") is None:
                 return self._groups_full(state, wanted, size, named)
             return self._groups_increment(state, wanted, size, named)
@@ -476,6 +526,32 @@ class Tenant:
         items = self._group_items(flat[start : start + size], named)
         return items, self._continue(state, start + size < len(flat), start + size)
 
+    def _groups_split(
+        self, state: dict[str, Any], wanted: list[str] | None, size: int, named: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """A round's entries in a shuffled order that is the same on every page of the round
+        (seeded by the round), removals before additions; at most 3 members per item."""
+        if state.get("frm") is None:
+            group_ids = sorted(g for g in (wanted or self.groups) if g in self.groups)
+            flat: list[tuple[Any, ...]] = []
+            for group_id in group_ids:
+                members = self.groups[group_id].members
+                flat.append(("touch", group_id))
+                flat += [("m", group_id, m, k, True) for m, k in sorted(members.items())]
+        else:
+            wanted_set = set(wanted) if wanted is not None else None
+            events = [
+                e
+                for e in self.history[state["frm"] : state["to"]]
+                if e[0] in ("m", "g") and (wanted_set is None or e[1] in wanted_set)
+            ]
+            flat = self._group_entries(events, named)
+        random.Random(f"{state.get('frm')}:{state['to']}:{wanted}").shuffle(flat)
+        flat.sort(key=lambda entry: entry[0] == "m" and bool(entry[4]))  # removals first
+        start = int(state.get("c") or 0)
+        items = self._group_items(flat[start : start + size], named, per_item=3)
+        return items, self._continue(state, start + size < len(flat), start + size)
+
     def _group_entries(self, events: list[Event], named: bool) -> list[tuple[Any, ...]]:
         """The window's net changes as flat entries, grouped by group id: ("gone", group,
         reason) | ("touch", group) (an item without member changes) | ("m", group, member,
@@ -521,13 +597,21 @@ class Tenant:
         entries: list[tuple[Any, ...]] = [("touch", group_id)] if touched else []
         return entries + [("m", group_id, m, k, added) for m, k, added in changes]
 
-    def _group_items(self, page: list[tuple[Any, ...]], named: bool) -> list[dict[str, Any]]:
+    def _group_items(
+        self, page: list[tuple[Any, ...]], named: bool, per_item: int | None = None
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         for entry in page:
             if entry[0] == "gone":
                 items.append({"id": entry[1], "@removed": {"reason": entry[2]}})
                 continue
-            if not items or items[-1]["id"] != entry[1] or "@removed" in items[-1]:
+            last = items[-1] if items else None
+            if (
+                last is None
+                or last["id"] != entry[1]
+                or "@removed" in last
+                or (per_item is not None and len(last.get("members@delta", ())) >= per_item)
+            ):
                 items.append(self._group_item(entry[1], named))
             if entry[0] == "m":
                 _, _, member_id, kind, added = entry

@@ -21,9 +21,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from entrasync.domain.reports import MAX_APP_CHARS, MAX_DEVICE_CHARS
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -134,23 +137,63 @@ class AgentLogonRow(Base):
 
 
 class ActivityRow(Base):
-    """Historical data: one activity event an agent reported, on one device."""
+    """Historical data: one activity event an agent reported, on one device.
+
+    An event (agent, device, start, duration, app, title) is stored once however often it is
+    ingested: the unique index `uq_activity_event` below, and inserts that skip a conflict.
+    The title is optional, and NULLs are distinct in a unique index on both engines, so the
+    index holds COALESCE(title, ''): a missing and an empty title are the same event. (Not
+    an empty string stored instead of NULL: reads and exports keep what the agent sent.) On
+    PostgreSQL the title goes in as md5(): a B-tree entry must stay under ~2.7 kB and titles
+    are unbounded, while device and app are bounded by their columns. The index leads with
+    agent_id, so it also serves every per-agent lookup (no separate agent_id index).
+    """
 
     __tablename__ = "activity"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
-    device: Mapped[str] = mapped_column(String(256))
+    device: Mapped[str] = mapped_column(String(MAX_DEVICE_CHARS))
     start: Mapped[datetime] = mapped_column(UtcDateTime)
     duration_s: Mapped[int] = mapped_column(Integer)
-    app: Mapped[str] = mapped_column(String(256))
+    app: Mapped[str] = mapped_column(String(MAX_APP_CHARS))
     title: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
-    __table_args__ = (
-        Index("ix_activity_agent", "agent_id"),
-        Index("ix_activity_start", "start"),
-    )
+    __table_args__ = (Index("ix_activity_start", "start"),)
+
+
+# The event identity (see ActivityRow), created by migration 0005; one definition per engine.
+_EVENT_COLUMNS = [
+    ActivityRow.agent_id,
+    ActivityRow.start,
+    ActivityRow.duration_s,
+    ActivityRow.app,
+    ActivityRow.device,
+]
+
+
+def event_title_key(title: Any, dialect: str) -> Any:
+    """The title as the event identity compares it (the last column of uq_activity_event);
+    queries that match events across agents use the same expression."""
+    untitled = func.coalesce(title, "")
+    return func.md5(untitled) if dialect == "postgresql" else untitled
+
+
+def event_identity_sql(dialect: str) -> str:
+    """The columns of uq_activity_event as SQL, for an `ON CONFLICT (…)` target (which must
+    repeat the index's expressions; tests/unit/test_report_bounds.py compares the two)."""
+    title = "md5(coalesce(title, ''))" if dialect == "postgresql" else "coalesce(title, '')"
+    return f"agent_id, start, duration_s, app, device, {title}"
+
+
+for _dialect in ("sqlite", "postgresql"):
+    Index(
+        "uq_activity_event",
+        *_EVENT_COLUMNS,
+        event_title_key(ActivityRow.title, _dialect),
+        unique=True,
+    ).ddl_if(dialect=_dialect)
 
 
 class EntraUserRow(Base):

@@ -118,6 +118,7 @@ class _ReadStart:
     """What the rounds need to know before the first Graph request (one snapshot)."""
 
     links: dict[str, str]
+    streams: list[str]  # every stream with a row, with or without a link
     periodic: bool
     roots: dict[str, list[str]]
     watched: list[str]
@@ -133,6 +134,7 @@ def _read_start(session: Session, config: Config, now: datetime) -> _ReadStart:
     children = sorted(reachable_groups(mirror.mirror_edges(session), watched) - set(watched))
     return _ReadStart(
         {} if periodic else links,
+        mirror.stream_names(session),
         periodic,
         roots,
         watched,
@@ -206,7 +208,7 @@ def _finish_groups(
     mirror.finish_group_round(session, stats)
     mirror.save_links(session, groups.delta_links, now, groups.full_streams)
     stale = [
-        s for s in start.links if (g := child_group_id(s)) is not None and g not in start.children
+        s for s in start.streams if (g := child_group_id(s)) is not None and g not in start.children
     ]
     mirror.drop_streams(session, [s for s in stale if s not in groups.delta_links])
     suspect = group_state.judge(store, session, config, stats, start.before, now, run_id)

@@ -2,8 +2,9 @@
 
 Graph is never read inside a store transaction: each page is applied in its own short
 transaction as it arrives, and a round's new delta links are stored only after its last page
-(with the full-round diff), so a failure midway replays the same changes from the old link
-next time — every page operation is idempotent (upserts, deletes of single edges). A full
+(with the full-round diff). A page that changes the mirror clears its stream's link in the
+same transaction (`forget_link`), so a round cut short is followed by a full round of that
+stream: replaying the old link would not do, as it reports only net changes since then. A full
 round (first run or resync) is diffed against the mirror: users not seen are marked deleted,
 edges not seen are removed — the increments of a resync are never trusted on their own.
 """
@@ -58,18 +59,24 @@ def apply_user_page(
     """One page of a users round (its own short transaction in a cycle)."""
     stats.full |= page.full
     stats.resync |= page.resync
+    if page.users or page.removals:
+        forget_link(session, page.stream)
     if page.users:
         _upsert_users(session, page.users, maps, now)
         stats.users_changed += len(page.users)
-    for removal in page.removals:
+    removed = [r.id for r in page.removals]
+    if removed:
         session.execute(
             update(EntraUserRow)
-            .where(EntraUserRow.object_id == removal.id)
+            .where(EntraUserRow.object_id.in_(removed))
             .values(deleted_at=now, updated_at=now)
         )
-        if removal.permanent:
-            session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id == removal.id))
-    stats.users_removed += len(page.removals)
+        # Keys describe live objects only. A full round cannot tell a soft deletion from a
+        # permanent one (both are simply absent), so an increment drops the keys of either
+        # too, and both ways of learning of a deletion leave the same mirror; a restored
+        # user comes back as a whole item and gets its keys again.
+        session.execute(delete(EntraKeyRow).where(EntraKeyRow.object_id.in_(removed)))
+    stats.users_removed += len(removed)
 
 
 def finish_user_round(session: Session, stats: RoundStats, now: datetime) -> None:
@@ -92,21 +99,25 @@ def finish_user_round(session: Session, stats: RoundStats, now: datetime) -> Non
 def _upsert_users(
     session: Session, users: Iterable[EntraUser], maps: MergeMaps, now: datetime
 ) -> None:
+    """Upsert a page of users and rebuild their identity keys. An item may leave out
+    properties that did not change (`EntraUser.present`): they keep their mirrored value,
+    and the keys are rebuilt from the merged user. Set-based: one read of the page's
+    mirrored rows, one upsert, one key delete and one key insert per page. A user sent twice
+    (a replay) is merged in order, so the later item wins."""
     users = list(users)
-    ids = [u.id for u in users]
-    known: dict[str, list[str] | None] = {}
-    current: dict[str, str | None] = {}
-    for object_id, upn, previous in session.execute(
-        select(EntraUserRow.object_id, EntraUserRow.upn, EntraUserRow.previous_upns).where(
-            EntraUserRow.object_id.in_(ids)
-        )
-    ):
-        known[object_id], current[object_id] = previous, upn
+    ids = list(dict.fromkeys(u.id for u in users))
+    partial = any(not u.complete for u in users)
+    stored = _stored_users(session, ids, everything=partial)
+    known = {user_id: previous for user_id, (_, previous) in stored.items()}
+    merged: dict[str, EntraUser] = {}
+    for item in users:
+        base = merged.get(item.id) or (stored[item.id][0] if item.id in stored else None)
+        merged[item.id] = item.merged_with(base)
     rows: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
-    for user in users:
+    for user in merged.values():
         previous = list(known.get(user.id) or [])
-        old_upn = current.get(user.id)
+        old_upn = stored[user.id][0].user_principal_name if user.id in stored else None
         new_upn = normalize(user.user_principal_name) if user.user_principal_name else None
         if old_upn and new_upn and old_upn != new_upn and old_upn not in previous:
             previous.append(old_upn)
@@ -150,6 +161,43 @@ def _upsert_users(
         session.execute(_insert(session, EntraKeyRow).on_conflict_do_nothing(), keys)
 
 
+def _stored_users(
+    session: Session, ids: list[str], everything: bool
+) -> dict[str, tuple[EntraUser, list[str] | None]]:
+    """The mirrored users among `ids` with their previous UPNs. Only the UPN is read unless
+    `everything` (a partial item needs the stored values of what it left out): the common
+    bulk round then reads three columns, not ten."""
+    columns = [EntraUserRow.object_id, EntraUserRow.upn, EntraUserRow.previous_upns]
+    if everything:
+        columns += [
+            EntraUserRow.mail,
+            EntraUserRow.proxy_addresses,
+            EntraUserRow.on_premises_upn,
+            EntraUserRow.on_premises_sam,
+            EntraUserRow.on_premises_domain,
+            EntraUserRow.employee_id,
+            EntraUserRow.display_name,
+        ]
+    out: dict[str, tuple[EntraUser, list[str] | None]] = {}
+    for row in session.execute(select(*columns).where(EntraUserRow.object_id.in_(ids))):
+        if not everything:
+            user = EntraUser(row.object_id, user_principal_name=row.upn)
+        else:
+            user = EntraUser(
+                id=row.object_id,
+                user_principal_name=row.upn,
+                mail=row.mail,
+                proxy_addresses=tuple(row.proxy_addresses or ()),
+                on_premises_user_principal_name=row.on_premises_upn,
+                on_premises_sam_account_name=row.on_premises_sam,
+                on_premises_domain_name=row.on_premises_domain,
+                employee_id=row.employee_id,
+                display_name=row.display_name,
+            )
+        out[row.object_id] = (user, row.previous_upns)
+    return out
+
+
 @dataclass
 class GroupRoundStats(RoundStats):
     deleted_groups: set[str] = field(default_factory=set)
@@ -168,6 +216,8 @@ def apply_group_page(
     """One page of a groups round (its own short transaction in a cycle). A group's
     members may arrive over several pages in any order; additions are idempotent and a
     removal deletes only its own edge, so replays and reordering converge."""
+    if page.changes or page.deleted_groups:
+        forget_link(session, page.stream)
     stats.full |= page.full
     stats.resync |= page.resync
     if page.full and page.first:
@@ -226,6 +276,22 @@ def _remove_unseen(session: Session, groups: Iterable[str], seen: set[tuple[str,
                     EntraMemberRow.member_id.in_(stale[start : start + 500]),
                 )
             )
+
+
+def forget_link(session: Session, stream: str) -> None:
+    """A page of `stream` is being applied: until the round's last page stores the new
+    link, the stream has none. A replay from the old link reports only the *net* change
+    since then, so it could not undo what an applied page did if the object changed back
+    meanwhile (removed, then re-added): a round cut short is followed by a full round of
+    that stream, diffed against the mirror."""
+    session.execute(
+        update(SyncStateRow).where(SyncStateRow.stream == stream).values(delta_link=None)
+    )
+
+
+def stream_names(session: Session) -> list[str]:
+    """Every stream with a row, with or without a link."""
+    return list(session.scalars(select(SyncStateRow.stream)))
 
 
 def save_links(

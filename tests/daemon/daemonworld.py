@@ -189,6 +189,7 @@ format = "json"
         env: dict[str, str] | None = None,
         config: Path | None = None,
         wait_healthy: bool = True,
+        args: tuple[str, ...] = ("run",),
     ) -> Daemon:
         """`entrasync run` on its own free port (the config's listen port is overridden by
         writing a per-daemon copy of the config)."""
@@ -204,7 +205,7 @@ format = "json"
         environment.pop("ENTRASYNC_CRASH_AT", None)
         with log_path.open("wb") as out:
             proc = subprocess.Popen(
-                [*entrypoint(), "--config", str(own), "run"],
+                [*entrypoint(), "--config", str(own), *args],
                 env=environment,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -26,6 +26,7 @@ from entrasync.daemon.leader import (
     leader_lock_for,
 )
 from entrasync.daemon.logs import configure_logging, get_logger, scrubber
+from entrasync.daemon.service import lease_wait
 from entrasync.daemon.systemd import Notifier
 from entrasync.errors import ConfigError
 from entrasync.store.db import Store
@@ -41,6 +42,27 @@ def test_backoff_doubles_from_the_interval_up_to_the_cap() -> None:
     # a cap below the interval never makes cycles more frequent than the interval
     assert failures.next_delay(5 * MIN, MIN, 4) == 5 * MIN
     assert failures.next_delay(timedelta(seconds=1), 60 * MIN, 1000) == 60 * MIN
+
+
+def test_backoff_never_below_the_floor_whatever_the_config_says() -> None:
+    zero, second = timedelta(0), timedelta(seconds=1)
+    assert second == failures.MIN_DELAY
+    assert [failures.next_delay(zero, zero, n) for n in range(5)] == [second] * 5
+    # a failing daemon still backs off from the floor up to max_backoff
+    delays = [failures.next_delay(zero, 8 * second, n) for n in range(6)]
+    assert delays == [second, second, 2 * second, 4 * second, 8 * second, 8 * second]
+    assert failures.next_delay(-5 * second, zero, 3) == second
+
+
+def test_a_standby_retries_an_unreachable_store_less_and_less_often() -> None:
+    second = timedelta(seconds=1)
+    # interval 1 s: a lease tick of 0.5 s while the store answers, then 1, 2, 4 (max_backoff)
+    assert [lease_wait(second, 4 * second, n) for n in range(6)] == [0.5, 1, 2, 4, 4, 4]
+    # the default max_backoff (1 h): at most a minute, to take over soon after the store is back
+    assert lease_wait(5 * MIN, 60 * MIN, 0) == 5.0
+    assert lease_wait(5 * MIN, 60 * MIN, 40) == 60.0
+    # a max_backoff below the tick never makes the tries more frequent
+    assert lease_wait(5 * MIN, timedelta(0), 3) == 5.0
 
 
 def test_health_rule_three_intervals() -> None:
@@ -226,3 +248,27 @@ def test_scrubber_learns_a_rotated_secret_without_forgetting_the_old() -> None:
     import logging
 
     logging.getLogger().handlers.clear()
+
+
+def test_an_instance_that_leads_again_keeps_the_spacing_of_its_last_cycle(tmp_path: Path) -> None:
+    """A cycle cut short by a lost leadership sets when the next may start; leading again
+    (a flapping lock connection) does not start one sooner. A fresh leader starts at once."""
+    from entrasync.daemon.service import Daemon
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    Store(url, check_schema=False).upgrade()
+    config = parse_config({"store": {"url": url}, "daemon": {"listen": "127.0.0.1:0"}})
+    daemon = Daemon(config, {})
+    daemon.scheduler.start()
+    try:
+        daemon._become_leader()
+        job = daemon.scheduler.get_job("sync")
+        assert job is not None and job.next_run_time <= datetime.now(UTC)
+        daemon._step_down("test")
+        later = datetime.now(UTC) + 10 * MIN
+        daemon._not_before = later  # what a cycle that started, then lost the lock, leaves
+        daemon._become_leader()
+        job = daemon.scheduler.get_job("sync")
+        assert job is not None and job.next_run_time == later
+    finally:
+        assert daemon.stop(1)  # the health server was never started: stop() still returns

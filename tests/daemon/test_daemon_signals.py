@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
 from daemonworld import DaemonWorld, wait_for
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
+from entrasync.store.db import Store
 from entrasync.store.schema import RunRow
 
 
@@ -33,33 +36,51 @@ def test_sigterm_exits_0_within_seconds(sqlite_world: DaemonWorld) -> None:
     store.engine.dispose()
 
 
-def test_sigterm_mid_cycle_finishes_the_transaction_then_stops(
+def _set_stop_timeout(world: DaemonWorld, value: str) -> None:
+    path = world.config_path
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            'stop_timeout = "5s"', f'stop_timeout = "{value}"'
+        ),
+        encoding="utf-8",
+    )
+
+
+def _runs(store: Store) -> list[RunRow]:
+    with store.reading() as session:
+        return list(session.scalars(select(RunRow).order_by(RunRow.started_at)))
+
+
+def test_sigterm_mid_graph_read_exits_at_once_and_records_the_run_interrupted(
     sqlite_world: DaemonWorld,
 ) -> None:
-    """A slow Graph read holds the cycle inside its first transaction; SIGTERM lets that
-    transaction commit, starts no other one, and records the run as interrupted."""
-    # (opened first: opening a Store checks the schema in a write transaction, which would
-    # wait behind the cycle's)
+    """Graph hangs in the middle of a cycle's read: SIGTERM cancels the read (no store
+    transaction is open while Graph is read), the run is recorded as interrupted, and the
+    process exits 0 in well under `daemon.stop_timeout` (20 s here). Before, it waited for
+    the read, up to stop_timeout."""
+    _set_stop_timeout(sqlite_world, "20s")
     store = sqlite_world.store()
     daemon = sqlite_world.start("a")
     daemon.wait_event("cycle finished")
-    slow = sqlite_world.emu.faults.add(r"/groups/delta", delay=2.0, times=1)
-    wait_for("a cycle to reach the slow read", lambda: slow.hits == 1, timeout=10, every=0.02)
-    with store.reading() as session:
-        assert session.scalar(select(RunRow.id).where(RunRow.status == "running")) is not None
+    hung = sqlite_world.emu.faults.add(r"/groups/delta", delay=60.0, times=1)
+    wait_for("a cycle to reach the hung read", lambda: hung.hits == 1, timeout=10, every=0.02)
+    running = [r for r in _runs(store) if r.status == "running"]
+    assert len(running) == 1
     started = time.monotonic()
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait_exit(timeout=15) == 0
+    assert daemon.wait_exit(timeout=25) == 0
     took = time.monotonic() - started
-    assert 1.0 < took < 5.0, took  # waited for the read (2 s), not for stop_timeout (5 s)
-    with store.reading() as session:
-        runs = session.scalars(select(RunRow).order_by(RunRow.started_at)).all()
+    assert took < 3.0, took
+    runs = {r.id: r for r in _runs(store)}
     store.engine.dispose()
-    assert runs[-1].status == "failed"
-    assert runs[-1].message is not None and runs[-1].message.startswith("interrupted")
-    assert all(r.status != "running" for r in runs)
-    interrupted = [e for e in daemon.log_events() if e["event"] == "job interrupted"]
-    assert interrupted and "stopping" in interrupted[0]["reason"]
+    interrupted = runs[running[0].id]
+    assert interrupted.status == "failed" and interrupted.finished_at is not None
+    assert interrupted.message is not None and interrupted.message.startswith("interrupted")
+    assert all(r.status != "running" for r in runs.values())
+    events = [e["event"] for e in daemon.log_events()]
+    assert "job interrupted" in events
+    assert "stopping" in events and events[-1] == "stopped"  # a clean stop, no stop_timeout
+    assert not any(e.startswith("a transaction was still open") for e in events)
 
 
 def test_sighup_rejects_a_broken_config_and_applies_a_good_one(sqlite_world: DaemonWorld) -> None:
@@ -124,27 +145,38 @@ def test_sd_notify_ready_status_watchdog_stopping(
 def test_sigterm_gives_up_on_a_stuck_transaction_at_stop_timeout(
     sqlite_world: DaemonWorld,
 ) -> None:
-    path = sqlite_world.config_path
-    path.write_text(
-        path.read_text().replace('stop_timeout = "5s"', 'stop_timeout = "1s"'), encoding="utf-8"
-    )
+    """Another process holds the store's write lock: the daemon's next transaction waits for
+    it (SQLite's busy timeout is 30 s). SIGTERM then waits `daemon.stop_timeout` (1 s) and
+    exits 0 anyway."""
+    _set_stop_timeout(sqlite_world, "1s")
     store = sqlite_world.store()
     daemon = sqlite_world.start("a")
     daemon.wait_event("cycle finished")
-    slow = sqlite_world.emu.faults.add(r"/groups/delta", delay=8.0, times=1)
-    wait_for("a cycle to reach the slow read", lambda: slow.hits == 1, timeout=10, every=0.02)
-    started = time.monotonic()
-    daemon.signal(signal.SIGTERM)
-    assert daemon.wait_exit(timeout=10) == 0
-    assert time.monotonic() - started < 3.0
-    gave_up = [e for e in daemon.log_events() if e["event"].startswith("a transaction was still")]
+    database = make_url(sqlite_world.store_url).database
+    assert database
+    blocker = sqlite3.connect(database, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        wait_for(
+            "a cycle to wait for the write lock",
+            lambda: (h := daemon.healthz()) and h[1]["next_runs"].get("sync") == "running",
+            timeout=10,
+        )
+        time.sleep(0.5)
+        started = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit(timeout=10) == 0
+        assert time.monotonic() - started < 3.0
+    finally:
+        blocker.rollback()
+        blocker.close()
+    events = daemon.log_events()
+    gave_up = [e for e in events if e["event"].startswith("a transaction was still")]
     assert gave_up and gave_up[0]["stop_timeout_s"] == 1.0
-    # the open transaction was rolled back with the process: the next daemon works normally
+    # nothing was left half-done: the next daemon works normally
     successor = sqlite_world.start("b")
     successor.wait_event("cycle finished")
-    with store.reading() as session:
-        statuses = [r.status for r in session.scalars(select(RunRow).order_by(RunRow.started_at))]
-    assert statuses[-1] == "ok"
+    assert _runs(store)[-1].status == "ok"
     successor.signal(signal.SIGTERM)
     assert successor.wait_exit(timeout=10) == 0
     store.engine.dispose()

@@ -3,11 +3,14 @@ bounds, so that failure paths take fractions of a second."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from entrasync.graph import ClientSecret, GraphSettings, RetryPolicy
 from entrasync.sim import EntraEmulator, Tenant
+from entrasync.store.db import Store
 
 CLIENT_ID = "6f1c2a9e-0000-4000-8000-00000000c11e"
 SECRET = "Xy7~s3cr3t.Value-Never-Printed_42"
@@ -57,3 +60,36 @@ def make_settings(emu: EntraEmulator, **overrides: Any) -> GraphSettings:
         retry=FAST_RETRY,
     )
     return replace(settings, **overrides)
+
+
+def write_cli_config(tmp_path: Path, emu: EntraEmulator, dnt: list[str], delete: list[str]) -> Path:
+    """A complete config file for the CLI: the emulator, the secret in a file, a migrated
+    SQLite store."""
+    secret = tmp_path / "client-secret"
+    secret.write_text(SECRET + "\n")
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    Store(store_url, check_schema=False).upgrade()
+    path = tmp_path / "entrasync.toml"
+    path.write_text(
+        f"""
+[entra]
+tenant_id = "{emu.tenant_id}"
+client_id = "{CLIENT_ID}"
+client_secret_file = "{secret}"
+authority_host = "{emu.authority_host}"
+graph_url = "{emu.graph_url}"
+ca_bundle = "{emu.ca_file}"
+
+[groups]
+dnt = {json.dumps(dnt)}
+delete = {json.dumps(delete)}
+
+[store]
+url = "{store_url}"
+
+[account]
+purchased_licenses = 10
+""",
+        encoding="utf-8",
+    )
+    return path

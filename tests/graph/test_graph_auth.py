@@ -149,6 +149,8 @@ needs_config = pytest.mark.skipif(EntraConfig is None, reason="entrasync.config 
 
 
 def _entra(**values: object) -> EntraConfig:
+    # The config is strict: paths arrive as strings, as from a TOML file.
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
     return EntraConfig(tenant_id="t", client_id="c", **values)
 
 

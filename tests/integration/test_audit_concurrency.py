@@ -139,29 +139,30 @@ def test_a_forked_record_is_rejected_by_the_store(store: Store) -> None:
     assert len(_records(store)) == 1
 
 
-def _status_at_barrier(config: str, barrier: Any) -> None:
+def _upgrade_at_barrier(config: str, barrier: Any) -> None:
     import contextlib
     import io
 
     from entrasync.cli import main
 
     barrier.wait(timeout=60)
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        code = main(["--config", config, "status", "--json"])
-    if code != 0 or '"purchased": 7' not in out.getvalue():
-        raise SystemExit(f"status exited {code}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--config", config, "db", "upgrade"])
+    if code != 0:
+        raise SystemExit(f"db upgrade exited {code}")
 
 
 def test_first_commands_on_a_fresh_store_race_safely(
     store: Store, store_url: str, tmp_path: Path
 ) -> None:
-    # Four processes run `entrasync status` at the same instant on a store without an account
-    # row yet: one creates it and audits the settings, the others wait and find it.
+    # Four processes run `entrasync db upgrade` (a writer: it applies [account]) at the same
+    # instant on a store without an account row yet: one creates it and audits the settings,
+    # the others wait and find it. (`status` only reads: it would create nothing.)
     config = write_config(tmp_path / "race.toml", store_url, "[account]\npurchased_licenses = 7\n")
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(4)
     processes = [
-        context.Process(target=_status_at_barrier, args=(str(config), barrier)) for _ in range(4)
+        context.Process(target=_upgrade_at_barrier, args=(str(config), barrier)) for _ in range(4)
     ]
     for process in processes:
         process.start()
@@ -170,6 +171,7 @@ def test_first_commands_on_a_fresh_store_race_safely(
         assert process.exitcode == 0
     changes = [r for r in _records(store) if r["action"] == "account.settings_changed"]
     assert len(changes) == 1
+    assert changes[0]["details"]["purchased_licenses"]["after"] == 7
     assert verify_chain(_records(store)) is None
 
 

@@ -23,6 +23,7 @@ def test_new_user_journey(es: Any, ingest: Any, store_url: str) -> None:
     def actions() -> list[str]:
         return [r["action"] for r in es("audit", "list", "--json").json()]
 
+    assert es("db", "upgrade").code == 0  # as installed: applies [account] too
     assert used() == "0/10"
     assert es("users", "list", "--json").json() == []
 

@@ -47,10 +47,12 @@ def test_status_json_shape(es: Any, ingest: Any) -> None:
         "grace_ends": None,
         "last_run": None,
         "suspect_groups": [],
+        "settings_differ": {},
     }
     text = es("status").out
     assert "2/10" in text
     assert "compliance ok" in text
+    assert "settings" not in text  # the file agrees with the store: nothing to say
 
 
 def test_status_shows_the_last_run(es: Any, store: Store) -> None:

@@ -39,7 +39,14 @@ def full(store: Store, store_url: str) -> Config:
         store,
         config,
         T0 + timedelta(hours=1),
-        report("NEWCO\\john.doe", "PC-1", upn="john.doe@newco.com", events=2),
+        # later than jdoe's events on PC-1: other events, not copies (ingest_idempotent)
+        report(
+            "NEWCO\\john.doe",
+            "PC-1",
+            upn="john.doe@newco.com",
+            events=2,
+            start="2026-06-01T10:00:00Z",
+        ),
         report("LAPTOP-9\\john", "LAPTOP-9", upn="john.doe@newco.com", events=1),
     )
     assert summary.pending == 1
@@ -183,7 +190,9 @@ def test_merge_folds_every_agent_into_an_existing_agent(store: Store, full: Conf
         store,
         full,
         T0 + timedelta(days=1),
-        report("LAPTOP-9\\john", "LAPTOP-9", upn="john.doe@newco.com"),
+        report(
+            "LAPTOP-9\\john", "LAPTOP-9", upn="john.doe@newco.com", start="2026-06-02T09:00:00Z"
+        ),
     )
     assert (summary.users_created, summary.agents_created, summary.pending) == (0, 0, 0)
     assert snapshot(store)["rows"] == [(target_agent.id, 7)]

@@ -165,7 +165,9 @@ def test_legacy_account_without_pending_mode(cli: Any, store_url: str, tmp_path:
     assert cli("--config", str(cfg), "pending", "list", "--json").json() == []
 
     write_config(cfg, store_url, account_toml(2, plan="free", pending_mode=False))
-    assert _status(cli, cfg)["compliance"] == "ok"  # free plan: 3 licenses
+    status = _status(cli, cfg)  # a reader: the stored paid plan still holds until a writer
+    assert status["compliance"] == "grace"
+    assert status["settings_differ"] == {"plan": {"stored": "paid", "config": "free"}}
     _ingest(cli, cfg, write_reports(tmp_path / "b.jsonl", people[3]))
     status = _status(cli, cfg)
     assert status["licenses"] == {"used": 4, "purchased": 3, "pending": 0}

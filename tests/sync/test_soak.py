@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from syncworld import CLIENT_ID, SECRET, T0
 from sqlalchemy import MetaData, create_engine, select
+from syncworld import CLIENT_ID, SECRET, T0
 from testkit import BACKENDS, report
 
 from entrasync.config import load_config

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from entrasync.config import Config, load_config
+from entrasync.config import Between, Config, bounds_of, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "configuration.md"
@@ -24,6 +25,7 @@ EXAMPLE = ROOT / "config" / "entrasync.example.toml"
 # One heading per key: ### `section.key`
 _HEADING = re.compile(r"^###\s+`([^`]+)`\s*$", re.MULTILINE)
 _DEFAULT = re.compile(r"^- Default:\s*`(.*)`\s*$", re.MULTILINE)
+_TYPE = re.compile(r"^- Type:\s*(.*)$", re.MULTILINE)
 
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
@@ -127,3 +129,41 @@ def test_example_file_has_every_key() -> None:
 def test_example_file_sections_follow_the_model_order() -> None:
     raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     assert list(raw) == list(Config.model_fields)
+
+
+def _bounded_keys() -> dict[str, Between]:
+    found = {}
+    for key, (section_model, name) in model_keys().items():
+        between = bounds_of(section_model, name)
+        if between is not None:
+            found[key] = between
+    return found
+
+
+def test_every_integer_and_duration_key_has_bounds() -> None:
+    """An unbounded number is how `99999999999w` and 20-digit license counts got in."""
+    unbounded = [
+        key
+        for key, (section_model, name) in model_keys().items()
+        if section_model.model_fields[name].annotation in (int, timedelta)
+        and bounds_of(section_model, name) is None
+    ]
+    assert not unbounded, f"integer/duration keys without Between(...): {unbounded}"
+    assert len(_bounded_keys()) >= 10
+
+
+@pytest.mark.parametrize("key", sorted(_bounded_keys()))
+def test_documented_bounds_are_the_model_bounds(key: str) -> None:
+    """The bounds live once, on the key; the reference states them in its Type line."""
+    body = documented_sections()[key]
+    match = _TYPE.search(body)
+    assert match, f"{key}: no '- Type:' line"
+    expected = _bounded_keys()[key].describe()
+    assert expected in match.group(1), f"{key}: Type line {match.group(1)!r} lacks {expected!r}"
+
+
+@pytest.mark.parametrize("key", sorted(_bounded_keys()))
+def test_defaults_are_within_bounds(key: str) -> None:
+    section_model, name = model_keys()[key]
+    between = _bounded_keys()[key]
+    between.check(getattr(section_model(), name))

@@ -43,3 +43,24 @@ def test_format_picks_the_largest_whole_unit() -> None:
     assert format_duration(timedelta(hours=36)) == "36h"
     assert format_duration(timedelta(seconds=90)) == "90s"
     assert format_duration(timedelta(0)) == "0s"
+
+
+@pytest.mark.parametrize("text", ["99999999999w", "36501d", "9" * 400 + "s"])
+def test_absurd_durations_are_refused_not_overflowed(text: str) -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration(text)
+
+
+def test_longest_duration_is_accepted() -> None:
+    assert parse_duration("36500d") == timedelta(days=36500)
+
+
+def test_format_keeps_fractions_of_a_second() -> None:
+    assert format_duration(timedelta(milliseconds=500)) == "0.5s"
+    assert format_duration(timedelta(seconds=1.5)) == "1.5s"
+
+
+def test_invalid_duration_does_not_echo_a_huge_input() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_duration("x" * 10_000)
+    assert len(str(caught.value)) < 200
