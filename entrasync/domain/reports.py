@@ -117,8 +117,8 @@ def _load_json(line: int, text: str) -> object:
         raise ReportError(line, f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
         raise ReportError(line, "not valid JSON (nested too deeply)") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise ReportError(line, f"not valid JSON ({_echo(str(exc))})") from None
+    except ValueError:  # an integer of more than 4300 digits (sys.int_info)
+        raise ReportError(line, "not valid JSON (a number with too many digits)") from None
 
 
 def _not_utf8(text: str, index: int) -> str:
@@ -128,11 +128,15 @@ def _not_utf8(text: str, index: int) -> str:
     return f"not valid Unicode (lone surrogate at character {index + 1})"
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= _ECHO_CHARS else text[: _ECHO_CHARS - 1] + "…"
+
+
 def _echo(value: str) -> str:
     """A value for a message: quoted, escaped (no control character or lone surrogate
     reaches the terminal) and cut short."""
     shown = repr(value)
-    return shown if len(shown) <= _ECHO_CHARS else shown[: _ECHO_CHARS - 4] + "…" + shown[-1]
+    return shown if len(shown) <= _ECHO_CHARS else _cut(shown[:-1]) + shown[-1]
 
 
 def _key(name: str) -> str:
@@ -186,7 +190,7 @@ def _parse_event(line: int, index: int, item: object) -> Event:
         raise ReportError(
             line,
             f"{where}.duration_s must be at most {MAX_EVENT_DURATION_S} (7 days), "
-            f"not {_echo(str(duration))}",
+            f"not {_cut(str(duration))}",
         )
     app = item.get("app")
     if not isinstance(app, str) or not app:

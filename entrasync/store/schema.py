@@ -145,8 +145,9 @@ class ActivityRow(Base):
     index holds COALESCE(title, ''): a missing and an empty title are the same event. (Not
     an empty string stored instead of NULL: reads and exports keep what the agent sent.) On
     PostgreSQL the title goes in as md5(): a B-tree entry must stay under ~2.7 kB and titles
-    are unbounded, while device and app are bounded by their columns. The index leads with
-    agent_id, so it also serves every per-agent lookup (no separate agent_id index).
+    are unbounded, while device and app are bounded by their columns. The narrow agent_id
+    index stays although the unique one leads with agent_id: the license count probes it once
+    per agent, and the wide index made that probe 2.4x slower (150,000 agents, 5M rows).
     """
 
     __tablename__ = "activity"
@@ -160,7 +161,10 @@ class ActivityRow(Base):
     title: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
-    __table_args__ = (Index("ix_activity_start", "start"),)
+    __table_args__ = (
+        Index("ix_activity_agent", "agent_id"),
+        Index("ix_activity_start", "start"),
+    )
 
 
 # The event identity (see ActivityRow), created by migration 0005; one definition per engine.
