@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-08 10:00:00
+Create Date: 2026-12-01 22:40:00
 
 An event is identified by (agent, device, start, duration, app, title) and stored once
 (DESIGN.md, "Ingestion is idempotent"). Stores written by earlier versions may hold copies of
@@ -11,7 +11,7 @@ then the unique index `uq_activity_event` is created (its definition and the rea
 `entrasync.store.schema.ActivityRow`).
 
 Cost: one sort of the activity table (a window over the identity) and one index build: 11 s
-on SQLite for five million rows (bench machine, bench/RESULTS.md).
+for five million rows on either engine (bench machine, bench/RESULTS.md).
 """
 
 from __future__ import annotations
