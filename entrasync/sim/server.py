@@ -256,15 +256,28 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.emulator
 
     def _dispatch(self, method: str) -> None:
-        started = time.monotonic()
+        self._method, self._started, self._recorded = method, time.monotonic(), False
         status = 0
         try:
             status = self._handle(method)
         except (ConnectionError, ssl.SSLError, TimeoutError):
             status = 0
         finally:
+            self._record(status)
+
+    def _record(self, status: int) -> None:
+        """Log the request once: before its answer leaves (`_send`), so that a client that
+        has its answer always finds the request in the log; else (dropped) at the end."""
+        if not self._recorded:
+            self._recorded = True
             self.emu.log.add(
-                RequestRecord(method, self.path, status, started, time.monotonic() - started)
+                RequestRecord(
+                    self._method,
+                    self.path,
+                    status,
+                    self._started,
+                    time.monotonic() - self._started,
+                )
             )
 
     def _handle(self, method: str) -> int:
@@ -306,6 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> int:
+        self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
