@@ -24,7 +24,9 @@ def test_sigterm_exits_0_within_seconds(sqlite_world: DaemonWorld) -> None:
     assert daemon.wait_exit(timeout=10) == 0
     assert time.monotonic() - started < 3.0
     events = [e["event"] for e in daemon.log_events()]
-    assert events[-2:] == ["stopping", "stopped"]
+    # a job the stop interrupts may log "job interrupted" between the two
+    assert events[-1] == "stopped"
+    assert "stopping" in events[events.index("cycle finished") :]
     # the instance removed itself: status no longer lists it
     store = sqlite_world.store()
     from entrasync.daemon.state import daemon_summary
