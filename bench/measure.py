@@ -21,7 +21,8 @@ from sqlalchemy import text
 from bench import storegen
 from bench.scenario import Scenario
 from bench.world import GRAPH_PATH, RequestModel, graph_factory, load, write_config
-from entrasync.domain.planning import ActionKind, PlannedAction
+from entrasync.domain.actions import ActionKind
+from entrasync.domain.planning import PlannedAction
 from entrasync.domain.reports import parse_reports
 from entrasync.graph import MsalCaches
 from entrasync.services.ingest import ingest_reports
@@ -43,7 +44,7 @@ class Backend:
     name: str  # sqlite | postgresql
     url: str
     copy_url: str
-    make_copy: Callable[[], None]
+    make_copy: Callable[[], object]  # what it returns (the copy schema's URL) goes unused
     cleanup: Callable[[], None]
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -320,7 +321,7 @@ def _raw_purge_batched(store: Store, user_ids: list[int]) -> float:
 
 def _ingest_lines(
     gen: GeneratedTenant, scenario: Scenario, week: int = 0
-) -> tuple[list[str], list[tuple]]:
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Agent reports (JSON lines) of tracked, unwatched users on their domain agent, and
     the activity rows they amount to (for the raw insert). Another `week` gives other
     events (ingesting the same ones again stores nothing: ingestion is idempotent)."""

@@ -116,7 +116,7 @@ class _Loader:
                     cursor.executemany(sql, [tuple(_sqlite_value(v) for v in r) for r in batch])
                 cursor.execute("COMMIT")
             else:
-                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                     for row in rows:
                         copy.write_row(row)
                 raw.commit()

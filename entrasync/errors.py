@@ -6,6 +6,7 @@ Every error message must name what is wrong and where, and must never carry a se
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -21,61 +22,49 @@ class ExitCode(IntEnum):
 
 
 class EntrasyncError(Exception):
-    """Base class: carries the exit code the CLI uses for it."""
+    """Base class: carries the exit code the CLI uses for it, declared once on each class
+    (`class X(EntrasyncError, exit_code=ExitCode.CONFIG)`); a subclass inherits its parent's."""
 
     exit_code: ExitCode = ExitCode.FAILURE
 
+    def __init_subclass__(cls, *, exit_code: ExitCode | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
-class InternalError(EntrasyncError):
+
+class InternalError(EntrasyncError, exit_code=ExitCode.INTERNAL):
     """A bug: an exception the code did not expect. The CLI reports it in one line (type and
     where), never as a bare traceback."""
 
-    exit_code = ExitCode.INTERNAL
 
-
-class ConfigError(EntrasyncError):
+class ConfigError(EntrasyncError, exit_code=ExitCode.CONFIG):
     """The configuration file is missing, unreadable or invalid."""
 
-    exit_code = ExitCode.CONFIG
 
-
-class SchemaOutOfDate(EntrasyncError):
+class SchemaOutOfDate(EntrasyncError, exit_code=ExitCode.CONFIG):
     """The store's schema is behind the code: `entrasync db upgrade` is needed."""
 
-    exit_code = ExitCode.CONFIG
 
-
-class StoreUnavailable(EntrasyncError):
+class StoreUnavailable(EntrasyncError, exit_code=ExitCode.UNAVAILABLE):
     """The database cannot be reached."""
 
-    exit_code = ExitCode.UNAVAILABLE
 
-
-class GraphUnavailable(EntrasyncError):
+class GraphUnavailable(EntrasyncError, exit_code=ExitCode.UNAVAILABLE):
     """Microsoft Graph or the identity platform cannot be reached."""
 
-    exit_code = ExitCode.UNAVAILABLE
 
-
-class GraphPermissionDenied(EntrasyncError):
+class GraphPermissionDenied(EntrasyncError, exit_code=ExitCode.PERMISSION):
     """Token refused (bad secret/certificate) or a Graph permission is missing."""
-
-    exit_code = ExitCode.PERMISSION
 
 
 class InputError(EntrasyncError):
     """Bad input from the user (an input file line, an unknown identifier)."""
 
-    exit_code = ExitCode.FAILURE
-
 
 class NotFound(EntrasyncError):
     """The named user, agent, record or run does not exist."""
 
-    exit_code = ExitCode.FAILURE
-
 
 class ActionRefused(EntrasyncError):
     """A licensing rule forbids the requested action (e.g. no free license)."""
-
-    exit_code = ExitCode.FAILURE

@@ -69,7 +69,7 @@ def maybe(plausible: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> st.
     )
 
 
-plain_char = st.characters(exclude_categories=("Cs",), exclude_characters="\x00\\")
+plain_char = st.characters(exclude_categories=["Cs"], exclude_characters="\x00\\")
 plain_text = st.text(plain_char, min_size=1, max_size=30).filter(str.strip)
 plausible_times = st.datetimes(
     min_value=EARLIEST_START.replace(tzinfo=None) + timedelta(days=1),

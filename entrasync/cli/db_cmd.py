@@ -6,7 +6,6 @@ import typer
 
 from entrasync.cli.context import app_context, now
 from entrasync.cli.output import say
-from entrasync.services.account import apply_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -24,8 +23,9 @@ def register(app: typer.Typer) -> None:
         actx = app_context(ctx)
         store = actx.store(check_schema=False)
         before, after = store.upgrade()
-        with store.transaction() as session:  # a writer: it applies [account] (DESIGN.md)
-            apply_settings(store, session, actx.config.account, now())
+        # a writer: it applies [account] (DESIGN.md)
+        with store.unit_of_work(now()) as uow:
+            uow.account(actx.config.account)
         if before == after:
             say(f"store schema is current (revision {after})")
         else:

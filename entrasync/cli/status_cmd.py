@@ -11,7 +11,7 @@ from sqlalchemy import select
 from entrasync.cli.context import app_context, now
 from entrasync.cli.output import print_json, say
 from entrasync.daemon.state import daemon_summary
-from entrasync.services.account import license_status, settings_differ
+from entrasync.store.account import license_status, settings_differ
 from entrasync.store.schema import RunRow
 from entrasync.sync.groups import list_groups
 

@@ -9,25 +9,13 @@ import typer
 
 from entrasync.cli.context import AppContext, actor_name, app_context, now
 from entrasync.cli.output import cycle_progress, print_json, print_table, say
-from entrasync.domain.planning import ActionKind, Plan
+from entrasync.domain.actions import ACTIONS, ActionKind
+from entrasync.domain.planning import Plan
 from entrasync.errors import ExitCode
 from entrasync.graph import GraphClient, settings_from_config
 from entrasync.sync.cycle import CycleResult, approve, run_cycle
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-_TITLES = {
-    ActionKind.RETIRE_IDENTIFIER: "retire identifiers Entra gave to another person (UPN reuse)",
-    ActionKind.SCHEDULE_PURGE: "schedule a purge (Delete group or deleted account, delay running)",
-    ActionKind.CANCEL_PURGE: "cancel a scheduled purge (left the group, or account restored)",
-    ActionKind.MERGE: "merge duplicate records (UPN change)",
-    ActionKind.LINK: "link records to their Entra user",
-    ActionKind.PREREGISTER: "pre-register as Untracked (in a watched group, not in the store)",
-    ActionKind.UNTRACK: "untrack (Do Not Track / Delete group, or deleted in Entra)",
-    ActionKind.PURGE: "purge history (Delete group, delay passed)",
-    ActionKind.RETRACK: "track again (left the groups)",
-    ActionKind.MERGE_SKIPPED: "merge skipped (different Entra objects)",
-}
 
 
 def _graph_factory(actx: AppContext) -> Any:
@@ -103,7 +91,7 @@ def print_plan(result: CycleResult, heading: str) -> None:
         if actions:
             held = " (HELD by safety threshold)" if kind.value in result.held else ""
             rows.append(
-                [_TITLES[kind] + held, len(actions), sum(a.licenses_freed for a in actions)]
+                [ACTIONS[kind].title + held, len(actions), sum(a.licenses_freed for a in actions)]
             )
     if rows:
         print_table(None, ["action", "count", "licenses freed"], rows)

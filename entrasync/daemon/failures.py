@@ -15,8 +15,8 @@ from typing import Any
 from entrasync.config import Config
 from entrasync.daemon import state
 from entrasync.domain.audit import format_at
-from entrasync.services.outbox import enqueue
 from entrasync.store.db import Store
+from entrasync.store.outbox import enqueue
 
 FAILING_TOPIC = "cycles.failing"
 RECOVERED_TOPIC = "cycles.recovered"

@@ -55,8 +55,8 @@ from entrasync.graph import (
     settings_from_config,
 )
 from entrasync.notify import flush_outbox
-from entrasync.services.account import license_status
 from entrasync.services.pending import expire_pending_data
+from entrasync.store.account import license_status
 from entrasync.store.db import Store
 from entrasync.store.schema import RunRow
 from entrasync.sync.cycle import run_cycle

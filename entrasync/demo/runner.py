@@ -24,14 +24,15 @@ from sqlalchemy import func, select
 
 from entrasync.config import Config, load_config
 from entrasync.demo import scenario as story
-from entrasync.domain.planning import ActionKind, PlannedAction
+from entrasync.domain.actions import ActionKind
+from entrasync.domain.planning import PlannedAction
 from entrasync.domain.reports import parse_reports
 from entrasync.errors import InputError
 from entrasync.graph import GraphClient, settings_from_config
-from entrasync.services.account import license_status
 from entrasync.services.audit_review import AuditFilter, records, verify
 from entrasync.services.ingest import IngestSummary, ingest_reports
 from entrasync.sim import EntraEmulator
+from entrasync.store.account import license_status
 from entrasync.store.db import Store
 from entrasync.store.schema import AuditRow, UserRow
 from entrasync.sync.cycle import CycleResult, run_cycle

@@ -13,18 +13,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from entrasync.domain.actions import ACTIONS as KIND_SPECS
+
 GENESIS = "0" * 64
 SYSTEM_ACTOR = "entrasync"
 
-# The fixed vocabulary of actions (extend here, never ad hoc).
+# The fixed vocabulary of actions (extend here or in domain/actions.py, never ad hoc): what
+# the cycle's action kinds record, and what admins, pending review, ingest and the account do.
 ACTIONS = frozenset(
-    {
+    {spec.audit_action for spec in KIND_SPECS.values() if spec.audit_action is not None}
+    | {
         "user.untracked",
         "user.tracked",
         "user.purged",
         "user.merged",
-        "user.preregistered",
-        "merge.skipped",
         "ingest.completed",
         "account.settings_changed",
         "account.grace_started",
@@ -42,10 +44,7 @@ ACTIONS = frozenset(
         "group.suspect",
         "group.recovered",
         "group.accepted",
-        "purge.scheduled",
-        "purge.cancelled",
         "purge.unconfirmed",
-        "identifier.retired",
     }
 )
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from entrasync.domain.actions import ActionKind
 from entrasync.domain.durations import format_duration
 from entrasync.domain.evidence import EVIDENCE_TEXT
 from entrasync.domain.groups import GroupKind, group_label
@@ -29,28 +30,11 @@ from entrasync.domain.groups import GroupKind, group_label
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class ActionKind(StrEnum):
-    LINK = "link"
-    RETIRE_IDENTIFIER = "retire_identifier"
-    MERGE = "merge"
-    MERGE_SKIPPED = "merge_skipped"
-    PREREGISTER = "preregister"
-    UNTRACK = "untrack"
-    SCHEDULE_PURGE = "schedule_purge"
-    CANCEL_PURGE = "cancel_purge"
-    PURGE = "purge"
-    RETRACK = "retrack"
-
-
 class PurgeCause(StrEnum):
     """Why a purge is planned: what Graph is asked to confirm right before it runs."""
 
     DELETE_GROUP = "delete_group"  # checkMemberGroups with the Delete group ids
     ENTRA_DELETED = "entra_deleted"  # GET /users/{id} answering 404
-
-
-# Kinds a safety threshold can hold (config key: safety.max_<kind>s).
-GUARDED = (ActionKind.PURGE, ActionKind.UNTRACK, ActionKind.RETRACK, ActionKind.MERGE)
 
 
 @dataclass(frozen=True)

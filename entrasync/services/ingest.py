@@ -19,14 +19,14 @@ from sqlalchemy import Table, bindparam, delete, insert, update
 from sqlalchemy.orm import Session
 
 from entrasync.config import Config
-from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
+from entrasync.domain.audit import AuditEvent
 from entrasync.domain.ingestion import IngestPlan, KnownUser, Lookups, plan_ingest
 from entrasync.domain.reports import AgentReport, ReportError, parse_reports
 from entrasync.errors import InputError
-from entrasync.services.account import apply_settings, refresh_compliance, terms_of
-from entrasync.services.outbox import enqueue
-from entrasync.store import audit, queries
+from entrasync.store import queries
+from entrasync.store.account import terms_of
 from entrasync.store.db import Store
+from entrasync.store.outbox import enqueue
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -85,11 +85,12 @@ def ingest_file(store: Store, config: Config, path: Path, now: datetime) -> Inge
 def ingest_reports(
     store: Store, config: Config, reports: Sequence[AgentReport], now: datetime, source: str
 ) -> IngestSummary:
-    with store.transaction() as session:
+    with store.unit_of_work(now, account=config.account, notify=config.notify) as uow:
+        session = uow.session
         # Pending routing reads the license count: hold the audit lock from here to the commit
         # so a concurrent `pending approve` cannot take the same free license (PostgreSQL).
-        store.audit_lock(session)
-        account = apply_settings(store, session, config.account, now)
+        uow.lock()
+        account = uow.account(config.account)
         plan = plan_ingest(list(reports), _lookups(session, reports), terms_of(account))
         ids, stored = _write(session, plan, now)
         pending = [ids[user.ref] for user in plan.pending_users] + plan.queued
@@ -113,10 +114,9 @@ def ingest_reports(
                 details={"source": source, **summary.__dict__},
             )
         )
-        audit.append(store, session, records, actor=SYSTEM_ACTOR, now=now)
+        uow.audit(*records)
         if pending:
             _notify_pending(session, config, pending, now)
-        refresh_compliance(store, session, now, config.notify)
     return summary
 
 

@@ -23,8 +23,8 @@ from entrasync.config import Config
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent, format_at
 from entrasync.errors import ActionRefused, NotFound
 from entrasync.services import operations
-from entrasync.services.account import account_row, apply_settings, refresh_compliance, terms_of
 from entrasync.store import audit, queries
+from entrasync.store.account import account_row, terms_of
 from entrasync.store.db import Store
 from entrasync.store.schema import ActivityRow, AgentRow, IdentifierRow, UserRow
 
@@ -160,13 +160,6 @@ class PendingResult:
         return asdict(self)
 
 
-class _RollBack(Exception):
-    """Leaves a dry run's transaction without writing anything."""
-
-    def __init__(self, result: PendingResult) -> None:
-        self.result = result
-
-
 # An operation changes the store for one pending user and returns (audit reason, details).
 Operation = Callable[[Session, UserRow], tuple[str, dict[str, Any]]]
 
@@ -210,40 +203,38 @@ def _pending_action(
     now: datetime,
     dry_run: bool,
 ) -> PendingResult:
-    try:
-        with store.transaction() as session:
-            store.audit_lock(session)
-            account = apply_settings(store, session, config.account, now)
-            limit = terms_of(account).limit
-            user = _find_pending(session, ident)
-            identifiers = queries.identifiers_of(session, user.id)
-            entra_object_id = user.entra_object_id
-            used_before = queries.used_licenses(session)
-            waited = int((now - (user.pending_since or user.created_at)).total_seconds())
-            reason, details = operation(session, user)
-            session.flush()
-            used_after = queries.used_licenses(session)
-            if used_after > limit and used_after > used_before:
-                raise ActionRefused(
-                    f"{action} {_label(identifiers, user.id)} would use {used_after} licenses, "
-                    f"{limit} are purchased: free a license first (entrasync users purge or "
-                    "users merge) or raise account.purchased_licenses"
-                )
-            details = {
-                **details,
-                "waited_s": max(0, waited),
-                "licenses_used_before": used_before,
-                "licenses_used_after": used_after,
-                "licenses_purchased": limit,
-            }
-            if dry_run:
-                raise _RollBack(PendingResult(action, user.id, False, details, None))
-            event = AuditEvent(action, reason, user.id, entra_object_id, identifiers, details)
-            seqs = audit.append(store, session, [event], actor=actor, now=now)
-            refresh_compliance(store, session, now, config.notify)
-            return PendingResult(action, user.id, True, details, seqs[0])
-    except _RollBack as dry:
-        return dry.result
+    with store.unit_of_work(now, actor=actor, account=config.account, notify=config.notify) as uow:
+        session = uow.session
+        uow.lock()
+        account = uow.account(config.account)
+        limit = terms_of(account).limit
+        user = _find_pending(session, ident)
+        identifiers = queries.identifiers_of(session, user.id)
+        entra_object_id = user.entra_object_id
+        used_before = queries.used_licenses(session)
+        waited = int((now - (user.pending_since or user.created_at)).total_seconds())
+        reason, details = operation(session, user)
+        session.flush()
+        used_after = queries.used_licenses(session)
+        if used_after > limit and used_after > used_before:
+            raise ActionRefused(
+                f"{action} {_label(identifiers, user.id)} would use {used_after} licenses, "
+                f"{limit} are purchased: free a license first (entrasync users purge or "
+                "users merge) or raise account.purchased_licenses"
+            )
+        details = {
+            **details,
+            "waited_s": max(0, waited),
+            "licenses_used_before": used_before,
+            "licenses_used_after": used_after,
+            "licenses_purchased": limit,
+        }
+        if dry_run:
+            uow.discard()
+            return PendingResult(action, user.id, False, details, None)
+        event = AuditEvent(action, reason, user.id, entra_object_id, identifiers, details)
+        seqs = uow.audit(event)
+        return PendingResult(action, user.id, True, details, seqs[0])
 
 
 def approve(

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 from entrasync.config import Config
 from entrasync.domain.audit import AuditEvent
 from entrasync.services import operations
-from entrasync.services.account import apply_settings, refresh_compliance
-from entrasync.store import audit, queries
+from entrasync.store import queries
 from entrasync.store.db import Store
 from entrasync.store.schema import ActivityRow, AgentLogonRow, AgentRow, IdentifierRow, UserRow
 
@@ -124,13 +123,6 @@ class ActionResult:
 Operation = Callable[[Session, UserRow, bool], dict[str, Any]]
 
 
-class _RollBack(Exception):
-    """Leaves a dry run's transaction without writing anything."""
-
-    def __init__(self, result: ActionResult) -> None:
-        self.result = result
-
-
 def _admin_action(
     store: Store,
     config: Config,
@@ -143,24 +135,21 @@ def _admin_action(
     now: datetime,
     dry_run: bool,
 ) -> ActionResult:
-    try:
-        with store.transaction() as session:
-            # Serialise with every other writer (PostgreSQL) before reading the user, so that
-            # the details audited are the state the change was made on.
-            store.audit_lock(session)
-            user = queries.find_user(session, ident)
-            identifiers = queries.identifiers_of(session, user.id)
-            details = operation(session, user, not dry_run)
-            if dry_run:
-                raise _RollBack(ActionResult(action, user.id, False, details, None))
-            session.flush()
-            event = AuditEvent(action, reason, user.id, user.entra_object_id, identifiers, details)
-            seqs = audit.append(store, session, [event], actor=actor, now=now)
-            apply_settings(store, session, config.account, now)  # readers leave it to writers
-            refresh_compliance(store, session, now, config.notify)
-            return ActionResult(action, user.id, True, details, seqs[0])
-    except _RollBack as dry:
-        return dry.result
+    with store.unit_of_work(now, actor=actor, account=config.account, notify=config.notify) as uow:
+        session = uow.session
+        # Serialise with every other writer (PostgreSQL) before reading the user, so that
+        # the details audited are the state the change was made on.
+        uow.lock()
+        user = queries.find_user(session, ident)
+        identifiers = queries.identifiers_of(session, user.id)
+        details = operation(session, user, not dry_run)
+        if dry_run:
+            uow.discard()
+            return ActionResult(action, user.id, False, details, None)
+        session.flush()
+        event = AuditEvent(action, reason, user.id, user.entra_object_id, identifiers, details)
+        seqs = uow.audit(event)
+        return ActionResult(action, user.id, True, details, seqs[0])
 
 
 def untrack(

@@ -19,7 +19,7 @@ from entrasync.sim.generate import generate_tenant
 from entrasync.sim.server import EntraEmulator
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m entrasync.sim",
         description="An emulated Entra tenant and Microsoft Graph over HTTPS on 127.0.0.1.",
@@ -33,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--client-id", default="00000000-0000-4000-8000-00000000e5e5")
     parser.add_argument("--dir", type=Path, help="where to write the CA and secret files")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     generated = generate_tenant(
         args.users, dnt=args.dnt, delete=args.delete, nested=args.nested, seed=args.seed

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from entrasync.domain.audit import GENESIS, AuditEvent, format_at, record_hash
-from entrasync.store.db import Store
 from entrasync.store.schema import AuditRow
+
+if TYPE_CHECKING:
+    from entrasync.store.db import Store
 
 
 def append(
@@ -23,14 +25,26 @@ def append(
     now: datetime,
     run_id: str | None = None,
 ) -> list[int]:
-    """Chain `events` onto the log inside the caller's transaction; returns their seqs.
+    """Chain `events` onto the log inside the caller's transaction; returns their seqs."""
+    if not events:
+        return []
+    store.audit_lock(session)
+    return append_locked(session, events, actor=actor, now=now, run_id=run_id)
+
+
+def append_locked(
+    session: Session,
+    events: Sequence[AuditEvent],
+    *,
+    actor: str,
+    now: datetime,
+    run_id: str | None = None,
+) -> list[int]:
+    """Chain `events` onto the log; the caller holds the audit lock.
 
     The head is read under the audit lock, so concurrent writers queue instead of forking;
     the unique `prev_hash` constraint would reject a fork even if they did not.
     """
-    if not events:
-        return []
-    store.audit_lock(session)
     head = session.execute(
         select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
     ).first()

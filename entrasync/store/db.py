@@ -12,9 +12,10 @@ import os
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -25,8 +26,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from entrasync.domain.audit import SYSTEM_ACTOR
 from entrasync.errors import ConfigError, EntrasyncError, SchemaOutOfDate, StoreUnavailable
 from entrasync.store import urls
+from entrasync.store.uow import UnitOfWork, open_unit_of_work
+
+if TYPE_CHECKING:
+    from entrasync.config import AccountConfig, NotifyConfig
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _READ_ONLY = "entrasync_read_only"
@@ -318,6 +324,27 @@ class Store:
             if not _connect_error(exc):
                 raise
             raise store_error(exc, self.url) from None
+
+    def unit_of_work(
+        self,
+        now: datetime,
+        *,
+        actor: str = SYSTEM_ACTOR,
+        run_id: str | None = None,
+        account: AccountConfig | None = None,
+        notify: NotifyConfig | None = None,
+    ) -> AbstractContextManager[UnitOfWork]:
+        """A write transaction with its audit appender; with `account`, the settings +
+        compliance tail runs once before commit (see store/uow.py)."""
+        return open_unit_of_work(
+            self.transaction,
+            self.audit_lock,
+            now=now,
+            actor=actor,
+            run_id=run_id,
+            account=account,
+            notify=notify,
+        )
 
     def audit_lock(self, session: Session) -> None:
         """Serialise writers of the audit chain for the rest of this transaction."""

@@ -18,9 +18,10 @@ from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from entrasync.config import Config
+from entrasync.domain.actions import ActionKind
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
 from entrasync.domain.evidence import RANK_ADDRESS
-from entrasync.domain.planning import ActionKind, PlannedAction
+from entrasync.domain.planning import PlannedAction
 from entrasync.services import operations
 from entrasync.store import audit, queries
 from entrasync.store.db import Store

@@ -19,18 +19,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from entrasync.config import Config
+from entrasync.domain.actions import ACTIONS, GUARDED, ActionKind
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
 from entrasync.domain.entra import GroupPage, UserPage, reachable_groups
 from entrasync.domain.evidence import MergeMaps
-from entrasync.domain.planning import GUARDED, ActionKind, Plan, PlannedAction, Policy, plan
+from entrasync.domain.planning import Plan, PlannedAction, Policy, plan
+from entrasync.domain.status import HeldStatus
 from entrasync.domain.thresholds import Threshold
 from entrasync.errors import EntrasyncError, NotFound
 from entrasync.graph import GraphClient, child_group_id
 from entrasync.graph.client import DeltaRound
-from entrasync.services.account import apply_settings, refresh_compliance
-from entrasync.services.outbox import enqueue
 from entrasync.store import audit
 from entrasync.store.db import Store
+from entrasync.store.outbox import enqueue
 from entrasync.store.schema import HeldActionRow, RunRow, UserRow
 from entrasync.sync import facts, mirror
 from entrasync.sync import groups as group_state
@@ -224,10 +225,7 @@ def _full_read_due(session: Session, config: Config, now: datetime) -> bool:
 
 def _limits(config: Config, total_users: int) -> dict[ActionKind, int]:
     thresholds: dict[ActionKind, Threshold] = {
-        ActionKind.PURGE: config.safety.max_purges,
-        ActionKind.UNTRACK: config.safety.max_untracks,
-        ActionKind.RETRACK: config.safety.max_retracks,
-        ActionKind.MERGE: config.safety.max_merges,
+        kind: getattr(config.safety, str(ACTIONS[kind].threshold_key)) for kind in GUARDED
     }
     return {kind: t.limit(total_users) for kind, t in thresholds.items()}
 
@@ -348,9 +346,8 @@ def _cycle(
     if held:
         _hold(store, config, run_id, now, [a for a in the_plan.actions if a.kind in held], total)
         result.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
-    with store.transaction() as session:
-        apply_settings(store, session, config.account, now)
-        refresh_compliance(store, session, now, config.notify, run_id)
+    with store.unit_of_work(now, run_id=run_id, account=config.account, notify=config.notify):
+        pass  # the settings + compliance tail, once, after every action of the run
     return result
 
 
@@ -492,35 +489,26 @@ def _release(
     actor: str,
     now: datetime,
 ) -> None:
-    with store.transaction() as session:
+    with store.unit_of_work(
+        now, actor=actor, run_id=new_run, account=config.account, notify=config.notify
+    ) as uow:
         released = 0
-        for row in session.scalars(
+        for row in uow.session.scalars(
             select(HeldActionRow).where(
-                HeldActionRow.run_id == run_id, HeldActionRow.status == "held"
+                HeldActionRow.run_id == run_id, HeldActionRow.status == HeldStatus.HELD
             )
         ):
-            row.status = "released" if row.summary in still_valid else "obsolete"
+            valid = row.summary in still_valid
+            row.status = HeldStatus.RELEASED if valid else HeldStatus.OBSOLETE
             row.resolved_at = now
-            released += row.status == "released"
-        audit.append(
-            store,
-            session,
-            [
-                AuditEvent(
-                    "action.released",
-                    f"held actions of run {run_id} approved",
-                    details={
-                        "run": run_id,
-                        "released": released,
-                        "obsolete": len(targets) - released,
-                    },
-                )
-            ],
-            actor=actor,
-            now=now,
-            run_id=new_run,
+            released += valid
+        uow.audit(
+            AuditEvent(
+                "action.released",
+                f"held actions of run {run_id} approved",
+                details={"run": run_id, "released": released, "obsolete": len(targets) - released},
+            )
         )
-        refresh_compliance(store, session, now, config.notify, new_run)
 
 
 def _log_applied(run_id: str, action: PlannedAction) -> None:

@@ -27,9 +27,9 @@ from entrasync.domain.groups import (
     verdict,
 )
 from entrasync.errors import NotFound
-from entrasync.services.outbox import enqueue
 from entrasync.store import audit
 from entrasync.store.db import Store
+from entrasync.store.outbox import enqueue
 from entrasync.store.schema import EntraGroupRow, WatchedMemberRow
 from entrasync.sync import mirror
 from entrasync.sync.mirror import GroupRoundStats

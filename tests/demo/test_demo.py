@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from entrasync.config import load_config
-from entrasync.services.account import license_status
 from entrasync.services.audit_review import verify
 from entrasync.services.users import show_user
+from entrasync.store.account import license_status
 from entrasync.store.db import Store
 from entrasync.store.schema import AuditRow
 
@@ -176,7 +176,8 @@ def test_keep_running_serves_the_daemon_until_interrupted(tmp_path: Path) -> Non
             if healthy.returncode == 0:
                 break
             time.sleep(0.5)
-        assert healthy is not None and healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert healthy is not None
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
         demo.send_signal(signal.SIGINT)  # Ctrl-C
         assert demo.wait(timeout=20) == 0
     finally:

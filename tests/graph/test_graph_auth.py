@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -148,7 +149,7 @@ def test_wrong_tenant_is_a_configuration_error(emulator: EntraEmulator) -> None:
 needs_config = pytest.mark.skipif(EntraConfig is None, reason="entrasync.config not present")
 
 
-def _entra(**values: object) -> EntraConfig:
+def _entra(**values: Any) -> EntraConfig:
     # The config is strict: paths arrive as strings, as from a TOML file.
     values = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
     return EntraConfig(tenant_id="t", client_id="c", **values)

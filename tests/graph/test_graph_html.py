@@ -177,7 +177,7 @@ def test_html_pages_on_batch_and_its_sub_requests_are_retried(
         rf"/users/{small.alice}/checkMemberGroups", status=503, html=True, retry_after="0.2"
     )
     found = client.check_member_groups([small.alice, small.carol], [small.dnt, small.delete])
-    assert found == {small.alice: {small.dnt}, small.carol: {small.delete}}
+    assert found == {small.alice: frozenset({small.dnt}), small.carol: frozenset({small.delete})}
     assert [r.status for r in emulator.log.records(r"/\$batch")] == [502, 503, 200, 200]
     assert [r.status for r in emulator.batch_log.records(small.carol)] == [502, 200]
     assert [r.status for r in emulator.batch_log.records(small.alice)] == [503, 200]
@@ -214,18 +214,18 @@ def test_a_bare_exception_is_classified_by_the_status_the_middleware_saw() -> No
     factory registered to be parsed") for a gateway's page: the status recorded by the
     counting middleware still classifies it. (A pure function: the installed Kiota cannot
     be made to raise that over HTTP.)"""
+    from entrasync.graph._errors import Exchange, failure
     from entrasync.graph.auth import BodyKind
-    from entrasync.graph.client import _Exchange, _failure
 
-    seen = _Exchange(status=503, headers=httpx.Headers({"Retry-After": "2"}))
+    seen = Exchange(status=503, headers=httpx.Headers({"Retry-After": "2"}))
     seen.content_type = "text/html; charset=utf-8"
     bare = Exception("Content type text/html does not have a factory registered to be parsed")
-    failure = _failure(bare, seen)
-    assert failure is not None
-    assert (failure.status, failure.kind) == (503, BodyKind.HTML)
-    assert failure.headers["Retry-After"] == "2"
-    assert _failure(Exception("a bug, no answer"), _Exchange()) is None
-    assert _failure(Exception("a bug after a 200"), _Exchange(status=200)) is None
+    answer = failure(bare, seen)
+    assert answer is not None
+    assert (answer.status, answer.kind) == (503, BodyKind.HTML)
+    assert answer.headers["Retry-After"] == "2"
+    assert failure(Exception("a bug, no answer"), Exchange()) is None
+    assert failure(Exception("a bug after a 200"), Exchange(status=200)) is None
 
 
 def test_the_emulators_login_page_echoes_the_posted_form(emulator: EntraEmulator) -> None:

@@ -201,7 +201,8 @@ def test_ctrl_c_exits_130_quietly(
 
     monkeypatch.setattr("entrasync.services.users.list_users", interrupt)
     result = cli("--config", str(config_path), "users", "list")
-    assert result.code == ExitCode.INTERRUPTED == 130
+    assert result.code == ExitCode.INTERRUPTED
+    assert ExitCode.INTERRUPTED.value == 130
     assert "Traceback" not in result.err and "error" not in result.err
 
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -37,7 +37,6 @@ from syncworld import SECRET, World, make_world
 from entrasync.config import parse_config
 from entrasync.domain.reports import parse_reports
 from entrasync.errors import ExitCode, StoreUnavailable
-from entrasync.services import account
 from entrasync.services.ingest import ingest_reports
 from entrasync.store.db import Store
 from entrasync.store.schema import AccountRow
@@ -365,7 +364,7 @@ def test_a_read_only_store_refuses_writes(store_url: str) -> None:
 def _reader_role(owner_url: str) -> Iterator[str]:
     """A LOGIN role with USAGE on the test schema and SELECT on its tables; dropped after."""
     url = make_url(owner_url)
-    schema = url.query["options"].removeprefix("-csearch_path=")
+    schema = cast(str, url.query["options"]).removeprefix("-csearch_path=")
     role = f"es_reader_{uuid.uuid4().hex[:10]}"
     password = uuid.uuid4().hex
     engine = create_engine(owner_url)
@@ -548,10 +547,10 @@ def test_status_shows_the_stored_compliance_and_leaves_recording_to_writers(
     assert reader.snapshot() == file_before
     writer = Store(store_url)
     try:
-        with writer.transaction() as session:
-            account.refresh_compliance(writer, session, datetime.now(UTC))
-        with writer.transaction() as session:
-            account.refresh_compliance(writer, session, datetime.now(UTC))
+        with writer.unit_of_work(datetime.now(UTC)) as uow:
+            uow.refresh_compliance(None)
+        with writer.unit_of_work(datetime.now(UTC)) as uow:
+            uow.refresh_compliance(None)
     finally:
         writer.engine.dispose()
     engine = create_engine(store_url)

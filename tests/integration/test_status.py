@@ -14,8 +14,9 @@ from testkit import report, write_config
 from entrasync.config import AccountConfig, Config, parse_config
 from entrasync.domain.licensing import Compliance
 from entrasync.domain.reports import parse_reports
-from entrasync.services import account, users
+from entrasync.services import users
 from entrasync.services.ingest import ingest_reports
+from entrasync.store import account
 from entrasync.store.db import Store
 from entrasync.store.schema import AuditRow, RunRow
 
@@ -107,13 +108,13 @@ def test_grace_then_locked_then_reset(
         return cli("--config", str(path), *args)
 
     _ingest(store, config, ["C\\a", "C\\b"], T0)
-    with store.transaction() as session:
-        state = account.refresh_compliance(store, session, T0 + timedelta(days=29)).compliance
+    with store.unit_of_work(T0 + timedelta(days=29)) as uow:
+        state = uow.refresh_compliance(None).compliance
     assert state.state is Compliance.GRACE
     assert state.grace_started_at == T0
     assert state.grace_ends == T0 + timedelta(days=30)
-    with store.transaction() as session:
-        state = account.refresh_compliance(store, session, T0 + timedelta(days=30)).compliance
+    with store.unit_of_work(T0 + timedelta(days=30)) as uow:
+        state = uow.refresh_compliance(None).compliance
     assert state.state is Compliance.LOCKED
     # The CLI (real clock, 60 days later) agrees: locked, grace ended at T0 + 30d.
     status = es("status", "--json").json()
@@ -152,9 +153,9 @@ def test_free_plan_locks_at_once_above_three(store: Store, store_url: str) -> No
         status = account.license_status(session, T0)
     assert status.compliance.state is Compliance.LOCKED
     assert status.compliance.grace_ends is None
-    with store.transaction() as session:
-        account.refresh_compliance(store, session, T0)
-        account.refresh_compliance(store, session, T0)
+    with store.unit_of_work(T0) as uow:
+        uow.refresh_compliance(None)
+        uow.refresh_compliance(None)
     with store.reading() as session:
         locked = session.scalars(
             select(AuditRow.reason).where(AuditRow.action == "account.locked")
@@ -166,10 +167,8 @@ def test_free_plan_locks_at_once_above_three(store: Store, store_url: str) -> No
 def test_settings_change_is_audited_once(store: Store, store_url: str, purchased: int) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
     for _ in range(2):
-        with store.transaction() as session:
-            account.apply_settings(
-                store, session, AccountConfig(purchased_licenses=purchased + 1), now
-            )
+        with store.unit_of_work(now) as uow:
+            uow.account(AccountConfig(purchased_licenses=purchased + 1))
     with store.reading() as session:
         from entrasync.store import audit
 

@@ -14,9 +14,9 @@ from entrasync.config import NotifyConfig
 from entrasync.errors import ConfigError
 from entrasync.notify import backoff, flush_outbox
 from entrasync.notify.smtp import CLAIM_LEASE, _claim
-from entrasync.services.outbox import enqueue
 from entrasync.sim.certs import TlsFiles
 from entrasync.store.db import Store
+from entrasync.store.outbox import enqueue
 from entrasync.store.schema import OutboxRow
 
 __all__ = ["smtp_server", "tls_files"]  # fixtures used by name
@@ -135,7 +135,8 @@ def test_a_refused_message_fails_alone(store: Store, smtp_server: SmtpServer) ->
     rows = outbox(store)
     assert rows[good].sent_at == T0
     assert rows[bad].sent_at is None and rows[bad].attempts == 1
-    assert rows[bad].last_error is not None and "550" in rows[bad].last_error
+    last_error = rows[bad].last_error
+    assert last_error is not None and "550" in last_error
     assert [m[2]["Subject"] for m in smtp_server.mailbox.messages] == ["to admins"]
 
 

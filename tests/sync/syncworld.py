@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from testkit import report  # noqa: F401  (re-exported for the tests)
+from testkit import report as report  # re-exported for the tests
 
 from entrasync.config import Config, load_config
 from entrasync.domain.reports import parse_reports

@@ -113,13 +113,13 @@ def test_domain_migration_merges_duplicates_and_frees_licenses(world: World) -> 
         *(report(f"NEWCO\\user{i}", f"PC-{i}", upn=f"user{i}@newco.com") for i in range(5)),
         now=later(1),
     )
-    from entrasync.services.account import license_status
+    from entrasync.store.account import license_status
 
     with world.store.transaction() as s:
         assert license_status(s, later(1)).used == 10
     planned = world.sync(later(2), dry_run=True)
     merges = planned.plan.of_kind(
-        __import__("entrasync.domain.planning", fromlist=["ActionKind"]).ActionKind.MERGE
+        __import__("entrasync.domain.actions", fromlist=["ActionKind"]).ActionKind.MERGE
     )
     assert len(merges) == 5 and sum(a.licenses_freed for a in merges) == 5
     result = world.sync(later(2))

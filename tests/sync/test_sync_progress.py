@@ -26,7 +26,12 @@ def test_cycle_progress_counts_applied_actions(
     monkeypatch.setattr("sys.stderr", FakeTerminal())
     created: list[Any] = []
     real = output.progress
-    monkeypatch.setattr(output, "progress", lambda **kw: created.append(real(**kw)) or created[-1])
+
+    def progress(**kw: Any) -> Any:
+        created.append(real(**kw))
+        return created[-1]
+
+    monkeypatch.setattr(output, "progress", progress)
     with output.cycle_progress("reading Entra ID"):
         result = world.sync(later(0))
     assert result.applied["untrack"] == 3

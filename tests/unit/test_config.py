@@ -55,7 +55,8 @@ def test_errors_name_the_key(tmp_path: Path, text: str, named: str) -> None:
         load_config(write(tmp_path, text))
     assert named in str(caught.value)
     assert str(tmp_path / "entrasync.toml") in str(caught.value)
-    assert caught.value.exit_code == ExitCode.CONFIG == 78
+    assert caught.value.exit_code == ExitCode.CONFIG
+    assert ExitCode.CONFIG.value == 78
 
 
 def test_every_bad_key_is_named(tmp_path: Path) -> None:

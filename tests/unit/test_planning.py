@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from entrasync.domain.entra import EntraUser
 from entrasync.domain.evidence import MergeMaps, identity_keys, logon_of
+from entrasync.domain.groups import GroupKind
 from entrasync.domain.planning import (
     ActionKind,
     Facts,
@@ -55,8 +56,8 @@ def test_no_facts_no_actions() -> None:
 def test_delete_wins_over_dnt_and_purge_waits_for_the_delay() -> None:
     u = user(1, entra_object_id="o1", licenses=2)
     watched = [
-        WatchedMember("o1", "dnt", "g-dnt", NOW - timedelta(hours=48), u),
-        WatchedMember("o1", "delete", "g-del", NOW - timedelta(hours=2), u),
+        WatchedMember("o1", GroupKind.DNT, "g-dnt", NOW - timedelta(hours=48), u),
+        WatchedMember("o1", GroupKind.DELETE, "g-del", NOW - timedelta(hours=2), u),
     ]
     result = plan(Facts(watched=watched), policy())
     assert [a.kind for a in result.actions] == [ActionKind.UNTRACK, ActionKind.SCHEDULE_PURGE]
@@ -71,7 +72,7 @@ def test_delete_wins_over_dnt_and_purge_waits_for_the_delay() -> None:
 
 
 def test_unknown_member_is_preregistered() -> None:
-    result = plan(Facts(watched=[WatchedMember("o9", "dnt", "g", NOW, None)]), policy())
+    result = plan(Facts(watched=[WatchedMember("o9", GroupKind.DNT, "g", NOW, None)]), policy())
     assert [(a.kind, a.object_id) for a in result.actions] == [(ActionKind.PREREGISTER, "o9")]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import String
+from sqlalchemy import String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex
 
@@ -136,12 +136,16 @@ def test_limits_fit_the_store_columns() -> None:
     assert length(AgentLogonRow.__table__.c.logon) >= MAX_IDENTIFIER_CHARS
 
 
-@pytest.mark.parametrize("dialect", [sqlite.dialect(), postgresql.dialect()])
+@pytest.mark.parametrize(
+    "dialect",
+    # SQLAlchemy's dialect classes have no annotations on __init__.
+    [sqlite.dialect(), postgresql.dialect()],  # type: ignore[no-untyped-call]
+)
 def test_the_conflict_target_repeats_the_event_index(dialect: Any) -> None:
     """Ingest names uq_activity_event in ON CONFLICT (…): the text must be the index's own."""
     (index,) = [
         i
-        for i in ActivityRow.__table__.indexes
+        for i in cast(Table, ActivityRow.__table__).indexes
         if i.name == "uq_activity_event"
         and i._ddl_if is not None
         and i._ddl_if.dialect == dialect.name

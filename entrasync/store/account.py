@@ -1,10 +1,13 @@
-"""The account row: settings from the config file, and the compliance (grace) clock."""
+"""The account row: settings from the config file, and the compliance (grace) clock.
+
+Writers reach these through their unit of work (`uow.account(...)`, and the tail every unit
+of work runs on commit); readers call `license_status` / `settings_differ` with a session."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -17,11 +20,12 @@ from entrasync.domain.licensing import (
     ComplianceState,
     evaluate_compliance,
 )
-from entrasync.services.outbox import enqueue
-from entrasync.store import audit
-from entrasync.store.db import Store
+from entrasync.store.outbox import enqueue
 from entrasync.store.queries import pending_users, used_licenses
 from entrasync.store.schema import AccountRow, AuditRow
+
+if TYPE_CHECKING:
+    from entrasync.store.uow import UnitOfWork
 
 _SETTINGS = ("purchased_licenses", "plan", "pending_mode", "manual_review")
 # What an account row starts with, before a writer applies `[account]` to it.
@@ -48,33 +52,26 @@ def terms_of(row: AccountRow) -> AccountTerms:
     return AccountTerms(row.purchased_licenses, row.plan, row.pending_mode, row.manual_review)
 
 
-def apply_settings(store: Store, session: Session, cfg: AccountConfig, now: datetime) -> AccountRow:
+def apply_settings(uow: UnitOfWork, cfg: AccountConfig) -> AccountRow:
     """Bring the account row in line with `[account]`; a change is audited once.
 
     Takes the audit lock first: two processes starting on a fresh store must not both insert
     the account row, nor both audit the same change."""
-    store.audit_lock(session)
-    row = account_row(session)
+    uow.lock()
+    row = account_row(uow.session)
     wanted = {name: getattr(cfg, name) for name in _SETTINGS}
     before = {name: getattr(row, name) for name in _SETTINGS}
     if wanted != before:
         for name, value in wanted.items():
             setattr(row, name, value)
-        row.updated_at = now
+        row.updated_at = uow.now
         changed = {
             k: {"before": before[k], "after": v} for k, v in wanted.items() if before[k] != v
         }
-        audit.append(
-            store,
-            session,
-            [
-                AuditEvent(
-                    "account.settings_changed", "the [account] section changed", details=changed
-                )
-            ],
-            actor=SYSTEM_ACTOR,
-            now=now,
+        event = AuditEvent(
+            "account.settings_changed", "the [account] section changed", details=changed
         )
+        uow.audit(event, actor=SYSTEM_ACTOR)
     return row
 
 
@@ -86,16 +83,11 @@ class LicenseStatus:
     compliance: ComplianceState
 
 
-def refresh_compliance(
-    store: Store,
-    session: Session,
-    now: datetime,
-    notify: NotifyConfig | None = None,
-    run_id: str | None = None,
-) -> LicenseStatus:
+def refresh_compliance(uow: UnitOfWork, notify: NotifyConfig | None = None) -> LicenseStatus:
     """Recompute usage and persist the grace clock. Starting or ending grace, and locking or
     unlocking, are audited; the admins are told when grace starts and when the account locks."""
-    store.audit_lock(session)  # transitions are read and recorded by one writer at a time
+    uow.lock()  # transitions are read and recorded by one writer at a time
+    session, now = uow.session, uow.now
     row = account_row(session)
     used = used_licenses(session)
     terms = terms_of(row)
@@ -103,7 +95,7 @@ def refresh_compliance(
     if state.grace_started_at != row.grace_started_at:
         event = _grace_event(row, state, used, terms)
         row.grace_started_at = state.grace_started_at
-        audit.append(store, session, [event], actor=SYSTEM_ACTOR, now=now, run_id=run_id)
+        uow.audit(event, actor=SYSTEM_ACTOR)
         if state.grace_started_at is not None and notify is not None:
             enqueue(
                 session,
@@ -118,22 +110,19 @@ def refresh_compliance(
                 recipients=notify.admins,
                 now=now,
             )
-    _record_lock_transition(store, session, state, used, terms, now, notify, run_id)
+    _record_lock_transition(uow, state, used, terms, notify)
     return LicenseStatus(used, terms.limit, pending_users(session), state)
 
 
 def _record_lock_transition(
-    store: Store,
-    session: Session,
+    uow: UnitOfWork,
     state: ComplianceState,
     used: int,
     terms: AccountTerms,
-    now: datetime,
     notify: NotifyConfig | None,
-    run_id: str | None,
 ) -> None:
     """The lock has no column of its own: the audit log's latest lock record is the state."""
-    last = session.scalar(
+    last = uow.session.scalar(
         select(AuditRow.action)
         .where(AuditRow.action.in_(["account.locked", "account.unlocked"]))
         .order_by(AuditRow.seq.desc())
@@ -147,16 +136,16 @@ def _record_lock_transition(
         event = AuditEvent(
             "account.unlocked", "usage is back within the purchased count", details=details
         )
-        audit.append(store, session, [event], actor=SYSTEM_ACTOR, now=now, run_id=run_id)
+        uow.audit(event, actor=SYSTEM_ACTOR)
         return
     why = "free plan over its 3 licenses" if terms.plan == "free" else "the grace period ended"
     event = AuditEvent(
         "account.locked", f"{used} licenses used, {terms.limit} purchased: {why}", details=details
     )
-    audit.append(store, session, [event], actor=SYSTEM_ACTOR, now=now, run_id=run_id)
+    uow.audit(event, actor=SYSTEM_ACTOR)
     if notify is not None:
         enqueue(
-            session,
+            uow.session,
             topic="locked",
             subject=f"entrasync: account locked, {used}/{terms.limit} licenses used",
             body=(
@@ -165,7 +154,7 @@ def _record_lock_transition(
                 "merge duplicates) to unlock.\n"
             ),
             recipients=notify.admins,
-            now=now,
+            now=uow.now,
         )
 
 
