@@ -9,7 +9,8 @@ import pytest
 from testkit import write_config
 
 from entrasync.errors import ConfigError, ExitCode, StoreUnavailable
-from entrasync.store.db import Store, _safe_url
+from entrasync.store.db import Store
+from entrasync.store.urls import safe_url as _safe_url
 
 SECRET = "Sup3r-S3cret"
 
