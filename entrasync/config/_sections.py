@@ -117,6 +117,7 @@ class MergeConfig(_Section):
 
 class SyncConfig(_Section):
     on_user_deleted: Literal["ignore", "untrack", "purge"] = "ignore"
+    on_user_disabled: Literal["ignore", "untrack"] = "ignore"
     # Delta tokens live 7 days: a full read at least that often never depends on an expired one.
     full_resync_every: Annotated[Duration, Between("1h", "7d")] = timedelta(days=6)
 

@@ -31,9 +31,10 @@ USER_FIELDS = frozenset(
         "on_premises_domain_name",
         "employee_id",
         "display_name",
+        "account_enabled",
     }
 )
-"""The identity properties of `EntraUser` that a delta item may carry or leave out."""
+"""The properties of `EntraUser` that a delta item may carry or leave out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class EntraUser:
     on_premises_domain_name: str | None = None
     employee_id: str | None = None
     display_name: str | None = None
+    # None: not known (never read). Only an explicit false counts as disabled.
+    account_enabled: bool | None = None
     present: frozenset[str] = USER_FIELDS
 
     @property

@@ -46,6 +46,7 @@ USER_SELECT = [
     "onPremisesDomainName",
     "employeeId",
     "displayName",
+    "accountEnabled",  # sync.on_user_disabled
 ]
 GROUP_SELECT = ["displayName", "members"]
 

@@ -27,6 +27,7 @@ USER_PROPERTIES = {
     "onPremisesDomainName": "on_premises_domain_name",
     "employeeId": "employee_id",
     "displayName": "display_name",
+    "accountEnabled": "account_enabled",
 }
 ODATA_KINDS: dict[str, MemberKind] = {
     "#microsoft.graph.user": "user",
@@ -40,6 +41,10 @@ def norm_id(value: Any) -> str:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def user_change(user: dict[str, Any]) -> EntraUser | UserRemoval:
@@ -59,6 +64,7 @@ def user_change(user: dict[str, Any]) -> EntraUser | UserRemoval:
         on_premises_domain_name=_text(user.get("onPremisesDomainName")),
         employee_id=_text(user.get("employeeId")),
         display_name=_text(user.get("displayName")),
+        account_enabled=_flag(user.get("accountEnabled")),
         present=frozenset(field for name, field in USER_PROPERTIES.items() if name in user),
     )
 

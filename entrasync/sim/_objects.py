@@ -17,6 +17,7 @@ USER_PROPERTIES = {
     "onPremisesDomainName": "on_premises_domain_name",
     "employeeId": "employee_id",
     "displayName": "display_name",
+    "accountEnabled": "account_enabled",
 }
 GRAPH_NAME = {attr: name for name, attr in USER_PROPERTIES.items()}
 ODATA_TYPE = {"user": "#microsoft.graph.user", "group": "#microsoft.graph.group"}
@@ -33,6 +34,7 @@ class SimUser:
     on_premises_user_principal_name: str | None = None
     on_premises_sam_account_name: str | None = None
     on_premises_domain_name: str | None = None
+    account_enabled: bool = True
     soft_deleted: bool = False
 
     def to_json(self, select: list[str] | None) -> dict[str, Any]:

@@ -128,6 +128,11 @@ class Tenant(DeltaQueries):
                 setattr(user, name, value)
             self._record_update(user_id, {GRAPH_NAME[name] for name in changes})
 
+    def set_account_enabled(self, user_id: str, enabled: bool) -> None:
+        """Block or allow sign-in (`accountEnabled`), as an admin does for a leaver before
+        deleting the account; users/delta reports the user as changed."""
+        self.update_user(user_id, account_enabled=enabled)
+
     def rename_upn(self, user_id: str, new_upn: str, *, update_mail: bool = True) -> None:
         """Change the UPN. With `update_mail`, do what Exchange Online does when the primary
         address follows the UPN: the new address becomes primary (`SMTP:`), the old one
