@@ -5,19 +5,18 @@ Public API: `GraphClient` (reads; `cancel=` a threading.Event to stop it promptl
 `MsalCaches` to keep a token across clients. See client.py for the design and the delta-link protocol.
 """
 
-from entrasync.graph.auth import MsalCaches
-from entrasync.graph.client import (
+from entrasync.graph._delta import (
     CHILD_GROUP_PREFIX,
     GROUP_BATCH_PREFIX,
-    GROUP_PERMISSION,
-    USER_PERMISSION,
     USERS_STREAM,
     DeltaRound,
-    GraphClient,
     child_group_id,
     child_group_stream,
     group_batch_stream,
 )
+from entrasync.graph._errors import GROUP_PERMISSION, USER_PERMISSION
+from entrasync.graph.auth import MsalCaches
+from entrasync.graph.client import GraphClient
 from entrasync.graph.credentials import load_certificate, resolve_credential, settings_from_config
 from entrasync.graph.retry import Cancelled, RequestCounters, parse_retry_after
 from entrasync.graph.settings import (

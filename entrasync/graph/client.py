@@ -64,13 +64,15 @@ Design decisions (copied into the docs):
   any retry wait end at once with `Cancelled` (a GraphUnavailable, exit 69). A token
   request already sent to the identity platform is not interrupted (MSAL is synchronous);
   it is bounded by `entra.timeout`, and its retry waits are cancelled.
+* **Layout.** This module is the public surface; behind it, `_transport.py` is the one send
+  path (loop, SDK pipeline, retries, cancellation), `_errors.py` classifies failures,
+  `_delta.py` drives delta rounds and `_batch.py` sends JSON batches.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -80,15 +82,11 @@ from entrasync.domain.entra import GroupInfo, GroupPage, UserPage
 from entrasync.errors import ConfigError
 from entrasync.graph import _batch, parse
 from entrasync.graph._delta import (
-    CHILD_GROUP_PREFIX,
-    GROUP_BATCH_PREFIX,
     USERS_STREAM,
     DeltaReader,
     DeltaRound,
     RoundState,
     child_group_id,
-    child_group_stream,
-    group_batch_stream,
 )
 from entrasync.graph._errors import (
     GROUP_PERMISSION,
@@ -101,18 +99,7 @@ from entrasync.graph.auth import MsalCaches
 from entrasync.graph.retry import RequestCounters
 from entrasync.graph.settings import GraphSettings
 
-__all__ = [
-    "CHILD_GROUP_PREFIX",
-    "GROUP_BATCH_PREFIX",
-    "GROUP_PERMISSION",
-    "USERS_STREAM",
-    "USER_PERMISSION",
-    "DeltaRound",
-    "GraphClient",
-    "child_group_id",
-    "child_group_stream",
-    "group_batch_stream",
-]
+__all__ = ["DeltaRound", "GraphClient"]  # DeltaRound: `entrasync.graph.client` kept it
 
 
 class GraphClient:
@@ -137,12 +124,7 @@ class GraphClient:
     def __enter__(self) -> GraphClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- public reads -----------------------------------------------------------------------
