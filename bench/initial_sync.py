@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.world import graph_factory, load
-from entrasync.store.db import Store
+from entrasync.bootstrap import open_store
 from entrasync.sync.cycle import run_cycle
 
 
@@ -34,10 +34,10 @@ def peak_rss_mb() -> float:
 def main(argv: list[str]) -> int:
     config = load(Path(argv[0]))
     now = datetime.fromisoformat(argv[1])
-    store = Store(config.store.url)
+    store = open_store(config)
     baseline = peak_rss_mb()
     started = time.perf_counter()
-    result = run_cycle(store, config, lambda: graph_factory(config), now)
+    result = run_cycle(store, config, graph_factory(config), now)
     elapsed = time.perf_counter() - started
     peak = peak_rss_mb()
     store.engine.dispose()

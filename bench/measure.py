@@ -185,17 +185,13 @@ def _steady(
     now = T0 + timedelta(hours=26)
     caches = MsalCaches()  # the daemon keeps its token across cycles
     # One cycle to settle (e.g. compliance bookkeeping after the purge), then the measured ones.
-    run_cycle(store, config, lambda: graph_factory(config, caches), now)
+    factory = graph_factory(config, caches)
+    run_cycle(store, config, factory, now)
     times, requests, applied = [], [], 0
     for i in range(rounds):
         emu.log.clear()
         started = time.perf_counter()
-        result = run_cycle(
-            store,
-            config,
-            lambda: graph_factory(config, caches),
-            now + timedelta(minutes=5 * (i + 1)),
-        )
+        result = run_cycle(store, config, factory, now + timedelta(minutes=5 * (i + 1)))
         times.append((time.perf_counter() - started) * 1000)
         requests.append(emu.log.count(GRAPH_PATH))
         applied += sum(result.applied.values())

@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from entrasync import bootstrap
+from entrasync.bootstrap import GraphFactory
 from entrasync.config import Config, load_config
-from entrasync.graph import GraphClient, MsalCaches, settings_from_config
+from entrasync.graph import MsalCaches
 from entrasync.sim import EntraEmulator
 from entrasync.sim.generate import GeneratedTenant
 from entrasync.sim.server import MAX_TOP
@@ -50,10 +52,9 @@ max_merges = "100%"
     return path
 
 
-def graph_factory(config: Config, caches: MsalCaches | None = None) -> GraphClient:
+def graph_factory(config: Config, caches: MsalCaches | None = None) -> GraphFactory:
     """A client per cycle, as the daemon builds them (sharing `caches` like the daemon does)."""
-    settings = settings_from_config(config.entra, {"ENTRASYNC_CLIENT_SECRET": SECRET})
-    return GraphClient(settings, caches)
+    return bootstrap.graph_factory(config, {"ENTRASYNC_CLIENT_SECRET": SECRET}, caches=caches)
 
 
 def load(path: Path) -> Config:

@@ -15,41 +15,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from entrasync.cli import (
-    audit_cmd,
-    check_config,
-    daemon_cmd,
-    db_cmd,
-    demo_cmd,
-    groups_cmd,
-    ingest_cmd,
-    pending_cmd,
-    status_cmd,
-    sync_cmd,
-    users_cmd,
-)
 from entrasync.cli.app import app
 from entrasync.cli.output import error, error_detail
 from entrasync.errors import EntrasyncError, ExitCode
 from entrasync.store.urls import scrub
 
 __all__ = ["app", "main"]
-
-for _module in (
-    audit_cmd,
-    check_config,
-    daemon_cmd,
-    db_cmd,
-    demo_cmd,
-    groups_cmd,
-    ingest_cmd,
-    pending_cmd,
-    status_cmd,
-    sync_cmd,
-    users_cmd,
-):
-    _module.register(app)
-
 
 DEBUG_ENV = "ENTRASYNC_DEBUG"
 CLIENT_SECRET_ENV = "ENTRASYNC_CLIENT_SECRET"  # noqa: S105 - a variable name (graph.credentials)

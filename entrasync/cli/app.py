@@ -7,6 +7,19 @@ from typing import Annotated
 
 import typer
 
+from entrasync.cli import (
+    audit_cmd,
+    check_config,
+    daemon_cmd,
+    db_cmd,
+    demo_cmd,
+    groups_cmd,
+    ingest_cmd,
+    pending_cmd,
+    status_cmd,
+    sync_cmd,
+    users_cmd,
+)
 from entrasync.cli.context import AppContext
 
 app = typer.Typer(
@@ -36,3 +49,20 @@ def root(
     ] = None,
 ) -> None:
     ctx.obj = AppContext(config)
+
+
+# Commands first, then the groups: the order --help lists them in.
+app.command("check-config")(check_config.check_config_cmd)
+app.command("run")(daemon_cmd.run_cmd)
+app.command("healthcheck")(daemon_cmd.healthcheck)
+app.command("demo")(demo_cmd.demo_cmd)
+app.command("ingest")(ingest_cmd.ingest)
+app.command("status")(status_cmd.status)
+app.command("sync")(sync_cmd.sync)
+app.command("plan")(sync_cmd.plan_cmd)
+app.command("approve")(sync_cmd.approve_cmd)
+app.add_typer(audit_cmd.audit_app, name="audit")
+app.add_typer(db_cmd.db_app, name="db")
+app.add_typer(groups_cmd.groups_app, name="groups")
+app.add_typer(pending_cmd.pending_app, name="pending")
+app.add_typer(users_cmd.users_app, name="users")

@@ -23,14 +23,14 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from entrasync.bootstrap import graph_factory, open_store
 from entrasync.cli.context import app_context
 from entrasync.config import Config, load_config, resolve_config_path
 from entrasync.errors import EntrasyncError, ExitCode, GraphPermissionDenied, SchemaOutOfDate
 from entrasync.graph import ClientSecret, GraphClient, GraphSettings, RetryPolicy
-from entrasync.graph.credentials import settings_from_config
 from entrasync.graph.settings import ClientCertificate
 from entrasync.notify.smtp import read_password
-from entrasync.store.db import Store, check_sqlite_location
+from entrasync.store.engines import check_sqlite_location
 from entrasync.store.urls import safe_url
 
 
@@ -76,22 +76,29 @@ def check_config(
         checks.fail(str(exc), exc.exit_code)
         return int(checks.exit_code)
     checks.ok(f"config file {path} is valid")
-    _check_store(checks, config.store.url)
+    _check_store(checks, config)
     _check_smtp_login(checks, config)
+    _check_graph(checks, config, environ, retry)
+    return int(checks.exit_code)
 
+
+def _check_graph(
+    checks: _Checklist, config: Config, environ: Mapping[str, str], retry: RetryPolicy | None
+) -> None:
+    """The credential, a token, reading users, then each watched group."""
     try:
-        settings = settings_from_config(config.entra, environ, retry=retry)
+        make_client = graph_factory(config, environ, retry=retry)
     except EntrasyncError as exc:
         checks.fail(f"credential: {exc}", exc.exit_code)
-        return int(checks.exit_code)
-    checks.ok(f"credential found: {_describe_credential(settings)}")
-
-    with GraphClient(settings) as client:
+        return
+    with make_client() as client:
+        settings = client.settings
+        checks.ok(f"credential found: {_describe_credential(settings)}")
         try:
             client.check_token()
         except EntrasyncError as exc:
             checks.fail(f"token: {exc}", exc.exit_code)
-            return int(checks.exit_code)
+            return
         checks.ok(f"token obtained from {settings.authority} for app {settings.client_id}")
 
         try:
@@ -99,46 +106,49 @@ def check_config(
             checks.ok("users can be read (User.Read.All)")
         except EntrasyncError as exc:
             checks.fail(str(exc), exc.exit_code)
-
-        watched = [("DNT", g) for g in config.groups.dnt]
-        watched += [("Delete", g) for g in config.groups.delete]
-        if not watched:
-            checks.warn("no groups configured: groups.dnt and groups.delete are empty")
-        for label, group_id in watched:
-            key = "groups.dnt" if label == "DNT" else "groups.delete"
-            try:
-                info = client.get_group(group_id)
-            except GraphPermissionDenied as exc:
-                # Same cause for every group: say it once, with where to fix it.
-                checks.fail(
-                    f"groups cannot be read: {exc} (Entra admin center → App registrations → "
-                    "API permissions → Add a permission → Microsoft Graph → Application "
-                    "permissions, then Grant admin consent)",
-                    exc.exit_code,
-                )
-                break
-            except EntrasyncError as exc:
-                checks.fail(f"{label} group: {exc}", exc.exit_code)
-                continue
-            if info is None:
-                checks.fail(
-                    f"{label} group {group_id}: not found in tenant {settings.tenant_id} "
-                    f"(check {key}: use the group's object id)",
-                    ExitCode.CONFIG,
-                )
-                continue
-            count = "unknown" if info.member_count is None else str(info.member_count)
-            checks.ok(f"{label} group {group_id}: {info.display_name!s}, {count} direct members")
-    return int(checks.exit_code)
+        _check_groups(checks, client, config)
 
 
-def _check_store(checks: _Checklist, url: str) -> None:
+def _check_groups(checks: _Checklist, client: GraphClient, config: Config) -> None:
+    watched = [("DNT", g) for g in config.groups.dnt]
+    watched += [("Delete", g) for g in config.groups.delete]
+    if not watched:
+        checks.warn("no groups configured: groups.dnt and groups.delete are empty")
+    for label, group_id in watched:
+        key = "groups.dnt" if label == "DNT" else "groups.delete"
+        try:
+            info = client.get_group(group_id)
+        except GraphPermissionDenied as exc:
+            # Same cause for every group: say it once, with where to fix it.
+            checks.fail(
+                f"groups cannot be read: {exc} (Entra admin center → App registrations → "
+                "API permissions → Add a permission → Microsoft Graph → Application "
+                "permissions, then Grant admin consent)",
+                exc.exit_code,
+            )
+            break
+        except EntrasyncError as exc:
+            checks.fail(f"{label} group: {exc}", exc.exit_code)
+            continue
+        if info is None:
+            checks.fail(
+                f"{label} group {group_id}: not found in tenant {client.settings.tenant_id} "
+                f"(check {key}: use the group's object id)",
+                ExitCode.CONFIG,
+            )
+            continue
+        count = "unknown" if info.member_count is None else str(info.member_count)
+        checks.ok(f"{label} group {group_id}: {info.display_name!s}, {count} direct members")
+
+
+def _check_store(checks: _Checklist, config: Config) -> None:
     """Reach the store read-only and compare its schema revision with the code's (what
     `run` refuses to start without)."""
+    url = config.store.url
     shown = safe_url(url)
     try:
         check_sqlite_location(url)  # "does not exist yet" must not hide "can never exist"
-        store = Store(url, check_schema=False, read_only=True)
+        store = open_store(config, read_only=True, check_schema=False)
     except SchemaOutOfDate as exc:  # a SQLite file that does not exist yet
         checks.warn(str(exc))
         return
@@ -178,15 +188,13 @@ def _check_smtp_login(checks: _Checklist, config: Config) -> None:
     checks.ok(f"SMTP login {notify.username}: password file {notify.password_file} is readable")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("check-config")
-    def check_config_cmd(ctx: typer.Context) -> None:
-        """Validate the config file, open the store (read-only) and check its schema, get a
-        token, read each configured group, and print a checklist of what works and what to
-        fix (exit 78/77/69 on the first failure class). Changes nothing.
+def check_config_cmd(ctx: typer.Context) -> None:
+    """Validate the config file, open the store (read-only) and check its schema, get a
+    token, read each configured group, and print a checklist of what works and what to
+    fix (exit 78/77/69 on the first failure class). Changes nothing.
 
-        Example: entrasync --config /etc/entrasync/entrasync.toml check-config
-        """
-        code = check_config(app_context(ctx).config_path)
-        if code:
-            raise typer.Exit(code)
+    Example: entrasync --config /etc/entrasync/entrasync.toml check-config
+    """
+    code = check_config(app_context(ctx).config_path)
+    if code:
+        raise typer.Exit(code)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from entrasync.bootstrap import open_store
 from entrasync.config import Config, load_config, resolve_config_path
 from entrasync.domain.audit import admin_actor
 from entrasync.store.db import Store
@@ -40,8 +41,7 @@ class AppContext:
 
     def _open(self, *, check_schema: bool, read_only: bool) -> Store:
         if self._store is None:
-            url = self.config.store.url
-            self._store = Store(url, check_schema=check_schema, read_only=read_only)
+            self._store = open_store(self.config, read_only=read_only, check_schema=check_schema)
         assert self._store.read_only == read_only, "a command opens the store one way"
         return self._store
 

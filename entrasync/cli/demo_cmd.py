@@ -69,13 +69,29 @@ def _program() -> str:
     return f"{sys.executable} -m entrasync"
 
 
+# What the cycle did, by outcome: (row title, DemoResult.outcomes key, why).
+_OUTCOMES = [
+    ("merged (UPN change)", "merged", "renamed: two records, one person"),
+    ("pending resolved", "pending_resolved", "renamed, queued: merged, no approval"),
+    ("untracked", "untracked", "DNT (+nested) / Delete: history kept"),
+    ("purged", "purged", "Delete group: history deleted"),
+    ("pre-registered Untracked", "preregistered", "Delete group, never logged in"),
+]
+
+
+def _table(*columns: str) -> Table:
+    """A table whose first column holds the row titles; figures right-aligned, `why` not."""
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "why" else "right")
+    return table
+
+
 def _summary(result: DemoResult, out: Console) -> None:
     b, a = result.before, result.after
     out.print("\n[bold]Before and after the cycle[/bold]")
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
+    table = _table("before", "after")
     table.add_row("licenses used / purchased", f"{b.used}/{b.purchased}", f"{a.used}/{a.purchased}")
     table.add_row("waiting in the pending queue", str(b.pending), str(a.pending))
     table.add_row(
@@ -84,46 +100,17 @@ def _summary(result: DemoResult, out: Console) -> None:
     table.add_row("audit records", str(b.audit_records), str(a.audit_records))
     out.print(table)
 
-    o = result.outcomes
     out.print(f"\n[bold]What the cycle did[/bold] (run {result.run_id}, {result.run_status})")
-    did = Table(show_header=True, header_style="bold")
-    did.add_column("")
-    did.add_column("users", justify="right")
-    did.add_column("licenses freed", justify="right")
-    did.add_column("why")
-    did.add_row(
-        "merged (UPN change)",
-        str(o["merged"].people),
-        str(o["merged"].licenses_freed),
-        "renamed: two records, one person",
-    )
-    did.add_row(
-        "pending resolved",
-        str(o["pending_resolved"].people),
-        str(o["pending_resolved"].licenses_freed),
-        "renamed, queued: merged, no approval",
-    )
-    did.add_row(
-        "untracked",
-        str(o["untracked"].people),
-        str(o["untracked"].licenses_freed),
-        "DNT (+nested) / Delete: history kept",
-    )
-    did.add_row(
-        "purged",
-        str(o["purged"].people),
-        str(o["purged"].licenses_freed),
-        "Delete group: history deleted",
-    )
-    did.add_row(
-        "pre-registered Untracked",
-        str(o["preregistered"].people),
-        str(o["preregistered"].licenses_freed),
-        "Delete group, never logged in",
-    )
+    did = _table("users", "licenses freed", "why")
+    for title, key, why in _OUTCOMES:
+        outcome = result.outcomes[key]
+        did.add_row(title, str(outcome.people), str(outcome.licenses_freed), why)
     did.add_row("[bold]total[/bold]", "", f"[bold]{result.licenses_freed}[/bold]", "")
     out.print(did)
+    _audit_and_pending(result, out)
 
+
+def _audit_and_pending(result: DemoResult, out: Console) -> None:
     written = ", ".join(f"{n} {action}" for action, n in result.audit_written.items())
     out.print(f"\nAudit: the cycle wrote {sum(result.audit_written.values())} records ({written}).")
     if result.audit_problem is None:
@@ -131,7 +118,7 @@ def _summary(result: DemoResult, out: Console) -> None:
     else:
         out.print(f"audit verify: [bold red]BROKEN[/bold red] at record {result.audit_problem}")
     if result.pending_waiting:
-        free = a.purchased - a.used
+        free = result.after.purchased - result.after.used
         out.print(
             f"\n{len(result.pending_waiting)} new hires still wait in the pending queue "
             f"({', '.join(result.pending_waiting)}); {free} licenses are free now, so an "
@@ -232,64 +219,71 @@ def _keep_running(demo: Demo, interval: float, out: Console) -> int:
     return 0 if daemon.returncode in (0, -signal.SIGTERM) else int(daemon.returncode)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("demo")
-    def demo_cmd(
-        directory: Annotated[
-            Path | None,
-            typer.Option(
-                "--dir",
-                help="Where to put the store and config (default: a new temporary directory).",
-                file_okay=False,
-            ),
-        ] = None,
-        users: Annotated[
-            int, typer.Option("--users", min=30, max=100_000, help="People in the tenant.")
-        ] = 300,
-        keep_running: Annotated[
-            bool,
-            typer.Option(
-                "--keep-running",
-                help="Afterwards keep the emulator up and run the daemon against it (Ctrl-C).",
-            ),
-        ] = False,
-        interval: Annotated[
-            str, typer.Option("--interval", help="Cycle interval with --keep-running.")
-        ] = "10s",
-        as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    ) -> None:
-        """A simulated Entra tenant and a throw-away SQLite store, end to end: a domain
-        migration (oldco.com -> newco.com) creating duplicate records, Do Not Track and Delete
-        groups (one nested), a full pending queue; then `plan`, one cycle and `audit verify`,
-        with a before/after summary. Needs no Entra tenant and no network. The store and a
-        config file stay behind so the other commands can read them.
+DirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        help="Where to put the store and config (default: a new temporary directory).",
+        file_okay=False,
+    ),
+]
+UsersOpt = Annotated[
+    int, typer.Option("--users", min=30, max=100_000, help="People in the tenant.")
+]
+KeepRunningOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-running",
+        help="Afterwards keep the emulator up and run the daemon against it (Ctrl-C).",
+    ),
+]
+IntervalOpt = Annotated[str, typer.Option("--interval", help="Cycle interval with --keep-running.")]
+SummaryJsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
-        Example: entrasync demo --dir /tmp/entrasync-demo
-        """
-        try:
-            cadence = parse_duration(interval)
-        except ValueError as exc:
-            raise InputError(f"--interval {interval!r}: {exc}") from None
-        where = prepare_directory(directory)
-        out = console(stderr=as_json)
-        shape = Shape(users=users)
-        with progress(stderr=as_json) as bar:
-            steps = _Steps(bar, out, show_plan=not as_json)
-            if not as_json:
-                out.print(
-                    f"[bold]entrasync demo[/bold] — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-                    f"in {where}\n"
-                )
-            with demo_world(where, shape, steps, interval=interval) as demo:
-                result = run_demo(demo, steps)
-                bar.stop()
-                if as_json:
-                    print_json(result.as_dict())
-                else:
-                    _summary(result, out)
-                    _explore(result, out, keep_running)
-                    out.print(f"\n[dim]demo finished in {result.seconds:.1f} s[/dim]")
-                if result.audit_problem is not None:
-                    raise typer.Exit(1)
-                if keep_running:
-                    raise typer.Exit(_keep_running(demo, cadence.total_seconds(), out))
+
+def demo_cmd(
+    directory: DirOpt = None,
+    users: UsersOpt = 300,
+    keep_running: KeepRunningOpt = False,
+    interval: IntervalOpt = "10s",
+    as_json: SummaryJsonOpt = False,
+) -> None:
+    """A simulated Entra tenant and a throw-away SQLite store, end to end: a domain
+    migration (oldco.com -> newco.com) creating duplicate records, Do Not Track and Delete
+    groups (one nested), a full pending queue; then `plan`, one cycle and `audit verify`,
+    with a before/after summary. Needs no Entra tenant and no network. The store and a
+    config file stay behind so the other commands can read them.
+
+    Example: entrasync demo --dir /tmp/entrasync-demo
+    """
+    try:
+        cadence = parse_duration(interval)
+    except ValueError as exc:
+        raise InputError(f"--interval {interval!r}: {exc}") from None
+    where = prepare_directory(directory)
+    out = console(stderr=as_json)
+    shape = Shape(users=users)
+    with progress(stderr=as_json) as bar:
+        steps = _Steps(bar, out, show_plan=not as_json)
+        if not as_json:
+            out.print(
+                f"[bold]entrasync demo[/bold] — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+                f"in {where}\n"
+            )
+        with demo_world(where, shape, steps, interval=interval) as demo:
+            result = run_demo(demo, steps)
+            bar.stop()
+            _show(result, out, as_json=as_json, keep_running=keep_running)
+            if result.audit_problem is not None:
+                raise typer.Exit(1)
+            if keep_running:
+                raise typer.Exit(_keep_running(demo, cadence.total_seconds(), out))
+
+
+def _show(result: DemoResult, out: Console, *, as_json: bool, keep_running: bool) -> None:
+    if as_json:
+        print_json(result.as_dict())
+        return
+    _summary(result, out)
+    _explore(result, out, keep_running)
+    out.print(f"\n[dim]demo finished in {result.seconds:.1f} s[/dim]")

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from entrasync.config import Config
-from entrasync.daemon import state
 from entrasync.domain.audit import format_at
+from entrasync.store import daemon_state
 from entrasync.store.db import Store
 from entrasync.store.outbox import enqueue
 
@@ -44,8 +44,8 @@ def record_failure(
     store: Store, config: Config, now: datetime, error: str, host: str
 ) -> dict[str, Any]:
     """Count a failed cycle; email the admins once when the streak reaches the threshold."""
-    with store.transaction() as session:
-        streak = state.get(session, state.CYCLES_KEY) or {}
+    with store.unit_of_work(now) as uow:
+        streak = daemon_state.get(uow.session, daemon_state.CYCLES_KEY) or {}
         failures = int(streak.get("consecutive_failures", 0)) + 1
         streak.update(
             consecutive_failures=failures,
@@ -56,7 +56,7 @@ def record_failure(
         threshold = config.daemon.failure_alert_after
         if failures >= threshold and not streak.get("alerted_at"):
             enqueue(
-                session,
+                uow.session,
                 topic=FAILING_TOPIC,
                 subject=f"entrasync: {failures} sync cycles in a row have failed",
                 body=(
@@ -70,7 +70,7 @@ def record_failure(
                 now=now,
             )
             streak["alerted_at"] = format_at(now)
-        state.put(session, state.CYCLES_KEY, streak, now)
+        daemon_state.put(uow, daemon_state.CYCLES_KEY, streak)
     return streak
 
 
@@ -78,11 +78,11 @@ def record_success(
     store: Store, config: Config, now: datetime, run_id: str, host: str
 ) -> dict[str, Any]:
     """Reset the streak; if the admins were told about it, tell them it is over."""
-    with store.transaction() as session:
-        streak = state.get(session, state.CYCLES_KEY) or {}
+    with store.unit_of_work(now) as uow:
+        streak = daemon_state.get(uow.session, daemon_state.CYCLES_KEY) or {}
         if streak.get("alerted_at"):
             enqueue(
-                session,
+                uow.session,
                 topic=RECOVERED_TOPIC,
                 subject="entrasync: sync cycles succeed again",
                 body=(
@@ -95,5 +95,5 @@ def record_success(
                 now=now,
             )
         fresh = {"consecutive_failures": 0, "last_success": format_at(now), "last_run": run_id}
-        state.put(session, state.CYCLES_KEY, fresh, now)
+        daemon_state.put(uow, daemon_state.CYCLES_KEY, fresh)
     return fresh

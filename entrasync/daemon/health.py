@@ -19,6 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from entrasync.config import parse_listen as config_parse_listen
 from entrasync.errors import ConfigError, EntrasyncError
 
 STALE_INTERVALS = 3
@@ -70,12 +71,12 @@ def _human(delta: timedelta) -> str:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` for IPv6) → (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"daemon.listen: {listen!r} is not host:port (e.g. 127.0.0.1:9464)")
-    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ":9464" means every interface
-    return host, int(port)
+    """``host:port`` (``[v6]:port`` for IPv6) → (host, port); the config's rule, as a
+    ConfigError naming ``daemon.listen``."""
+    try:
+        return config_parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(f"daemon.listen: {exc}") from None
 
 
 class _Server(ThreadingHTTPServer):

@@ -77,28 +77,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Processor
-    if json_lines:
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-        finish: list[Processor] = [
-            structlog.processors.format_exc_info,
-            structlog.processors.UnicodeDecoder(),
-        ]
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
-        finish = []
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _drop_color_message,
-            *finish,
-            renderer,
-            scrubber,
-        ],
-    )
     handler = logging.StreamHandler(out)
-    handler.setFormatter(formatter)
+    handler.setFormatter(_formatter(shared, json_lines=json_lines, colors=out.isatty()))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -116,6 +96,29 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
+    )
+
+
+def _formatter(
+    shared: list[Processor], *, json_lines: bool, colors: bool
+) -> structlog.stdlib.ProcessorFormatter:
+    """JSON lines (exceptions formatted into the line) or the console renderer; scrubbed."""
+    renderer: Processor
+    finish: list[Processor] = []
+    if json_lines:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+        finish = [structlog.processors.format_exc_info, structlog.processors.UnicodeDecoder()]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=colors)
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_color_message,
+            *finish,
+            renderer,
+            scrubber,
+        ],
     )
 
 

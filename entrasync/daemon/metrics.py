@@ -23,8 +23,13 @@ OUTCOMES = ("ok", "held", "dry-run", "failed")
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self._cycle_metrics()
+        self._store_metrics()
+        self._role_metrics()
+
+    def _cycle_metrics(self) -> None:
         r = self.registry
-        ProcessCollector(registry=r)
         self.cycles = Counter(
             "entrasync_cycles", "Scheduled sync cycles by outcome.", ["outcome"], registry=r
         )
@@ -49,6 +54,15 @@ class Metrics:
             ["api", "status"],
             registry=r,
         )
+        self.duration = Histogram(
+            "entrasync_cycle_duration_seconds",
+            "Duration of scheduled sync cycles (failed ones included).",
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+
+    def _store_metrics(self) -> None:
+        r = self.registry
         self.licenses_used = Gauge(
             "entrasync_licenses_used", "Licenses in use (agents holding history).", registry=r
         )
@@ -58,6 +72,17 @@ class Metrics:
         self.licenses_pending = Gauge(
             "entrasync_licenses_pending", "Users waiting in the pending queue.", registry=r
         )
+        self.emails_sent = Counter(
+            "entrasync_outbox_sent", "Admin emails accepted by the SMTP server.", registry=r
+        )
+        self.retention_rows = Counter(
+            "entrasync_pending_rows_expired",
+            "Pending users' activity rows deleted by retention.",
+            registry=r,
+        )
+
+    def _role_metrics(self) -> None:
+        r = self.registry
         self.last_success = Gauge(
             "entrasync_last_success_timestamp_seconds",
             "Unix time of the last successful sync cycle (0 = none yet).",
@@ -74,20 +99,6 @@ class Metrics:
         )
         self.leader = Gauge(
             "entrasync_leader", "1 when this instance is the leader, 0 on standby.", registry=r
-        )
-        self.duration = Histogram(
-            "entrasync_cycle_duration_seconds",
-            "Duration of scheduled sync cycles (failed ones included).",
-            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
-            registry=r,
-        )
-        self.emails_sent = Counter(
-            "entrasync_outbox_sent", "Admin emails accepted by the SMTP server.", registry=r
-        )
-        self.retention_rows = Counter(
-            "entrasync_pending_rows_expired",
-            "Pending users' activity rows deleted by retention.",
-            registry=r,
         )
 
     def count_cycle(

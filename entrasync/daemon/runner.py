@@ -21,13 +21,13 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
+from entrasync.bootstrap import open_store
 from entrasync.config import Config, load_config
 from entrasync.daemon.health import parse_listen
 from entrasync.daemon.logs import configure_logging, get_logger, scrubber
@@ -37,7 +37,7 @@ from entrasync.errors import ConfigError, EntrasyncError
 from entrasync.graph import settings_from_config
 from entrasync.graph.credentials import CREDENTIALS_DIRECTORY_ENV, SECRET_ENV
 from entrasync.notify import check_notify_config
-from entrasync.store.db import Store
+from entrasync.store import urls
 
 log = get_logger("entrasync.daemon")
 MIN_TICK = 0.05
@@ -62,9 +62,9 @@ def known_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
         except OSError:
             continue
     try:
-        password = make_url(config.store.url).password
+        password = urls.parse(config.store.url).password
         found.append(str(password) if password else None)
-    except (ArgumentError, ValueError):
+    except ValueError:
         pass
     return [s for s in found if s]
 
@@ -80,7 +80,7 @@ def validate(config: Config, environ: Mapping[str, str]) -> None:
 def upgrade_store(config: Config) -> None:
     """Apply the schema migrations; raises StoreUnavailable (69) while the store is down and
     ConfigError/SchemaOutOfDate (78) for a store.url or schema that no retry fixes."""
-    store = Store(config.store.url, check_schema=False)
+    store = open_store(config, check_schema=False)
     try:
         before, after = store.upgrade()
     finally:
@@ -89,6 +89,42 @@ def upgrade_store(config: Config) -> None:
         log.info("store schema is current", revision=after)
     else:
         log.info("store schema upgraded", before=before or "empty", revision=after)
+
+
+@dataclass
+class _Signals:
+    """What the signal handlers (and role changes) told the main loop."""
+
+    wake: threading.Event = field(default_factory=threading.Event)
+    stop: str | None = None
+    reload: bool = False
+    changed: bool = False
+
+    def on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop = signal.Signals(signum).name
+        self.wake.set()
+
+    def on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self.reload = True
+        self.wake.set()
+
+    def on_change(self, _role: str) -> None:
+        self.changed = True
+        self.wake.set()
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        handlers: dict[signal.Signals, Callable[[int, FrameType | None], None]] = {
+            signal.SIGTERM: self.on_stop,
+            signal.SIGINT: self.on_stop,
+            signal.SIGHUP: self.on_hup,
+        }
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def run_daemon(
@@ -101,78 +137,68 @@ def run_daemon(
     env = dict(os.environ if environ is None else environ)
     configure_logging(config.logging.level, config.logging.format)
     scrubber.set(known_secrets(config, env))
-    notifier = Notifier(env)
-    wake = threading.Event()
-    received: dict[str, str | bool | None] = {"stop": None, "reload": False, "changed": False}
-
-    def on_stop(signum: int, _frame: FrameType | None) -> None:
-        received["stop"] = signal.Signals(signum).name
-        wake.set()
-
-    def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        received["reload"] = True
-        wake.set()
-
-    def on_change(_role: str) -> None:
-        received["changed"] = True
-        wake.set()
-
-    previous = {
-        sig: signal.signal(sig, handler)
-        for sig, handler in (
-            (signal.SIGTERM, on_stop),
-            (signal.SIGINT, on_stop),
-            (signal.SIGHUP, on_hup),
-        )
-    }
-    try:
-        try:
-            validate(config, env)
-        except ConfigError as exc:
-            log.error("configuration rejected", error=str(exc))
-            raise
-        if upgrade:
-            try:
-                upgrade_store(config)
-            except EntrasyncError as exc:
-                log.error("store upgrade failed", error=str(exc), exit_code=int(exc.exit_code))
-                raise
-            if received["stop"] is not None:  # asked to stop during the migration
-                log.info("stopped", signal=received["stop"])
-                return 0
-        daemon = Daemon(config, env, on_change=on_change)
+    signals = _Signals()
+    with signals.installed():
+        _prepare(config, env, upgrade=upgrade)
+        if upgrade and signals.stop is not None:  # asked to stop during the migration
+            log.info("stopped", signal=signals.stop)
+            return 0
+        daemon = Daemon(config, env, on_change=signals.on_change)
         daemon.start()
-        notifier.ready(daemon.status_line())
-        # At most a second (signals, reloads, the watchdog), never a spin: WATCHDOG_USEC may
-        # be tiny.
-        tick = max(MIN_TICK, min(1.0, notifier.watchdog_interval or 1.0))
-        while received["stop"] is None:
-            wake.wait(tick)
-            wake.clear()
-            if received["reload"]:
-                received["reload"] = False
-                _reload(daemon, config_path, env, notifier)
-            if received["changed"]:
-                received["changed"] = False
-                notifier.status(daemon.status_line())
-            if daemon.scheduler.running:
-                notifier.watchdog_due()
-        log.info("stopping", signal=received["stop"], role=daemon.role)
-        notifier.stopping()
-        timeout = daemon.config.daemon.stop_timeout.total_seconds()
-        if not daemon.stop(timeout):
-            log.warning(
-                "a transaction was still open at daemon.stop_timeout; exiting anyway "
-                "(the database rolls it back, the next cycle redoes it)",
-                stop_timeout_s=timeout,
-            )
-            logging.shutdown()
-            os._exit(0)
-        log.info("stopped")
+        _serve(daemon, config_path, env, signals)
+        _stop(daemon)
         return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+
+def _prepare(config: Config, env: Mapping[str, str], *, upgrade: bool) -> None:
+    """Validate the config and, with `--upgrade`, migrate the store (either failure is the
+    process's exit status)."""
+    try:
+        validate(config, env)
+    except ConfigError as exc:
+        log.error("configuration rejected", error=str(exc))
+        raise
+    if upgrade:
+        try:
+            upgrade_store(config)
+        except EntrasyncError as exc:
+            log.error("store upgrade failed", error=str(exc), exit_code=int(exc.exit_code))
+            raise
+
+
+def _serve(daemon: Daemon, config_path: Path, env: Mapping[str, str], signals: _Signals) -> None:
+    """The main loop, until a stop signal: reloads, status lines, the watchdog."""
+    notifier = Notifier(env)
+    notifier.ready(daemon.status_line())
+    # At most a second (signals, reloads, the watchdog), never a spin: WATCHDOG_USEC may
+    # be tiny.
+    tick = max(MIN_TICK, min(1.0, notifier.watchdog_interval or 1.0))
+    while signals.stop is None:
+        signals.wake.wait(tick)
+        signals.wake.clear()
+        if signals.reload:
+            signals.reload = False
+            _reload(daemon, config_path, env, notifier)
+        if signals.changed:
+            signals.changed = False
+            notifier.status(daemon.status_line())
+        if daemon.scheduler.running:
+            notifier.watchdog_due()
+    log.info("stopping", signal=signals.stop, role=daemon.role)
+    notifier.stopping()
+
+
+def _stop(daemon: Daemon) -> None:
+    timeout = daemon.config.daemon.stop_timeout.total_seconds()
+    if not daemon.stop(timeout):
+        log.warning(
+            "a transaction was still open at daemon.stop_timeout; exiting anyway "
+            "(the database rolls it back, the next cycle redoes it)",
+            stop_timeout_s=timeout,
+        )
+        logging.shutdown()
+        os._exit(0)
+    log.info("stopped")
 
 
 def _reload(daemon: Daemon, path: Path, env: Mapping[str, str], notifier: Notifier) -> None:

@@ -53,21 +53,6 @@ class Shape:
     delete: int = 6  # members of the Delete group
     delete_unseen: int = 2  # of those, people who never logged in (pre-registered)
 
-    def problems(self) -> list[str]:
-        out = []
-        picked = self.dnt + self.nested + self.delete
-        if min(self.users, self.renamed, self.new_hires, self.dnt, self.nested, self.delete) < 0:
-            out.append("counts cannot be negative")
-        if picked > self.users:
-            out.append(f"{picked} group members need at least as many users ({self.users})")
-        if self.renamed_pending > self.renamed:
-            out.append("renamed_pending cannot exceed renamed")
-        if self.delete_unseen > self.delete:
-            out.append("delete_unseen cannot exceed delete")
-        if self.renamed + self.new_hires > MAX_NAMES:
-            out.append(f"renamed + new_hires must be at most {MAX_NAMES}")
-        return out
-
 
 @dataclass(frozen=True)
 class Person:

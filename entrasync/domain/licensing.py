@@ -65,7 +65,3 @@ def route_new_user(used: int, terms: AccountTerms) -> str:
     if terms.manual_review or used + 1 > terms.limit:
         return "pending"
     return "active"
-
-
-def licenses_freed(agents_with_history_before: int, agents_with_history_after: int) -> int:
-    return max(0, agents_with_history_before - agents_with_history_after)

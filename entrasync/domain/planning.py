@@ -18,160 +18,45 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import UTC, datetime
 
 from entrasync.domain.actions import ActionKind
 from entrasync.domain.durations import format_duration
 from entrasync.domain.evidence import EVIDENCE_TEXT
 from entrasync.domain.groups import GroupKind, group_label
+from entrasync.domain.plan_model import (
+    Facts,
+    IdentityMatch,
+    Plan,
+    PlannedAction,
+    Policy,
+    PurgeCause,
+    Retirement,
+    ScheduledPurge,
+    ScheduledRecord,
+    StoreUser,
+    SuspendedPurge,
+    WatchedMember,
+)
+from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
+
+__all__ = [
+    "Facts",
+    "IdentityMatch",
+    "Plan",
+    "PlannedAction",
+    "Policy",
+    "PurgeCause",
+    "Retirement",
+    "ScheduledPurge",
+    "ScheduledRecord",
+    "StoreUser",
+    "SuspendedPurge",
+    "WatchedMember",
+    "plan",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class PurgeCause(StrEnum):
-    """Why a purge is planned: what Graph is asked to confirm right before it runs."""
-
-    DELETE_GROUP = "delete_group"  # checkMemberGroups with the Delete group ids
-    ENTRA_DELETED = "entra_deleted"  # GET /users/{id} answering 404
-
-
-@dataclass(frozen=True)
-class StoreUser:
-    id: int
-    entra_object_id: str | None
-    tracking: str
-    untracked_by: str | None
-    status: str
-    agents: int
-    licenses: int
-    last_activity_at: datetime | None
-
-
-@dataclass(frozen=True)
-class IdentityMatch:
-    """A store record carrying one of an Entra object's keys (rank = evidence strength)."""
-
-    object_id: str
-    rank: int
-    user: StoreUser
-
-
-@dataclass(frozen=True)
-class WatchedMember:
-    """One member of one configured group (a member of two groups appears twice)."""
-
-    object_id: str
-    kind: GroupKind
-    via_group: str
-    first_seen_at: datetime
-    user: StoreUser | None  # the record linked to the object, if any
-    suspect: bool = False  # the group's read is not trusted: nothing is derived from it
-
-
-@dataclass(frozen=True)
-class Retirement:
-    """An identifier of a record linked to `old_object` that Entra now gives to `new_object`
-    (UPN reuse), or whose `old_object` is deleted while a live object holds it."""
-
-    user_id: int
-    kind: str
-    value: str
-    old_object: str
-    new_object: str
-    old_deleted: bool
-
-
-@dataclass(frozen=True)
-class ScheduledRecord:
-    """A purge already scheduled (and audited) by an earlier cycle."""
-
-    user_id: int
-    object_id: str
-    cause: PurgeCause
-    group_id: str | None
-    due_at: datetime
-
-
-@dataclass(frozen=True)
-class Facts:
-    identity_matches: list[IdentityMatch] = field(default_factory=list)
-    linked: Mapping[str, StoreUser] = field(default_factory=dict)  # object -> linked record
-    watched: list[WatchedMember] = field(default_factory=list)
-    retrack: list[StoreUser] = field(default_factory=list)
-    # (object, when entrasync saw the deletion, linked record)
-    deleted: list[tuple[str, datetime, StoreUser]] = field(default_factory=list)
-    retirements: list[Retirement] = field(default_factory=list)
-    scheduled: list[ScheduledRecord] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Policy:
-    now: datetime
-    purge_delay: timedelta
-    retrack_on_removal: bool
-    merge_enabled: bool
-    agent_merge: str
-    on_user_deleted: str  # ignore | untrack | purge
-    group_names: Mapping[str, str] = field(default_factory=dict)
-    # Suspect watched groups: group id -> why (nothing is derived from their membership).
-    suspect: Mapping[str, str] = field(default_factory=dict)
-
-    def group(self, group_id: str) -> str:
-        """A group as a reason names it: display name and id."""
-        name = self.group_names.get(group_id)
-        return f"{name!r} ({group_id})" if name else group_id
-
-
-@dataclass(frozen=True)
-class PlannedAction:
-    kind: ActionKind
-    reason: str
-    user_id: int | None = None  # the record acted on (merge: the survivor)
-    object_id: str | None = None
-    source_user_ids: tuple[int, ...] = ()  # merge: records folded into user_id
-    licenses_freed: int = 0
-    untracked_by: str = "entrasync"
-    cause: PurgeCause | None = None  # purges and scheduled purges
-    group_id: str | None = None  # the group the action comes from, if any
-    due_at: datetime | None = None  # scheduled purges
-    identifier: tuple[str, str] | None = None  # retired identifiers: (kind, value)
-
-    @property
-    def target(self) -> str:
-        """Stable identity of the action, to recognise it again when re-planned."""
-        return f"{self.kind}:{self.user_id}:{self.object_id}:{','.join(map(str, self.source_user_ids))}"
-
-
-@dataclass(frozen=True)
-class ScheduledPurge:
-    user_id: int
-    object_id: str
-    due_at: datetime
-    licenses: int
-    cause: PurgeCause = PurgeCause.DELETE_GROUP
-    group_id: str | None = None
-
-
-@dataclass(frozen=True)
-class SuspendedPurge:
-    """A purge that neither runs nor is cancelled while the group it comes from is suspect."""
-
-    user_id: int
-    object_id: str
-    group_id: str
-    why: str
-
-
-@dataclass
-class Plan:
-    actions: list[PlannedAction] = field(default_factory=list)
-    scheduled: list[ScheduledPurge] = field(default_factory=list)
-    suspended: list[SuspendedPurge] = field(default_factory=list)
-
-    def of_kind(self, kind: ActionKind) -> list[PlannedAction]:
-        return [a for a in self.actions if a.kind == kind]
 
 
 def plan(facts: Facts, policy: Policy) -> Plan:
@@ -188,7 +73,7 @@ def plan(facts: Facts, policy: Policy) -> Plan:
 def _survivor_order(user: StoreUser) -> tuple[int, float, int]:
     """Active before pending, then the most recently active, then the oldest record."""
     last = (user.last_activity_at or _EPOCH).timestamp()
-    return (0 if user.status == "active" else 1, -last, user.id)
+    return (0 if user.status == UserStatus.ACTIVE else 1, -last, user.id)
 
 
 def _plan_identity(facts: Facts, policy: Policy, out: Plan) -> dict[str, StoreUser]:
@@ -248,7 +133,7 @@ def _merge_action(
     everyone = [survivor, *sources]
     before = sum(u.licenses for u in everyone)
     after = min(before, 1) if policy.agent_merge == "all" else before
-    if survivor.status != "active":
+    if survivor.status != UserStatus.ACTIVE:
         after = 0
     return PlannedAction(
         ActionKind.MERGE,
@@ -311,7 +196,7 @@ def _plan_member(member: WatchedMember, user: StoreUser | None, policy: Policy, 
             )
         )
         return
-    if user.tracking == "tracked":
+    if user.tracking == Tracking.TRACKED:
         out.actions.append(
             PlannedAction(
                 ActionKind.UNTRACK, since, user.id, member.object_id, group_id=member.via_group
@@ -352,7 +237,11 @@ def _plan_purge(
             user.id,
             object_id,
             licenses_freed=user.licenses,
-            untracked_by="entra-deleted" if cause == PurgeCause.ENTRA_DELETED else "entrasync",
+            untracked_by=(
+                UntrackedBy.ENTRA_DELETED
+                if cause == PurgeCause.ENTRA_DELETED
+                else UntrackedBy.ENTRASYNC
+            ),
             cause=cause,
             group_id=group_id,
         )
@@ -409,10 +298,14 @@ def _plan_deleted(facts: Facts, policy: Policy, out: Plan) -> None:
             f"Entra user {object_id} deleted (seen {deleted_at:%Y-%m-%d %H:%M} UTC; "
             f"sync.on_user_deleted = {policy.on_user_deleted})"
         )
-        if user.tracking == "tracked":
+        if user.tracking == Tracking.TRACKED:
             out.actions.append(
                 PlannedAction(
-                    ActionKind.UNTRACK, reason, user.id, object_id, untracked_by="entra-deleted"
+                    ActionKind.UNTRACK,
+                    reason,
+                    user.id,
+                    object_id,
+                    untracked_by=UntrackedBy.ENTRA_DELETED,
                 )
             )
         if policy.on_user_deleted == "purge" and user.agents > 0:

@@ -38,12 +38,11 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from sqlalchemy import select, update
-
-from entrasync.config import NotifyConfig
+from entrasync.config import NotifyConfig, parse_config
 from entrasync.errors import ConfigError
+from entrasync.store import outbox
 from entrasync.store.db import Store
-from entrasync.store.schema import OutboxRow
+from entrasync.store.outbox import Email
 
 log = logging.getLogger("entrasync.notify")
 
@@ -62,16 +61,6 @@ class FlushResult:
     failed: int = 0
     released: int = 0
     skipped: str | None = None  # why nothing was attempted (e.g. no SMTP host configured)
-
-
-@dataclass(frozen=True)
-class _Email:
-    id: int
-    created_at: datetime
-    subject: str
-    body: str
-    recipients: list[str]
-    attempts: int
 
 
 def backoff(attempts: int) -> timedelta:
@@ -96,14 +85,10 @@ def read_password(notify: NotifyConfig) -> str | None:
 
 
 def check_notify_config(notify: NotifyConfig) -> None:
-    """Refuse settings that would leak the password: login needs STARTTLS."""
-    if notify.username and not notify.starttls:
-        raise ConfigError(
-            "notify.username is set but notify.starttls is off: refusing to send the SMTP "
-            "password in clear text (set starttls = true)"
-        )
-    if notify.username and notify.password_file is None:
-        raise ConfigError("notify.username is set but notify.password_file is not")
+    """Refuse settings that would leak the password (login needs STARTTLS). The rule is the
+    config file's own, checked when a file is loaded; a section built on its own is checked
+    by the same rule here."""
+    parse_config({"notify": notify}, source="[notify]")
 
 
 def flush_outbox(
@@ -133,113 +118,73 @@ def flush_outbox(
         )
         _record_failures(store, emails, now, reason)
         return FlushResult(failed=len(emails))
-    sent = failed = 0
-    deadline = time.monotonic() + CLAIM_LEASE.total_seconds() / 2
     try:
-        for index, email in enumerate(emails):
-            if time.monotonic() > deadline:
-                # Stay well inside the lease so no other flusher can claim a row we still send.
-                _release(store, emails[index:], now)
-                return FlushResult(sent, failed, len(emails) - index)
-            try:
-                refused = smtp.send_message(
-                    _message(email, notify), notify.from_address, email.recipients
-                )
-            except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
-                # The server refused this message (sender, every recipient, content): the
-                # session is still usable.
-                failed += 1
-                _record_failures(store, [email], now, _describe(exc, password))
-                _reset(smtp)
-                continue
-            except OSError as exc:
-                # SMTPServerDisconnected, timeouts, resets (all OSError): the connection is
-                # gone. This one failed; the rest were never tried and are released.
-                _record_failures(store, [email], now, _describe(exc, password))
-                _release(store, emails[index + 1 :], now)
-                return FlushResult(sent, failed + 1, len(emails) - index - 1)
-            note = f"refused recipients: {sorted(refused)}" if refused else None
-            _mark_sent(store, email.id, now, note)
-            sent += 1
+        return _send_all(store, smtp, emails, _Sending(notify, now, password))
     finally:
         _quit(smtp)
+
+
+@dataclass(frozen=True)
+class _Sending:
+    notify: NotifyConfig
+    now: datetime
+    password: str | None
+
+
+def _send_all(
+    store: Store, smtp: smtplib.SMTP, emails: Sequence[Email], sending: _Sending
+) -> FlushResult:
+    notify, now = sending.notify, sending.now
+    sent = failed = 0
+    deadline = time.monotonic() + CLAIM_LEASE.total_seconds() / 2
+    for index, email in enumerate(emails):
+        if time.monotonic() > deadline:
+            # Stay well inside the lease so no other flusher can claim a row we still send.
+            _release(store, emails[index:], now)
+            return FlushResult(sent, failed, len(emails) - index)
+        try:
+            refused = smtp.send_message(
+                _message(email, notify), notify.from_address, email.recipients
+            )
+        except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
+            # The server refused this message (sender, every recipient, content): the
+            # session is still usable.
+            failed += 1
+            _record_failures(store, [email], now, _describe(exc, sending.password))
+            _reset(smtp)
+            continue
+        except OSError as exc:
+            # SMTPServerDisconnected, timeouts, resets (all OSError): the connection is
+            # gone. This one failed; the rest were never tried and are released.
+            _record_failures(store, [email], now, _describe(exc, sending.password))
+            _release(store, emails[index + 1 :], now)
+            return FlushResult(sent, failed + 1, len(emails) - index - 1)
+        note = f"refused recipients: {sorted(refused)}" if refused else None
+        with store.unit_of_work(now) as uow:
+            outbox.mark_sent(uow.session, email.id, now, note)
+        sent += 1
     return FlushResult(sent, failed)
 
 
-# --- store side ----------------------------------------------------------------------------
+# --- store side: each step its own short transaction ----------------------------------------
 
 
-def _claim(store: Store, now: datetime, batch: int) -> list[_Email]:
-    lease_until = now + CLAIM_LEASE
-    with store.transaction() as session:
-        due = list(
-            session.scalars(
-                select(OutboxRow.id)
-                .where(OutboxRow.sent_at.is_(None), OutboxRow.next_attempt_at <= now)
-                .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
-                .limit(batch)
-            )
-        )
-        if not due:
-            return []
-        claimed = set(
-            session.scalars(
-                update(OutboxRow)
-                .where(
-                    OutboxRow.id.in_(due),
-                    OutboxRow.sent_at.is_(None),
-                    OutboxRow.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=lease_until)
-                .returning(OutboxRow.id),
-                execution_options={"synchronize_session": False},
-            )
-        )
-        rows = session.scalars(
-            select(OutboxRow).where(OutboxRow.id.in_(claimed)).order_by(OutboxRow.id)
-        )
-        return [
-            _Email(r.id, r.created_at, r.subject, r.body, list(r.recipients), r.attempts)
-            for r in rows
-        ]
+def _claim(store: Store, now: datetime, batch: int) -> list[Email]:
+    with store.unit_of_work(now) as uow:
+        return outbox.claim(uow.session, now, now + CLAIM_LEASE, batch)
 
 
-def _mark_sent(store: Store, outbox_id: int, now: datetime, note: str | None) -> None:
-    with store.transaction() as session:
-        session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id == outbox_id)
-            .values(sent_at=now, attempts=OutboxRow.attempts + 1, last_error=note),
-            execution_options={"synchronize_session": False},
-        )
-
-
-def _record_failures(store: Store, emails: Sequence[_Email], now: datetime, reason: str) -> None:
-    with store.transaction() as session:
+def _record_failures(store: Store, emails: Sequence[Email], now: datetime, reason: str) -> None:
+    with store.unit_of_work(now) as uow:
         for email in emails:
-            attempts = email.attempts + 1
-            session.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == email.id, OutboxRow.sent_at.is_(None))
-                .values(
-                    attempts=attempts,
-                    last_error=reason,
-                    next_attempt_at=now + backoff(attempts),
-                ),
-                execution_options={"synchronize_session": False},
-            )
+            outbox.record_failure(uow.session, email, reason, now + backoff(email.attempts + 1))
 
 
-def _release(store: Store, emails: Sequence[_Email], now: datetime) -> None:
+def _release(store: Store, emails: Sequence[Email], now: datetime) -> None:
     if not emails:
         return
-    with store.transaction() as session:
-        session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id.in_([e.id for e in emails]), OutboxRow.sent_at.is_(None))
-            .values(next_attempt_at=now),
-            execution_options={"synchronize_session": False},
-        )
+    with store.unit_of_work(now) as uow:
+        outbox.release(uow.session, [e.id for e in emails], now)
 
 
 # --- SMTP side -----------------------------------------------------------------------------
@@ -260,7 +205,7 @@ def _connect(notify: NotifyConfig, password: str | None, timeout: float) -> smtp
     return smtp
 
 
-def _message(email: _Email, notify: NotifyConfig) -> EmailMessage:
+def _message(email: Email, notify: NotifyConfig) -> EmailMessage:
     message = EmailMessage()
     message["From"] = notify.from_address
     message["To"] = ", ".join(email.recipients)

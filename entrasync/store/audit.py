@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from entrasync.domain.audit import GENESIS, AuditEvent, format_at, record_hash
@@ -91,15 +92,55 @@ def as_dict(row: AuditRow) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class AuditFilter:
+    since: str | None = None
+    until: str | None = None
+    action: str | None = None  # `pending.*`: `*` matches anything
+    user_id: int | None = None
+    run_id: str | None = None
+
+
 def iter_all(session: Session, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """Every record in seq order, streamed in batches (the log grows without bound)."""
+    return iter_matching(session, AuditFilter(), batch)
+
+
+def iter_matching(
+    session: Session, flt: AuditFilter, batch: int = 5000
+) -> Iterator[dict[str, Any]]:
+    """The records `flt` matches, in seq order, streamed in batches."""
     last = 0
     while True:
-        rows = session.scalars(
-            select(AuditRow).where(AuditRow.seq > last).order_by(AuditRow.seq).limit(batch)
-        ).all()
+        rows = session.scalars(_filtered(flt).where(AuditRow.seq > last).limit(batch)).all()
         if not rows:
             return
         for row in rows:
             yield as_dict(row)
         last = rows[-1].seq
+
+
+def _filtered(flt: AuditFilter) -> Select[AuditRow]:
+    query = select(AuditRow).order_by(AuditRow.seq)
+    if flt.since:
+        query = query.where(AuditRow.at >= flt.since)
+    if flt.until:
+        query = query.where(AuditRow.at < flt.until)
+    if flt.action:
+        query = query.where(AuditRow.action.like(_like(flt.action), escape="\\"))
+    if flt.user_id is not None:
+        query = query.where(AuditRow.user_id == flt.user_id)
+    if flt.run_id:
+        query = query.where(AuditRow.run_id == flt.run_id)
+    return query
+
+
+def _like(pattern: str) -> str:
+    """`pending.*` -> a LIKE pattern; `_` and `%` in action names match only themselves."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%")
+
+
+def record(session: Session, seq: int) -> dict[str, Any] | None:
+    row = session.get(AuditRow, seq)
+    return as_dict(row) if row is not None else None

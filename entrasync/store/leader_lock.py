@@ -1,4 +1,4 @@
-"""Leader election: only one `entrasync run` per store acts; the others stand by.
+"""Leader election for `entrasync run`: only one daemon per store acts; the others stand by.
 
 * **PostgreSQL**: a session-level advisory lock (``pg_try_advisory_lock``) held on a
   dedicated connection that does nothing else. PostgreSQL releases it the moment that session

@@ -6,11 +6,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Exists, Select, exists, func, select, tuple_
+from sqlalchemy import ColumnElement, Exists, Select, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
+from entrasync.domain.status import UserStatus
 from entrasync.errors import NotFound
 from entrasync.store.schema import (
     ActivityRow,
@@ -37,12 +38,17 @@ def has_history() -> Exists:
 
 
 def licensed_agents_query() -> Select[Any]:
-    """Agents that consume a license: holding history, owned by an active (not pending) user."""
+    """Agents that consume a license: holding history, owned by an active (not pending) user.
+    The one statement of the license rule; every count of used licenses reads it."""
     return (
         select(func.count(AgentRow.id))
         .join(UserRow, UserRow.id == AgentRow.user_id)
-        .where(UserRow.status == "active", has_history())
+        .where(*_licensed())
     )
+
+
+def _licensed() -> tuple[ColumnElement[bool], Exists]:
+    return UserRow.status == UserStatus.ACTIVE.value, has_history()
 
 
 def used_licenses(session: Session) -> int:
@@ -53,7 +59,7 @@ def pending_users(session: Session) -> int:
     return int(
         session.scalar(
             select(func.count(UserRow.id)).where(
-                UserRow.status == "pending", UserRow.merged_into_id.is_(None)
+                UserRow.status == UserStatus.PENDING.value, UserRow.merged_into_id.is_(None)
             )
         )
         or 0
@@ -61,16 +67,26 @@ def pending_users(session: Session) -> int:
 
 
 def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, int]:
+    """User id -> licenses the user holds (users holding none are absent)."""
     counts: dict[int, int] = {}
     for chunk in chunks(list(user_ids)):
-        rows = session.execute(
-            select(AgentRow.user_id, func.count(AgentRow.id))
-            .join(UserRow, UserRow.id == AgentRow.user_id)
-            .where(AgentRow.user_id.in_(chunk), UserRow.status == "active", has_history())
-            .group_by(AgentRow.user_id)
-        )
+        rows = session.execute(_licenses_per_user().where(AgentRow.user_id.in_(chunk)))
         counts.update({int(uid): int(n) for uid, n in rows})
     return counts
+
+
+def all_license_counts(session: Session) -> dict[int, int]:
+    """`user_license_counts` for every user, one query."""
+    return {int(uid): int(n) for uid, n in session.execute(_licenses_per_user())}
+
+
+def _licenses_per_user() -> Select[int, int]:
+    return (
+        select(AgentRow.user_id, func.count(AgentRow.id))
+        .join(UserRow, UserRow.id == AgentRow.user_id)
+        .where(*_licensed())
+        .group_by(AgentRow.user_id)
+    )
 
 
 def logon_agents(session: Session, logons: Sequence[str]) -> dict[str, tuple[int, int]]:

@@ -385,3 +385,13 @@ class HeldActionRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="held")  # held|released|obsolete
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DaemonStateRow(Base):
+    """Key/value state of `entrasync run` (instances, the failure streak; store/daemon_state.py)."""
+
+    __tablename__ = "daemon_state"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

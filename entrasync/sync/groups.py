@@ -1,8 +1,9 @@
-"""Watched groups' state in the store: display names, suspect reads, acceptance.
+"""Watched groups' state: display names, suspect reads, acceptance.
 
-The rules are in `entrasync.domain.groups`; this module reads what a round saw, applies the
-rules, writes `entra_groups`, and audits each transition in the same transaction
-(`group.suspect` with one email to the admins, `group.recovered`, `group.accepted`).
+The rules are in `entrasync.domain.groups`; this module applies them to what a round saw,
+updates the group rows (`entrasync.store.groups`), and audits each transition in the same
+unit of work (`group.suspect` with one email to the admins, `group.recovered`,
+`group.accepted`).
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from typing import Any
 
 from entrasync.config import Config
-from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
+from entrasync.domain.audit import AuditEvent
 from entrasync.domain.groups import (
+    GroupKind,
     GroupRead,
     GroupState,
     SuspectReason,
@@ -27,35 +27,32 @@ from entrasync.domain.groups import (
     verdict,
 )
 from entrasync.errors import NotFound
-from entrasync.store import audit
+from entrasync.store import groups as rows
+from entrasync.store import mirror as mirror_rows
 from entrasync.store.db import Store
 from entrasync.store.outbox import enqueue
-from entrasync.store.schema import EntraGroupRow, WatchedMemberRow
-from entrasync.sync import mirror
-from entrasync.sync.mirror import GroupRoundStats
+from entrasync.store.schema import EntraGroupRow
+from entrasync.store.session import Session
+from entrasync.store.uow import UnitOfWork
+from entrasync.sync.mirror import GroupRoundStats, update_watched
 
 
 def configured_groups(config: Config) -> dict[str, list[str]]:
     """Group kind -> configured group ids (lower-case, as the mirror stores them)."""
     return {
-        "dnt": [g.lower() for g in config.groups.dnt],
-        "delete": [g.lower() for g in config.groups.delete],
+        GroupKind.DNT: [g.lower() for g in config.groups.dnt],
+        GroupKind.DELETE: [g.lower() for g in config.groups.delete],
     }
 
 
 def judge(
-    store: Store,
-    session: Session,
-    config: Config,
-    stats: GroupRoundStats,
-    before: Mapping[str, int],
-    now: datetime,
-    run_id: str | None,
+    uow: UnitOfWork, config: Config, stats: GroupRoundStats, before: Mapping[str, int]
 ) -> dict[str, str]:
     """Apply one round's reads to each configured group; returns suspect group -> why."""
+    session, now = uow.session, uow.now
     roots = configured_groups(config)
-    after = mirror.direct_counts(session, before)
-    rows = {r.id: r for r in session.scalars(select(EntraGroupRow))}
+    after = mirror_rows.direct_counts(session, before)
+    found = rows.group_rows(session)
     events: list[AuditEvent] = []
     for kind, groups in roots.items():
         for group in groups:
@@ -66,7 +63,7 @@ def judge(
                 members_before=before.get(group, 0),
                 members_after=after.get(group, 0),
             )
-            row = rows.get(group) or _new_row(session, group, kind, now)
+            row = found.get(group) or rows.add_group_row(session, group, kind, now)
             row.role = kind
             row.display_name = stats.names.get(group, row.display_name)
             row.updated_at = now
@@ -74,25 +71,19 @@ def judge(
             if event is not None:
                 events.append(event)
     configured = [g for gs in roots.values() for g in gs]
-    session.execute(delete(EntraGroupRow).where(EntraGroupRow.id.not_in(configured)))
-    session.flush()
+    rows.drop_unwatched_groups(session, configured)
     if events:
-        audit.append(store, session, events, actor=SYSTEM_ACTOR, now=now, run_id=run_id)
-        _notify(session, config, [e for e in events if e.action == "group.suspect"], now)
-    return {r.id: r.suspect_detail or "" for r in rows.values() if r.suspect and r.id in configured}
-
-
-def _new_row(session: Session, group: str, kind: str, now: datetime) -> EntraGroupRow:
-    row = EntraGroupRow(id=group, role=kind, updated_at=now)
-    session.add(row)
-    return row
+        uow.audit(*events)
+        _notify(uow, config, [e for e in events if e.action == "group.suspect"])
+    return {
+        r.id: r.suspect_detail or "" for r in found.values() if r.suspect and r.id in configured
+    }
 
 
 def _transition(row: EntraGroupRow, read: GroupRead, now: datetime) -> AuditEvent | None:
     current = SuspectReason(row.suspect) if row.suspect else None
     accepted = SuspectReason(row.accepted) if row.accepted else None
     state, change = next_state(GroupState(current, accepted), verdict(read, current))
-    name = _name(row)
     details = {
         "group_id": row.id,
         "group_name": row.display_name,
@@ -102,23 +93,14 @@ def _transition(row: EntraGroupRow, read: GroupRead, now: datetime) -> AuditEven
     }
     if change == Transition.SUSPECT:
         assert state.suspect is not None
-        row.suspect, row.suspect_since = state.suspect.value, now
-        row.suspect_detail = describe(row.role, name, state.suspect, read.members_before)
-        row.accepted = row.accepted_at = None
-        return AuditEvent(
-            "group.suspect",
-            f"{row.suspect_detail}: nothing is derived from its membership (no untrack, retrack, "
-            "pre-registration or purge) and its scheduled purges are suspended until it reads "
-            f"normally again or an admin runs `entrasync groups accept {row.id}`",
-            details={**details, "suspect": state.suspect.value},
-        )
+        return _suspect(row, state.suspect, read, now, details)
     if change == Transition.RECOVERED:
         was = row.suspect_detail
         row.suspect = row.suspect_since = row.suspect_detail = None
         row.accepted = row.accepted_at = None
         return AuditEvent(
             "group.recovered",
-            f"{group_label(row.role)} group {name} reads normally again (was: {was})",
+            f"{group_label(row.role)} group {_name(row)} reads normally again (was: {was})",
             details=details,
         )
     if state.accepted is None and row.accepted:
@@ -126,16 +108,35 @@ def _transition(row: EntraGroupRow, read: GroupRead, now: datetime) -> AuditEven
     return None
 
 
+def _suspect(
+    row: EntraGroupRow,
+    reason: SuspectReason,
+    read: GroupRead,
+    now: datetime,
+    details: dict[str, Any],
+) -> AuditEvent:
+    row.suspect, row.suspect_since = reason.value, now
+    row.suspect_detail = describe(row.role, _name(row), reason, read.members_before)
+    row.accepted = row.accepted_at = None
+    return AuditEvent(
+        "group.suspect",
+        f"{row.suspect_detail}: nothing is derived from its membership (no untrack, retrack, "
+        "pre-registration or purge) and its scheduled purges are suspended until it reads "
+        f"normally again or an admin runs `entrasync groups accept {row.id}`",
+        details={**details, "suspect": reason.value},
+    )
+
+
 def _name(row: EntraGroupRow) -> str:
     return f"{row.display_name!r} ({row.id})" if row.display_name else row.id
 
 
-def _notify(session: Session, config: Config, events: list[AuditEvent], now: datetime) -> None:
+def _notify(uow: UnitOfWork, config: Config, events: list[AuditEvent]) -> None:
     if not events:
         return
     lines = "\n".join(f"  - {e.reason}" for e in events)
     enqueue(
-        session,
+        uow.session,
         topic="group.suspect",
         subject=f"entrasync: {len(events)} watched group(s) read suspiciously; actions paused",
         body=(
@@ -144,7 +145,7 @@ def _notify(session: Session, config: Config, events: list[AuditEvent], now: dat
             "the consequences are then planned, and safety thresholds still apply.\n"
         ),
         recipients=config.notify.admins,
-        now=now,
+        now=uow.now,
     )
 
 
@@ -154,75 +155,68 @@ class GroupStatus:
     name: str | None
     kind: str
     members: int
-    state: str  # "ok" | "suspect" | "accepted"
+    state: str  # "ok" | "suspect" | "accepted" | "not read yet"
     detail: str | None
     since: datetime | None
 
 
 def list_groups(session: Session, config: Config) -> list[GroupStatus]:
     """The configured groups with their last read state (groups never read say so)."""
-    rows = {r.id: r for r in session.scalars(select(EntraGroupRow))}
-    counts = dict(
-        session.execute(
-            select(WatchedMemberRow.via_group, func.count()).group_by(WatchedMemberRow.via_group)
-        ).all()
-    )
+    found = rows.group_rows(session)
+    counts = rows.watched_counts(session)
     out = []
     for kind, groups in configured_groups(config).items():
         for group in groups:
-            row = rows.get(group)
+            row = found.get(group)
             state, detail, since = "not read yet", None, None
             if row is not None:
                 state = "suspect" if row.suspect else "accepted" if row.accepted else "ok"
                 detail = row.suspect_detail
                 since = row.suspect_since or row.accepted_at
             name = row.display_name if row else None
-            out.append(
-                GroupStatus(group, name, kind, int(counts.get(group, 0)), state, detail, since)
-            )
+            out.append(GroupStatus(group, name, kind, counts.get(group, 0), state, detail, since))
     return out
 
 
-def accept(
-    store: Store, session: Session, config: Config, group_id: str, actor: str, now: datetime
-) -> GroupStatus:
+def accept_read(uow: UnitOfWork, config: Config, group_id: str) -> GroupStatus:
     """An admin accepts a suspect group's read: its watched members are re-derived from the
     mirror now (the next cycle plans the consequences, thresholds apply), audited."""
-    group = group_id.lower()
-    roots = configured_groups(config)
-    kind = next((k for k, gs in roots.items() if group in gs), None)
-    row = session.get(EntraGroupRow, group)
+    session, group = uow.session, group_id.lower()
+    kind = next((k for k, gs in configured_groups(config).items() if group in gs), None)
+    row = rows.group_row(session, group)
     if kind is None or row is None:
         raise NotFound(f"group {group_id} is not a watched group (see `entrasync groups list`)")
     if not row.suspect:
         raise NotFound(f"group {_name(row)} is not suspect: there is nothing to accept")
     was, reason = row.suspect_detail, row.suspect
-    row.accepted, row.accepted_at = reason, now
+    row.accepted, row.accepted_at = reason, uow.now
     row.suspect = row.suspect_since = row.suspect_detail = None
-    before = mirror.direct_counts(session, [group])[group]
-    update = mirror.update_watched(
-        session, {kind: [group]}, mirror.mirror_edges(session), set(), now
-    )
-    audit.append(
-        store,
-        session,
-        [
-            AuditEvent(
-                "group.accepted",
-                f"admin accepted the read of {group_label(kind)} group {_name(row)} ({was}); "
-                "its consequences are planned by the next cycle",
-                details={
-                    "group_id": group,
-                    "group_name": row.display_name,
-                    "kind": kind,
-                    "accepted": reason,
-                    "direct_members_read": before,
-                    "members_removed": update.removed,
-                    "members_added": update.added,
-                },
-            )
-        ],
-        actor=actor,
-        now=now,
+    before = mirror_rows.direct_counts(session, [group])[group]
+    edges = mirror_rows.mirror_edges(session)
+    update = update_watched(session, {kind: [group]}, edges, set(), uow.now)
+    uow.audit(
+        AuditEvent(
+            "group.accepted",
+            f"admin accepted the read of {group_label(kind)} group {_name(row)} ({was}); "
+            "its consequences are planned by the next cycle",
+            details={
+                "group_id": group,
+                "group_name": row.display_name,
+                "kind": kind,
+                "accepted": reason,
+                "direct_members_read": before,
+                "members_removed": update.removed,
+                "members_added": update.added,
+            },
+        )
     )
     return next(g for g in list_groups(session, config) if g.id == group)
+
+
+def accept(
+    store: Store, session: Session, config: Config, group_id: str, actor: str, now: datetime
+) -> GroupStatus:
+    """`accept_read` in the caller's transaction (the CLI's form until it opens a unit of work)."""
+    return accept_read(
+        UnitOfWork(session, store.audit_lock, now=now, actor=actor, run_id=None), config, group_id
+    )

@@ -23,7 +23,7 @@ from tcpproxy import tcp_proxy
 
 from entrasync.config import load_config
 from entrasync.daemon.service import Daemon
-from entrasync.daemon.state import CYCLES_KEY, DaemonStateRow
+from entrasync.store.daemon_state import CYCLES_KEY, DaemonStateRow
 from entrasync.store.db import Store
 
 WINDOW = 13.0  # seconds of failures watched: attempts at about 0, 1, 3, 7 and 11 s

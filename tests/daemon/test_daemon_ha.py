@@ -18,10 +18,10 @@ from sqlalchemy import func, select, text
 from testkit import report
 
 from entrasync.config import load_config
-from entrasync.daemon.leader import LEADER_LOCK_CLASS
 from entrasync.domain.reports import parse_reports
 from entrasync.services.ingest import ingest_reports
 from entrasync.store.db import Store
+from entrasync.store.leader_lock import LEADER_LOCK_CLASS
 from entrasync.store.schema import AuditRow, RunRow, UserRow
 
 

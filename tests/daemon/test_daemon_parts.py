@@ -16,20 +16,20 @@ from sqlalchemy import select, text
 
 from entrasync.config import parse_config
 from entrasync.daemon import failures
-from entrasync.daemon.gate import Stopping, TransactionGate
 from entrasync.daemon.health import judge, parse_listen
 from entrasync.daemon.healthcheck import health_url
-from entrasync.daemon.leader import (
+from entrasync.daemon.leadership import lease_wait
+from entrasync.daemon.logs import configure_logging, get_logger, scrubber
+from entrasync.daemon.systemd import Notifier
+from entrasync.errors import ConfigError
+from entrasync.store.db import Store
+from entrasync.store.gate import Stopping, TransactionGate
+from entrasync.store.leader_lock import (
     LEADER_LOCK_CLASS,
     FileLeaderLock,
     PostgresLeaderLock,
     leader_lock_for,
 )
-from entrasync.daemon.logs import configure_logging, get_logger, scrubber
-from entrasync.daemon.service import lease_wait
-from entrasync.daemon.systemd import Notifier
-from entrasync.errors import ConfigError
-from entrasync.store.db import Store
 from entrasync.store.schema import OutboxRow
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -29,7 +29,7 @@ def test_sigterm_exits_0_within_seconds(sqlite_world: DaemonWorld) -> None:
     assert "stopping" in events[events.index("cycle finished") :]
     # the instance removed itself: status no longer lists it
     store = sqlite_world.store()
-    from entrasync.daemon.state import daemon_summary
+    from entrasync.store.daemon_state import daemon_summary
 
     with store.reading() as session:
         from datetime import UTC, datetime

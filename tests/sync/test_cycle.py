@@ -186,7 +186,7 @@ def test_threshold_holds_one_kind_and_approve_releases(world: World) -> None:
 
     t.remove_member(world.dnt, ids[2])  # no longer valid when approved
     from entrasync.graph import GraphClient, settings_from_config
-    from entrasync.sync.cycle import approve
+    from entrasync.sync.approve import approve
 
     config = world.config()
     settings = settings_from_config(

@@ -60,4 +60,5 @@ _GRAPH_NAMES = (
     "onPremisesDomainName",
     "employeeId",
     "displayName",
+    "accountEnabled",
 )

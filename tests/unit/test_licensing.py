@@ -12,7 +12,6 @@ from entrasync.domain.licensing import (
     AccountTerms,
     Compliance,
     evaluate_compliance,
-    licenses_freed,
     route_new_user,
 )
 
@@ -107,8 +106,3 @@ def test_route_new_user_free_plan_uses_three() -> None:
 def test_manual_review_holds_every_new_user() -> None:
     terms = AccountTerms(10, "paid", pending_mode=True, manual_review=True)
     assert route_new_user(0, terms) == "pending"
-
-
-def test_licenses_freed_never_negative() -> None:
-    assert licenses_freed(3, 1) == 2
-    assert licenses_freed(1, 3) == 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from entrasync.domain.actions import ActionKind
 from entrasync.domain.entra import EntraUser
 from entrasync.domain.evidence import MergeMaps, identity_keys, logon_of
 from entrasync.domain.groups import GroupKind
 from entrasync.domain.planning import (
-    ActionKind,
     Facts,
     IdentityMatch,
     Policy,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.errors import ActionRefused
 from entrasync.store.queries import chunks, has_history, user_license_counts
 from entrasync.store.schema import (
@@ -34,24 +35,26 @@ PurgeCounts = dict[int, tuple[int, int, int]]
 def set_tracking(
     session: Session,
     user: UserRow,
-    tracking: Literal["tracked", "untracked"],
-    by: str,
+    tracking: Tracking | Literal["tracked", "untracked"],
+    by: UntrackedBy | str,
     *,
     apply: bool,
 ) -> Details:
-    """`by` is "entrasync" or "admin": only entrasync's own untracking may be undone by a sync."""
+    """Only entrasync's own untracking (`by`) may be undone by a sync, never an admin's."""
+    tracking = Tracking(tracking)
+    untracked_by = str(UntrackedBy(by)) if tracking is Tracking.UNTRACKED else None
     details: Details = {
         "before": {"tracking": user.tracking, "untracked_by": user.untracked_by},
-        "after": {"tracking": tracking, "untracked_by": by if tracking == "untracked" else None},
+        "after": {"tracking": tracking.value, "untracked_by": untracked_by},
         "licenses": _licenses(session, user.id),
     }
     if apply:
-        user.tracking = tracking
-        user.untracked_by = by if tracking == "untracked" else None
+        user.tracking = tracking.value
+        user.untracked_by = untracked_by
     return details
 
 
-def purge_user(session: Session, user: UserRow, by: str, *, apply: bool) -> Details:
+def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply: bool) -> Details:
     """Delete all history and agents; identifiers (logons included) stay, user is Untracked.
     A pending user leaves the queue: with no data left there is nothing to approve."""
     return purge_users(session, [user], by, apply=apply)[user.id]
@@ -60,7 +63,7 @@ def purge_user(session: Session, user: UserRow, by: str, *, apply: bool) -> Deta
 def purge_users(
     session: Session,
     users: Sequence[UserRow],
-    by: str,
+    by: UntrackedBy | str,
     *,
     apply: bool,
     counts: PurgeCounts | None = None,
@@ -90,10 +93,11 @@ def purge_users(
             .values(
                 # An earlier untracking keeps its author: an admin's decision outlives a purge.
                 untracked_by=case(
-                    (UserRow.tracking != "untracked", by), else_=UserRow.untracked_by
+                    (UserRow.tracking != Tracking.UNTRACKED.value, str(UntrackedBy(by))),
+                    else_=UserRow.untracked_by,
                 ),
-                tracking="untracked",
-                status="active",
+                tracking=Tracking.UNTRACKED.value,
+                status=UserStatus.ACTIVE.value,
                 pending_since=None,
                 purged_at=now or datetime.now(UTC),
             ),
@@ -129,9 +133,9 @@ def _purge_details(user: UserRow, counts: tuple[int, int, int]) -> Details:
         "rows_purged": rows,
         "agents_removed": agents,
         # Agents holding history are licenses, except a pending user's (none held yet).
-        "licenses_freed": holding if user.status == "active" else 0,
+        "licenses_freed": holding if user.status == UserStatus.ACTIVE else 0,
         "before": {"tracking": user.tracking, "status": user.status},
-        "after": {"tracking": "untracked", "status": "active"},
+        "after": {"tracking": Tracking.UNTRACKED.value, "status": UserStatus.ACTIVE.value},
     }
 
 
@@ -140,17 +144,7 @@ def merge_users(
 ) -> Details:
     """Move the source's identifiers and agents to the target; the source record stays as a
     pointer (`merged_into_id`) so its old store id still finds the survivor."""
-    if source.id == target.id:
-        raise ActionRefused(f"user {source.id} cannot be merged into itself")
-    if (
-        source.entra_object_id
-        and target.entra_object_id
-        and source.entra_object_id != target.entra_object_id
-    ):
-        raise ActionRefused(
-            f"users {source.id} and {target.id} are linked to different Entra objects "
-            f"({source.entra_object_id}, {target.entra_object_id}): not the same person"
-        )
+    _refuse_merge(source, target)
     before = _licenses(session, source.id) + _licenses(session, target.id)
     moved_ids = session.scalar(
         select(func.count(IdentifierRow.id)).where(IdentifierRow.user_id == source.id)
@@ -168,12 +162,35 @@ def merge_users(
     if not apply:
         after = _licenses_after_merge(session, source, target, agent_merge)
         return {**details, "licenses_after": after, "licenses_freed": before - after}
+    _move_user(session, source, target)
+    agents = merge_agents(session, target, apply=True) if agent_merge == "all" else {}
+    after = _licenses(session, target.id)
+    return {**details, **agents, "licenses_after": after, "licenses_freed": before - after}
+
+
+def _refuse_merge(source: UserRow, target: UserRow) -> None:
+    if source.id == target.id:
+        raise ActionRefused(f"user {source.id} cannot be merged into itself")
+    if (
+        source.entra_object_id
+        and target.entra_object_id
+        and source.entra_object_id != target.entra_object_id
+    ):
+        raise ActionRefused(
+            f"users {source.id} and {target.id} are linked to different Entra objects "
+            f"({source.entra_object_id}, {target.entra_object_id}): not the same person"
+        )
+
+
+def _move_user(session: Session, source: UserRow, target: UserRow) -> None:
+    """Hand the source's identifiers, agents and Entra link to the target."""
     session.execute(
         update(IdentifierRow).where(IdentifierRow.user_id == source.id).values(user_id=target.id)
     )
     session.execute(update(AgentRow).where(AgentRow.user_id == source.id).values(user_id=target.id))
     if source.entra_object_id and not target.entra_object_id:
         object_id, source.entra_object_id = source.entra_object_id, None
+        # The link column is unique: the source must let go before the target takes it.
         session.flush()
         target.entra_object_id = object_id
     if source.last_activity_at and (
@@ -181,12 +198,9 @@ def merge_users(
     ):
         target.last_activity_at = source.last_activity_at
     source.merged_into_id = target.id
-    source.status = "active"
+    source.status = UserStatus.ACTIVE.value
     source.pending_since = None
     session.flush()
-    agents = merge_agents(session, target, apply=True) if agent_merge == "all" else {}
-    after = _licenses(session, target.id)
-    return {**details, **agents, "licenses_after": after, "licenses_freed": before - after}
 
 
 def merge_agents(session: Session, user: UserRow, *, apply: bool) -> Details:
@@ -262,7 +276,7 @@ def _licenses(session: Session, user_id: int) -> int:
 def _licenses_after_merge(
     session: Session, source: UserRow, target: UserRow, agent_merge: str
 ) -> int:
-    if target.status != "active":
+    if target.status != UserStatus.ACTIVE:
         return 0
     holding = session.scalar(
         select(func.count(AgentRow.id)).where(

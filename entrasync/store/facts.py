@@ -1,4 +1,4 @@
-"""The planner's inputs: set-based queries that return discrepancies only.
+"""The planner's inputs (`Facts`): set-based queries that return discrepancies only.
 
 In a steady state (nothing changed in Entra or the store) every query returns no rows, so
 planning costs a handful of indexed queries whatever the size of the tenant.
@@ -24,6 +24,7 @@ from entrasync.domain.planning import (
     StoreUser,
     WatchedMember,
 )
+from entrasync.domain.status import Tracking, UntrackedBy
 from entrasync.store import queries
 from entrasync.store.schema import (
     AgentRow,
@@ -168,83 +169,96 @@ def _scheduled(session: Session) -> list[ScheduledRecord]:
     ]
 
 
-def group_states(session: Session) -> tuple[dict[str, str], dict[str, str]]:
-    """(group id -> display name, suspect group id -> why) of the watched groups."""
-    names: dict[str, str] = {}
-    suspect: dict[str, str] = {}
-    for row in session.scalars(select(EntraGroupRow)):
-        if row.display_name:
-            names[row.id] = row.display_name
-        if row.suspect:
-            suspect[row.id] = row.suspect_detail or row.suspect
-    return names, suspect
+def total_users(session: Session) -> int:
+    """Live records (merged ones folded into their survivor are not counted)."""
+    return int(
+        session.scalar(select(func.count(UserRow.id)).where(UserRow.merged_into_id.is_(None))) or 0
+    )
+
+
+def _watched(session: Session) -> list[Any]:
+    """(membership, linked record or None, the group's suspect reason) for members that
+    call for an action: not in the store yet, still tracked, or a Delete member with agents."""
+    return list(
+        session.execute(
+            select(WatchedMemberRow, UserRow, EntraGroupRow.suspect)
+            .join(
+                EntraUserRow,
+                and_(
+                    EntraUserRow.object_id == WatchedMemberRow.object_id,
+                    EntraUserRow.deleted_at.is_(None),
+                ),
+            )
+            .outerjoin(
+                UserRow,
+                and_(
+                    UserRow.entra_object_id == WatchedMemberRow.object_id,
+                    UserRow.merged_into_id.is_(None),
+                ),
+            )
+            .outerjoin(EntraGroupRow, EntraGroupRow.id == WatchedMemberRow.via_group)
+            .where(
+                or_(
+                    UserRow.id.is_(None),
+                    UserRow.tracking == Tracking.TRACKED,
+                    and_(
+                        WatchedMemberRow.kind == GroupKind.DELETE,
+                        exists().where(AgentRow.user_id == UserRow.id),
+                    ),
+                )
+            )
+        ).all()
+    )
+
+
+def _retrack_rows(session: Session) -> list[UserRow]:
+    """Tracked again only: untracked by entrasync for a membership, Entra account live (a
+    deleted account leaves every group: a departure, not a return), history never purged,
+    and in no watched group (a suspect group's frozen rows count)."""
+    return list(
+        session.scalars(
+            select(UserRow)
+            .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
+            .where(
+                UserRow.untracked_by == UntrackedBy.ENTRASYNC,
+                UserRow.tracking == Tracking.UNTRACKED,
+                UserRow.merged_into_id.is_(None),
+                UserRow.purged_at.is_(None),
+                EntraUserRow.deleted_at.is_(None),
+                ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
+            )
+        ).all()
+    )
+
+
+def _deleted_pairs(session: Session, on_user_deleted: str) -> list[tuple[UserRow, datetime]]:
+    """Records whose Entra account is deleted and that `on_user_deleted` still acts on."""
+    if on_user_deleted == "ignore":
+        return []
+    out_of_line = UserRow.tracking == Tracking.TRACKED
+    if on_user_deleted == "purge":
+        out_of_line = or_(out_of_line, exists().where(AgentRow.user_id == UserRow.id))
+    return [
+        (row, cast(datetime, deleted_at))  # the WHERE clause excludes NULL
+        for row, deleted_at in session.execute(
+            select(UserRow, EntraUserRow.deleted_at)
+            .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
+            .where(
+                EntraUserRow.deleted_at.is_not(None),
+                UserRow.merged_into_id.is_(None),
+                out_of_line,
+            )
+        )
+    ]
 
 
 def gather(session: Session, *, changed_since: datetime | None, on_user_deleted: str) -> Facts:
     identity = _identity_rows(session)
     objects = sorted({o for o, _, _ in identity})
     linked_rows = _user_rows(session, UserRow.entra_object_id, objects)
-    watched = session.execute(
-        select(WatchedMemberRow, UserRow, EntraGroupRow.suspect)
-        .join(
-            EntraUserRow,
-            and_(
-                EntraUserRow.object_id == WatchedMemberRow.object_id,
-                EntraUserRow.deleted_at.is_(None),
-            ),
-        )
-        .outerjoin(
-            UserRow,
-            and_(
-                UserRow.entra_object_id == WatchedMemberRow.object_id,
-                UserRow.merged_into_id.is_(None),
-            ),
-        )
-        .outerjoin(EntraGroupRow, EntraGroupRow.id == WatchedMemberRow.via_group)
-        .where(
-            or_(
-                UserRow.id.is_(None),
-                UserRow.tracking == "tracked",
-                and_(
-                    WatchedMemberRow.kind == "delete",
-                    exists().where(AgentRow.user_id == UserRow.id),
-                ),
-            )
-        )
-    ).all()
-    # Tracked again only: untracked by entrasync for a membership, Entra account live (a
-    # deleted account leaves every group: a departure, not a return), history never purged,
-    # and in no watched group (a suspect group's frozen rows count).
-    retrack_rows = session.scalars(
-        select(UserRow)
-        .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
-        .where(
-            UserRow.untracked_by == "entrasync",
-            UserRow.tracking == "untracked",
-            UserRow.merged_into_id.is_(None),
-            UserRow.purged_at.is_(None),
-            EntraUserRow.deleted_at.is_(None),
-            ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
-        )
-    ).all()
-    deleted_pairs: list[tuple[UserRow, datetime]] = []
-    if on_user_deleted != "ignore":
-        out_of_line = UserRow.tracking == "tracked"
-        if on_user_deleted == "purge":
-            out_of_line = or_(out_of_line, exists().where(AgentRow.user_id == UserRow.id))
-        deleted_pairs = [
-            (row, cast(datetime, deleted_at))  # the WHERE clause excludes NULL
-            for row, deleted_at in session.execute(
-                select(UserRow, EntraUserRow.deleted_at)
-                .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
-                .where(
-                    EntraUserRow.deleted_at.is_not(None),
-                    UserRow.merged_into_id.is_(None),
-                    out_of_line,
-                )
-            )
-        ]
-    deleted_rows = [row for row, _ in deleted_pairs]
+    watched = _watched(session)
+    retrack_rows = _retrack_rows(session)
+    deleted_pairs = _deleted_pairs(session, on_user_deleted)
     identity_users = _user_rows(session, UserRow.id, sorted({u for _, _, u in identity}))
     everyone = _store_users(
         session,
@@ -253,7 +267,7 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
             *linked_rows,
             *(u for _, u, _ in watched if u is not None),
             *retrack_rows,
-            *deleted_rows,
+            *(row for row, _ in deleted_pairs),
         ],
     )
     return Facts(

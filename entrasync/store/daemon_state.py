@@ -21,35 +21,40 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, String, delete, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
-from entrasync.store.schema import Base, UtcDateTime
+from entrasync.store.runs import COMPLETED, RunKind
+from entrasync.store.schema import DaemonStateRow, RunRow
+from entrasync.store.uow import UnitOfWork
+
+__all__ = [
+    "CYCLES_KEY",
+    "INSTANCE_PREFIX",
+    "DaemonStateRow",
+    "InstanceView",
+    "daemon_summary",
+    "get",
+    "last_completed_finish",
+    "live_instances",
+    "prune_dead",
+    "put",
+    "remove",
+]
 
 INSTANCE_PREFIX = "instance:"
 CYCLES_KEY = "cycles"
-HEARTBEAT = timedelta(seconds=10)
 STALE_AFTER = timedelta(seconds=45)
 PRUNE_AFTER = timedelta(hours=1)
 
 
-class DaemonStateRow(Base):
-    """Key/value state of the daemon (see the module docstring)."""
-
-    __tablename__ = "daemon_state"
-
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-def put(session: Session, key: str, value: Mapping[str, Any], now: datetime) -> None:
-    row = session.get(DaemonStateRow, key)
+def put(uow: UnitOfWork, key: str, value: Mapping[str, Any]) -> None:
+    row = uow.session.get(DaemonStateRow, key)
     if row is None:
-        session.add(DaemonStateRow(key=key, value=dict(value), updated_at=now))
+        uow.session.add(DaemonStateRow(key=key, value=dict(value), updated_at=uow.now))
     else:
         row.value = dict(value)
-        row.updated_at = now
+        row.updated_at = uow.now
 
 
 def get(session: Session, key: str) -> dict[str, Any] | None:
@@ -57,8 +62,8 @@ def get(session: Session, key: str) -> dict[str, Any] | None:
     return dict(row.value) if row is not None else None
 
 
-def remove(session: Session, key: str) -> None:
-    session.execute(delete(DaemonStateRow).where(DaemonStateRow.key == key))
+def remove(uow: UnitOfWork, key: str) -> None:
+    uow.session.execute(delete(DaemonStateRow).where(DaemonStateRow.key == key))
 
 
 @dataclass(frozen=True)
@@ -93,12 +98,12 @@ def live_instances(session: Session, now: datetime) -> list[InstanceView]:
     return sorted(views, key=lambda v: (v.role != "leader", v.instance))
 
 
-def prune_dead(session: Session, now: datetime) -> int:
+def prune_dead(uow: UnitOfWork) -> int:
     """Forget instances that stopped heartbeating long ago (killed, host gone)."""
-    result = session.execute(
+    result = uow.session.execute(
         delete(DaemonStateRow).where(
             DaemonStateRow.key.startswith(INSTANCE_PREFIX, autoescape=True),
-            DaemonStateRow.updated_at < now - PRUNE_AFTER,
+            DaemonStateRow.updated_at < uow.now - PRUNE_AFTER,
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
@@ -113,3 +118,13 @@ def daemon_summary(session: Session, now: datetime) -> dict[str, Any]:
         "leader": leader.instance if leader else None,
         "jobs": dict(leader.value.get("jobs", {})) if leader else {},
     }
+
+
+def last_completed_finish(session: Session) -> datetime | None:
+    """When the last sync run that completed (ok or held) finished: a standby's health."""
+    finished: datetime | None = session.scalar(
+        select(func.max(RunRow.finished_at)).where(
+            RunRow.kind == RunKind.SYNC, RunRow.status.in_(COMPLETED)
+        )
+    )
+    return finished

@@ -1,0 +1,95 @@
+"""Watched groups in the store: their read state (`entra_groups`: name, suspect, accepted)
+and their materialised effective membership (`watched_members`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from entrasync.store.schema import EntraGroupRow, WatchedMemberRow
+from entrasync.store.upsert import insert_for
+
+_BATCH = 500
+
+
+def group_rows(session: Session) -> dict[str, EntraGroupRow]:
+    return {r.id: r for r in session.scalars(select(EntraGroupRow))}
+
+
+def group_row(session: Session, group_id: str) -> EntraGroupRow | None:
+    return session.get(EntraGroupRow, group_id)
+
+
+def add_group_row(session: Session, group_id: str, kind: str, now: datetime) -> EntraGroupRow:
+    row = EntraGroupRow(id=group_id, role=kind, updated_at=now)
+    session.add(row)
+    return row
+
+
+def drop_unwatched_groups(session: Session, configured: list[str]) -> None:
+    """Rows of groups no longer configured go; the rest are flushed."""
+    session.execute(delete(EntraGroupRow).where(EntraGroupRow.id.not_in(configured)))
+    session.flush()
+
+
+def group_names(session: Session) -> dict[str, str]:
+    return {row.id: row.display_name for row in group_rows(session).values() if row.display_name}
+
+
+def group_states(session: Session) -> tuple[dict[str, str], dict[str, str]]:
+    """(group id -> display name, suspect group id -> why) of the watched groups."""
+    names: dict[str, str] = {}
+    suspect: dict[str, str] = {}
+    for row in group_rows(session).values():
+        if row.display_name:
+            names[row.id] = row.display_name
+        if row.suspect:
+            suspect[row.id] = row.suspect_detail or row.suspect
+    return names, suspect
+
+
+def watched_counts(session: Session) -> dict[str, int]:
+    """Effective members of each watched group."""
+    rows = session.execute(
+        select(WatchedMemberRow.via_group, func.count()).group_by(WatchedMemberRow.via_group)
+    )
+    return {group: int(count) for group, count in rows}
+
+
+def drop_unconfigured_members(session: Session, configured: list[str]) -> None:
+    """A group removed from the config no longer decides anything (its rows go)."""
+    session.execute(delete(WatchedMemberRow).where(WatchedMemberRow.via_group.not_in(configured)))
+
+
+def set_watched_members(
+    session: Session, kind: str, group: str, members: Iterable[str], now: datetime
+) -> tuple[int, int]:
+    """The group's rows become `members`; continuing members keep `first_seen_at`.
+    Returns (added, removed)."""
+    wanted = set(members)
+    old = set(
+        session.scalars(
+            select(WatchedMemberRow.object_id).where(WatchedMemberRow.via_group == group)
+        )
+    )
+    added = sorted(wanted - old)
+    removed = sorted(old - wanted)
+    if added:
+        session.execute(
+            insert_for(session, WatchedMemberRow).on_conflict_do_nothing(),
+            [
+                {"via_group": group, "object_id": o, "kind": kind, "first_seen_at": now}
+                for o in added
+            ],
+        )
+    for start in range(0, len(removed), _BATCH):
+        session.execute(
+            delete(WatchedMemberRow).where(
+                WatchedMemberRow.via_group == group,
+                WatchedMemberRow.object_id.in_(removed[start : start + _BATCH]),
+            )
+        )
+    return len(added), len(removed)

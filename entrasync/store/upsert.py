@@ -1,0 +1,15 @@
+"""`INSERT … ON CONFLICT` for the store's dialect (both SQLite and PostgreSQL spell it the same
+way, through their own dialect's `insert`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+
+def insert_for(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)

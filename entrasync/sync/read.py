@@ -1,0 +1,218 @@
+"""Read → plan, written once: Graph's delta rounds into the mirror, then the plan from the
+store's state. Used by the cycle, its dry run (`plan`) and `approve`.
+
+Graph is read between transactions: each page is applied in its own short unit of work, so
+the store stays writable while Graph is slow or down. A dry run reads Graph to the end
+first, then applies the read to a scratch copy of the store (store/overlay.py): it writes
+nothing, not even the delta links, and works on a read-only store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, Protocol, TypeVar
+
+from entrasync.config import Config
+from entrasync.domain.entra import GroupPage, UserPage, reachable_groups
+from entrasync.domain.evidence import MergeMaps
+from entrasync.domain.planning import Plan, Policy, plan
+from entrasync.graph import GraphClient, child_group_id
+from entrasync.store import facts, runs, sync_state
+from entrasync.store import groups as group_rows
+from entrasync.store import mirror as mirror_rows
+from entrasync.store.db import Store
+from entrasync.store.overlay import open_overlay
+from entrasync.store.session import Session
+from entrasync.store.uow import UnitOfWork
+from entrasync.sync import mirror
+from entrasync.sync.crashpoints import crashpoint
+from entrasync.sync.groups import configured_groups, judge
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    resync: bool
+    suspect: dict[str, str]  # watched group id -> why its read is not trusted
+    full: bool = False  # a periodic full read (sync.full_resync_every)
+
+
+@dataclass(frozen=True)
+class Planned:
+    read: ReadResult
+    plan: Plan
+    total_users: int  # live records in the store (percentage thresholds count from it)
+
+
+Scope = Callable[[], AbstractContextManager[UnitOfWork]]
+Page = TypeVar("Page", UserPage, GroupPage)
+PageCo = TypeVar("PageCo", UserPage, GroupPage, covariant=True)
+
+
+class Round(Protocol[PageCo]):
+    """A delta round as `_apply_read` consumes it: pages, then the links it ended with."""
+
+    def __iter__(self) -> Iterator[PageCo]: ...
+
+    @property
+    def delta_links(self) -> dict[str, str]: ...
+
+    @property
+    def full_streams(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True)
+class _Prefetched(Generic[Page]):
+    """A round read to the end before the dry run's scratch copy is made."""
+
+    pages: list[Page]
+    delta_links: dict[str, str]
+    full_streams: frozenset[str]
+
+    def __iter__(self) -> Iterator[Page]:
+        return iter(self.pages)
+
+    @classmethod
+    def read(cls, delta: Round[Page]) -> _Prefetched[Page]:
+        pages = list(delta)
+        return cls(pages, delta.delta_links, delta.full_streams)
+
+
+@dataclass(frozen=True)
+class _ReadStart:
+    """What the rounds need to know before the first Graph request (one snapshot)."""
+
+    links: dict[str, str]
+    streams: list[str]  # every stream with a row, with or without a link
+    periodic: bool
+    roots: dict[str, list[str]]
+    watched: list[str]
+    children: list[str]
+    before: dict[str, int]  # direct members of each watched group in the mirror
+
+
+def read_and_plan(
+    store: Store,
+    graph: GraphClient,
+    config: Config,
+    now: datetime,
+    *,
+    run_id: str | None = None,
+    dry_run: bool = False,
+) -> Planned:
+    """Users round, then groups round, into the mirror; each watched group's read judged and
+    its members materialised; then the plan."""
+    with store.reading() as session:
+        start = _read_start(session, config, now)
+    users: Round[UserPage] = graph.read_users(start.links)
+    groups: Round[GroupPage] = graph.read_groups(
+        start.watched, start.links, nested=config.groups.nested, children=start.children
+    )
+    if dry_run:
+        users, groups = _Prefetched.read(users), _Prefetched.read(groups)
+        with open_overlay(store, now) as uow:
+            read = _apply_read(lambda: nullcontext(uow), start, users, groups, config, now)
+            uow.session.flush()
+            return Planned(read, *plan_now(uow.session, config, now))
+    scope: Scope = lambda: store.unit_of_work(now, run_id=run_id)  # noqa: E731
+    read = _apply_read(scope, start, users, groups, config, now)
+    crashpoint("mirror-read")
+    with store.reading() as session:
+        return Planned(read, *plan_now(session, config, now))
+
+
+def plan_now(session: Session, config: Config, now: datetime) -> tuple[Plan, int]:
+    """The plan from the store's state, and the live records it counts thresholds from."""
+    last = runs.last_completed_start(session)
+    # Objects changed since the last completed cycle started are re-examined for identifier
+    # reuse, so a crashed cycle's changes are not lost.
+    since = min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
+    gathered = facts.gather(
+        session, changed_since=since, on_user_deleted=config.sync.on_user_deleted
+    )
+    return plan(gathered, _policy(config, now, session)), facts.total_users(session)
+
+
+def _policy(config: Config, now: datetime, session: Session) -> Policy:
+    names, suspect = group_rows.group_states(session)
+    return Policy(
+        now=now,
+        purge_delay=config.safety.purge_delay,
+        retrack_on_removal=config.safety.retrack_on_removal,
+        merge_enabled=config.merge.enabled,
+        agent_merge=config.merge.agent_merge,
+        on_user_deleted=config.sync.on_user_deleted,
+        group_names=names,
+        suspect=suspect,
+    )
+
+
+def _read_start(session: Session, config: Config, now: datetime) -> _ReadStart:
+    links = sync_state.load_links(session)
+    last_full = sync_state.oldest_full_round(session)
+    periodic = bool(links) and (
+        last_full is None or now - last_full >= config.sync.full_resync_every
+    )
+    roots = configured_groups(config)
+    watched = sorted({g for gs in roots.values() for g in gs})
+    edges = mirror_rows.mirror_edges(session)
+    children = sorted(reachable_groups(edges, watched) - set(watched))
+    return _ReadStart(
+        {} if periodic else links,
+        sync_state.stream_names(session),
+        periodic,
+        roots,
+        watched,
+        children,
+        mirror_rows.direct_counts(session, watched),
+    )
+
+
+def _apply_read(
+    scope: Scope,
+    start: _ReadStart,
+    users: Round[UserPage],
+    groups: Round[GroupPage],
+    config: Config,
+    now: datetime,
+) -> ReadResult:
+    maps = MergeMaps(config.merge.domain_map, config.merge.netbios_map)
+    user_stats = mirror.RoundStats()
+    for user_page in users:
+        with scope() as uow:
+            mirror.apply_user_page(uow.session, user_page, maps, now, user_stats)
+    with scope() as uow:
+        mirror.finish_user_round(uow.session, user_stats, now)
+        sync_state.save_links(uow.session, users.delta_links, now, users.full_streams)
+    group_stats = mirror.GroupRoundStats()
+    for group_page in groups:
+        with scope() as uow:
+            mirror.apply_group_page(uow.session, group_page, now, group_stats)
+    with scope() as uow:
+        suspect = _finish_groups(uow, start, groups, group_stats, config)
+    return ReadResult(user_stats.resync or group_stats.resync, suspect, start.periodic)
+
+
+def _finish_groups(
+    uow: UnitOfWork,
+    start: _ReadStart,
+    groups: Round[GroupPage],
+    stats: mirror.GroupRoundStats,
+    config: Config,
+) -> dict[str, str]:
+    """The groups round's last transaction: its diff and links, the judgement of each
+    watched group, and the materialised effective membership."""
+    session, now = uow.session, uow.now
+    mirror.finish_group_round(session, stats)
+    sync_state.save_links(session, groups.delta_links, now, groups.full_streams)
+    stale = [
+        s for s in start.streams if (g := child_group_id(s)) is not None and g not in start.children
+    ]
+    sync_state.drop_streams(session, [s for s in stale if s not in groups.delta_links])
+    suspect = judge(uow, config, stats, start.before)
+    group_rows.drop_unconfigured_members(session, start.watched)
+    edges = mirror_rows.mirror_edges(session)
+    mirror.update_watched(session, start.roots, edges, set(suspect), now)
+    return suspect
