@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,7 +31,6 @@ from entrasync.store import daemon_state, runs
 from entrasync.store.db import Store
 from entrasync.store.errors import STORE_ERRORS
 from entrasync.store.gate import Stopping, TransactionGate
-from entrasync.store.run_ids import noting_sync_runs
 from entrasync.sync.cycle import run_cycle
 
 SYNC_JOB = "sync"
@@ -157,15 +157,14 @@ class CycleJob:
 
     def _attempt(self, now: datetime, clients: list[GraphClient], attempt: _Attempt) -> None:
         config = self.ctx.settings()
-        run_ids: list[str] = []
+        run_id = str(uuid.uuid4())
         try:
             factory = self._graph_factory(config, clients)
-            with noting_sync_runs(run_ids):
-                result = run_cycle(self.ctx.store, config, factory, now)
+            result = run_cycle(self.ctx.store, config, factory, now, run_id=run_id)
             attempt.outcome, attempt.run_id = result.status, result.run_id
             attempt.applied, attempt.held = result.applied, result.held
         except (Stopping, Cancelled):
-            self._mark_interrupted(run_ids)
+            self._mark_interrupted(run_id)
             raise
         except EntrasyncError as exc:
             attempt.error = str(exc)
@@ -240,15 +239,14 @@ class CycleJob:
         if alerted:
             log.warning("admins emailed about failing cycles", consecutive_failures=count)
 
-    def _mark_interrupted(self, run_ids: list[str]) -> None:
+    def _mark_interrupted(self, run_id: str) -> None:
         """The cycle stopped at a transaction boundary or in a Graph read: say so on its run
-        record, found by its id (a cycle cut short before its run was recorded has none).
-        The record may already say "failed" with the cancelled read's message."""
-        if not run_ids:
-            return
+        record, found by its id (a cycle cut short before its run was recorded has none: the
+        update then finds nothing). The record may already say "failed" with the cancelled
+        read's message."""
         with (
             self.ctx.gate.bypass(),
             tolerated("mark the interrupted run"),
             self.ctx.store.unit_of_work(utcnow()) as uow,
         ):
-            runs.mark_interrupted(uow, run_ids, _INTERRUPTED)
+            runs.mark_interrupted(uow, [run_id], _INTERRUPTED)

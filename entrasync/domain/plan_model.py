@@ -85,6 +85,8 @@ class Facts:
     retrack: list[StoreUser] = field(default_factory=list)
     # (object, when entrasync saw the deletion, linked record)
     deleted: list[tuple[str, datetime, StoreUser]] = field(default_factory=list)
+    # tracked records whose live Entra account is disabled (sync.on_user_disabled = untrack)
+    disabled: list[StoreUser] = field(default_factory=list)
     retirements: list[Retirement] = field(default_factory=list)
     scheduled: list[ScheduledRecord] = field(default_factory=list)
 
@@ -97,6 +99,7 @@ class Policy:
     merge_enabled: bool
     agent_merge: str
     on_user_deleted: str  # ignore | untrack | purge
+    on_user_disabled: str = "ignore"  # ignore | untrack
     group_names: Mapping[str, str] = field(default_factory=dict)
     # Suspect watched groups: group id -> why (nothing is derived from their membership).
     suspect: Mapping[str, str] = field(default_factory=dict)

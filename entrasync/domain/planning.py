@@ -66,6 +66,7 @@ def plan(facts: Facts, policy: Policy) -> Plan:
     _plan_membership(facts, policy, resolved, result)
     _plan_retracks(facts, policy, result)
     _plan_deleted(facts, policy, result)
+    _plan_disabled(facts, policy, result)
     _plan_schedule(facts, policy, result)
     return result
 
@@ -278,11 +279,31 @@ def _plan_retracks(facts: Facts, policy: Policy, out: Plan) -> None:
         return
     for user in facts.retrack:
         out.actions.append(
+            PlannedAction(ActionKind.RETRACK, _retrack_reason(user), user.id, user.entra_object_id)
+        )
+
+
+def _retrack_reason(user: StoreUser) -> str:
+    if user.untracked_by == UntrackedBy.ENTRA_DISABLED:
+        return "Entra account enabled again, and entrasync had untracked them while it was disabled"
+    return "no longer in a Do Not Track or Delete group, and entrasync had untracked them"
+
+
+def _plan_disabled(facts: Facts, policy: Policy, out: Plan) -> None:
+    """A disabled Entra account ("block sign-in") untracks its record; history is kept (a
+    disabled account is reversible, a purge is not). Watched-group members are left to the
+    membership rules, which win."""
+    if policy.on_user_disabled != "untrack":
+        return
+    for user in facts.disabled:
+        out.actions.append(
             PlannedAction(
-                ActionKind.RETRACK,
-                "no longer in a Do Not Track or Delete group, and entrasync had untracked them",
+                ActionKind.UNTRACK,
+                f"Entra account {user.entra_object_id} disabled (accountEnabled = false; "
+                "sync.on_user_disabled = untrack)",
                 user.id,
                 user.entra_object_id,
+                untracked_by=UntrackedBy.ENTRA_DISABLED,
             )
         )
 

@@ -26,7 +26,8 @@ from entrasync.store import pending as queue
 from entrasync.store import users as user_rows
 from entrasync.store.account import account_row, terms_of
 from entrasync.store.db import Store
-from entrasync.store.schema import UserRow
+from entrasync.store.schema import AgentRow, UserRow
+from entrasync.store.session import Session
 from entrasync.store.uow import UnitOfWork
 
 # The CLI names the result of a pending action by its old name.
@@ -190,6 +191,25 @@ def assign(
     )
 
 
+def _merge_target(session: Session, user: UserRow, into_agent: int) -> tuple[AgentRow, UserRow]:
+    """The agent a pending user's history joins, and its licensed owner."""
+    into = user_rows.agent(session, into_agent)
+    if into is None:
+        raise NotFound(f"no agent with id {into_agent} (see `entrasync users show USER`)")
+    if into.user_id == user.id:
+        raise ActionRefused(
+            f"agent {into_agent} belongs to the pending user {user.id} itself: "
+            "choose an agent of a licensed user"
+        )
+    target = queries.find_user(session, f"id:{into.user_id}")
+    _licensed_target(
+        target,
+        f"agent {into_agent} belongs to user {target.id}, who is pending too: "
+        "choose an agent of a licensed user",
+    )
+    return into, target
+
+
 def merge(
     store: Store,
     config: Config,
@@ -205,20 +225,7 @@ def merge(
 
     def operation(uow: UnitOfWork, user: UserRow, _apply: bool) -> tuple[str, Details]:
         session = uow.session
-        into = user_rows.agent(session, into_agent)
-        if into is None:
-            raise NotFound(f"no agent with id {into_agent} (see `entrasync users show USER`)")
-        if into.user_id == user.id:
-            raise ActionRefused(
-                f"agent {into_agent} belongs to the pending user {user.id} itself: "
-                "choose an agent of a licensed user"
-            )
-        target = queries.find_user(session, f"id:{into.user_id}")
-        _licensed_target(
-            target,
-            f"agent {into_agent} belongs to user {target.id}, who is pending too: "
-            "choose an agent of a licensed user",
-        )
+        into, target = _merge_target(session, user, into_agent)
         folded = [
             operations.merge_agent_into(session, a, into, apply=True)
             for a in user_rows.agents_of(session, user.id)

@@ -5,32 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from entrasync.domain.audit import GENESIS, AuditEvent, format_at, record_hash
 from entrasync.store.schema import AuditRow
-
-if TYPE_CHECKING:
-    from entrasync.store.db import Store
-
-
-def append(
-    store: Store,
-    session: Session,
-    events: Sequence[AuditEvent],
-    *,
-    actor: str,
-    now: datetime,
-    run_id: str | None = None,
-) -> list[int]:
-    """Chain `events` onto the log inside the caller's transaction; returns their seqs."""
-    if not events:
-        return []
-    store.audit_lock(session)
-    return append_locked(session, events, actor=actor, now=now, run_id=run_id)
 
 
 def append_locked(

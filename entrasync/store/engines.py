@@ -57,8 +57,8 @@ def write_refused(exc: DBAPIError, url: str) -> EntrasyncError:
     reason = _hide(exc.orig if exc.orig is not None else exc, url).strip().splitlines()[0]
     return ConfigError(
         f"store.url: {_safe_url(url)}: the database refused a write ({reason}). This command "
-        "writes (`plan` and `--dry-run` too: they apply Graph's read in a transaction they "
-        "roll back), so it needs a database role and a file it may write to"
+        "writes, so it needs a database role and a file it may write to (the read commands, "
+        "`plan` among them, work read-only)"
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from entrasync.config import SyncConfig
 from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.groups import GroupKind
 from entrasync.domain.planning import (
@@ -211,16 +212,23 @@ def _watched(session: Session) -> list[Any]:
     )
 
 
-def _retrack_rows(session: Session) -> list[UserRow]:
-    """Tracked again only: untracked by entrasync for a membership, Entra account live (a
-    deleted account leaves every group: a departure, not a return), history never purged,
-    and in no watched group (a suspect group's frozen rows count)."""
+def _retrack_rows(session: Session, on_user_disabled: str) -> list[UserRow]:
+    """Tracked again only: untracked by entrasync for a membership (or for a disabled account
+    that is enabled again), Entra account live (a deleted account leaves every group: a
+    departure, not a return), history never purged, and in no watched group (a suspect
+    group's frozen rows count). While disabled accounts are untracked, a disabled member
+    leaving the groups stays untracked until the account is enabled."""
+    enabled = EntraUserRow.account_enabled.is_not(False)
+    by_membership = UserRow.untracked_by == UntrackedBy.ENTRASYNC
+    if on_user_disabled == "untrack":
+        by_membership = and_(by_membership, enabled)
+    by_disabled = and_(UserRow.untracked_by == UntrackedBy.ENTRA_DISABLED, enabled)
     return list(
         session.scalars(
             select(UserRow)
             .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
             .where(
-                UserRow.untracked_by == UntrackedBy.ENTRASYNC,
+                or_(by_membership, by_disabled),
                 UserRow.tracking == Tracking.UNTRACKED,
                 UserRow.merged_into_id.is_(None),
                 UserRow.purged_at.is_(None),
@@ -252,13 +260,34 @@ def _deleted_pairs(session: Session, on_user_deleted: str) -> list[tuple[UserRow
     ]
 
 
-def gather(session: Session, *, changed_since: datetime | None, on_user_deleted: str) -> Facts:
+def _disabled_rows(session: Session, on_user_disabled: str) -> list[UserRow]:
+    """Tracked records linked to a live Entra account read as disabled, in no watched group
+    (membership decides for members)."""
+    if on_user_disabled != "untrack":
+        return []
+    return list(
+        session.scalars(
+            select(UserRow)
+            .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
+            .where(
+                EntraUserRow.account_enabled.is_(False),
+                EntraUserRow.deleted_at.is_(None),
+                UserRow.tracking == Tracking.TRACKED,
+                UserRow.merged_into_id.is_(None),
+                ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
+            )
+        ).all()
+    )
+
+
+def gather(session: Session, *, changed_since: datetime | None, sync: SyncConfig) -> Facts:
     identity = _identity_rows(session)
     objects = sorted({o for o, _, _ in identity})
     linked_rows = _user_rows(session, UserRow.entra_object_id, objects)
     watched = _watched(session)
-    retrack_rows = _retrack_rows(session)
-    deleted_pairs = _deleted_pairs(session, on_user_deleted)
+    retrack_rows = _retrack_rows(session, sync.on_user_disabled)
+    deleted_pairs = _deleted_pairs(session, sync.on_user_deleted)
+    disabled_rows = _disabled_rows(session, sync.on_user_disabled)
     identity_users = _user_rows(session, UserRow.id, sorted({u for _, _, u in identity}))
     everyone = _store_users(
         session,
@@ -268,6 +297,7 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
             *(u for _, u, _ in watched if u is not None),
             *retrack_rows,
             *(row for row, _ in deleted_pairs),
+            *disabled_rows,
         ],
     )
     return Facts(
@@ -291,6 +321,7 @@ def gather(session: Session, *, changed_since: datetime | None, on_user_deleted:
             (row.entra_object_id or "", deleted_at, everyone[row.id])
             for row, deleted_at in deleted_pairs
         ],
+        disabled=[everyone[row.id] for row in disabled_rows],
         retirements=_retirements(session, changed_since),
         scheduled=_scheduled(session),
     )

@@ -98,6 +98,7 @@ def _user_row(user: EntraUser, previous: list[str], now: datetime) -> dict[str, 
         "on_premises_domain": user.on_premises_domain_name,
         "employee_id": user.employee_id,
         "display_name": user.display_name,
+        "account_enabled": user.account_enabled,
         "previous_upns": previous,
         "deleted_at": None,
         "updated_at": now,
@@ -135,6 +136,7 @@ _OTHER_COLUMNS = (
     EntraUserRow.on_premises_domain,
     EntraUserRow.employee_id,
     EntraUserRow.display_name,
+    EntraUserRow.account_enabled,
 )
 
 
@@ -160,6 +162,7 @@ def _stored_users(
                 on_premises_domain_name=row.on_premises_domain,
                 employee_id=row.employee_id,
                 display_name=row.display_name,
+                account_enabled=row.account_enabled,
             )
         out[row.object_id] = (user, row.previous_upns)
     return out

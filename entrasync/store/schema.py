@@ -214,6 +214,8 @@ class EntraUserRow(Base):
     on_premises_domain: Mapped[str | None] = mapped_column(String(256))
     employee_id: Mapped[str | None] = mapped_column(String(128))
     display_name: Mapped[str | None] = mapped_column(String(256))
+    # accountEnabled as last read; NULL: never read (counts as enabled).
+    account_enabled: Mapped[bool | None] = mapped_column(Boolean)
     # UPNs this object had before, newest last: the strongest rename evidence.
     previous_upns: Mapped[list[str]] = mapped_column(JSON, default=list)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -92,10 +92,12 @@ def run_cycle(
     *,
     dry_run: bool = False,
     clock: Clock = wall_clock,
+    run_id: str | None = None,
 ) -> CycleResult:
     """`now` is the cycle's time (what it plans and records against); `clock` says when the
-    run finished."""
-    run_id = str(uuid.uuid4())
+    run finished; `run_id` names the run (the daemon passes one, to find the run again when
+    a stop cuts the cycle short), a new id by default."""
+    run_id = run_id or str(uuid.uuid4())
     with graph_factory() as graph:
         if dry_run or config.safety.dry_run:
             return _dry_run(store, config, graph, now, run_id)

@@ -145,8 +145,8 @@ def _retrack(uow: UnitOfWork, action: PlannedAction, config: Config) -> Events:
     user = rows.live_user(uow.session, action.user_id)
     if user is None or user.tracking == Tracking.TRACKED:
         return None
-    if user.untracked_by != UntrackedBy.ENTRASYNC:
-        return None
+    if user.untracked_by not in (UntrackedBy.ENTRASYNC, UntrackedBy.ENTRA_DISABLED):
+        return None  # an admin's untracking (or a deleted account's) is never undone here
     details = operations.set_tracking(
         uow.session, user, Tracking.TRACKED, UntrackedBy.ENTRASYNC, apply=True
     )

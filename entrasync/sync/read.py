@@ -129,9 +129,7 @@ def plan_now(session: Session, config: Config, now: datetime) -> tuple[Plan, int
     # Objects changed since the last completed cycle started are re-examined for identifier
     # reuse, so a crashed cycle's changes are not lost.
     since = min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
-    gathered = facts.gather(
-        session, changed_since=since, on_user_deleted=config.sync.on_user_deleted
-    )
+    gathered = facts.gather(session, changed_since=since, sync=config.sync)
     return plan(gathered, _policy(config, now, session)), facts.total_users(session)
 
 
@@ -144,6 +142,7 @@ def _policy(config: Config, now: datetime, session: Session) -> Policy:
         merge_enabled=config.merge.enabled,
         agent_merge=config.merge.agent_merge,
         on_user_deleted=config.sync.on_user_deleted,
+        on_user_disabled=config.sync.on_user_disabled,
         group_names=names,
         suspect=suspect,
     )

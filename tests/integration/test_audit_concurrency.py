@@ -47,11 +47,9 @@ while not Path(go).exists():
 for i in range(int(iterations)):
     now = datetime.now(UTC)
     if i % 2 == 0:
-        with store.transaction() as session:
-            audit.append(
-                store, session,
-                [AuditEvent("merge.skipped", f"{name} {i} a"), AuditEvent("merge.skipped", f"{name} {i} b")],
-                actor=f"admin:{name}", now=now, run_id=name,
+        with store.unit_of_work(now, actor=f"admin:{name}", run_id=name) as uow:
+            uow.audit(
+                AuditEvent("merge.skipped", f"{name} {i} a"), AuditEvent("merge.skipped", f"{name} {i} b")
             )
     else:
         action = users.untrack if i % 4 == 1 else users.track
@@ -115,8 +113,8 @@ def test_two_processes_never_fork_the_chain(
 
 def test_a_forked_record_is_rejected_by_the_store(store: Store) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
-    with store.transaction() as session:
-        audit.append(store, session, [AuditEvent("merge.skipped", "one")], actor="t", now=now)
+    with store.unit_of_work(now, actor="t") as uow:
+        uow.audit(AuditEvent("merge.skipped", "one"))
     with store.reading() as session:
         head = session.get_one(AuditRow, 1)
         prev = head.prev_hash
@@ -177,12 +175,12 @@ def test_first_commands_on_a_fresh_store_race_safely(
 
 def test_readers_do_not_wait_for_a_writer(store: Store, store_url: str) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
-    with store.transaction() as session:
-        audit.append(store, session, [AuditEvent("merge.skipped", "one")], actor="t", now=now)
+    with store.unit_of_work(now, actor="t") as uow:
+        uow.audit(AuditEvent("merge.skipped", "one"))
     other = Store(store_url)
     try:
-        with store.transaction() as session:  # a writer holds the lock, uncommitted record
-            audit.append(store, session, [AuditEvent("merge.skipped", "two")], actor="t", now=now)
+        with store.unit_of_work(now, actor="t") as uow:  # a writer holds the lock, uncommitted
+            uow.audit(AuditEvent("merge.skipped", "two"))
             started = time.monotonic()
             with other.reading() as reader:
                 seen = [r["reason"] for r in audit.iter_all(reader)]

@@ -12,7 +12,6 @@ import pytest
 from testkit import sql
 
 from entrasync.domain.audit import GENESIS, AuditEvent, record_hash
-from entrasync.store import audit
 from entrasync.store.db import Store
 
 DAY = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -47,8 +46,8 @@ def log(store: Store) -> Store:
         (DAY + timedelta(days=2), None, "entrasync", AuditEvent("pending.queued", "z", 4)),
     ]
     for moment, run_id, actor, event in plan:
-        with store.transaction() as session:
-            audit.append(store, session, [event], actor=actor, now=moment, run_id=run_id)
+        with store.unit_of_work(moment, actor=actor, run_id=run_id) as uow:
+            uow.audit(event)
     return store
 
 
