@@ -11,7 +11,7 @@ import typer
 
 from entrasync.cli.context import app_context, now
 from entrasync.cli.options import BareJsonOpt, JsonOpt
-from entrasync.cli.output import print_json, print_table, say
+from entrasync.cli.output import print_json, print_list, say
 from entrasync.domain.audit import FIELDS
 from entrasync.errors import ExitCode
 from entrasync.services import audit_review
@@ -56,10 +56,7 @@ def list_(
         run_id=run,
     )
     rows = list(audit_review.records(store, flt))
-    if as_json:
-        print_json(rows)
-    else:
-        print_table(None, _LIST_COLUMNS, [[r[k] for k in _LIST_FIELDS] for r in rows])
+    print_list(rows, as_json, _LIST_COLUMNS, lambda r: [r[k] for k in _LIST_FIELDS])
 
 
 @audit_app.command("show")

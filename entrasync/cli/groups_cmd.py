@@ -8,7 +8,7 @@ import typer
 
 from entrasync.cli.context import actor_name, app_context, now
 from entrasync.cli.options import ActorOpt, JsonOpt
-from entrasync.cli.output import print_json, print_table, say
+from entrasync.cli.output import print_json, print_list, say
 from entrasync.sync import groups as service
 
 groups_app = typer.Typer(
@@ -46,10 +46,7 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     actx = app_context(ctx)
     with actx.reader().reading() as session:
         found = service.list_groups(session, actx.config)
-    if as_json:
-        print_json([_view(g) for g in found])
-    else:
-        print_table(None, ["name", "id", "kind", "members", "state"], [_row(g) for g in found])
+    print_list(found, as_json, ["name", "id", "kind", "members", "state"], _row, _view)
 
 
 @groups_app.command("accept")

@@ -8,9 +8,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from rich import filesize
 from rich.console import Console
@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+T = TypeVar("T")
 
 
 def colour_wanted(stream: Any) -> bool:
@@ -87,6 +89,24 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     for row in rows:
         table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console().print(table)
+
+
+def print_list(
+    items: Sequence[T],
+    as_json: bool,
+    columns: Sequence[str],
+    row: Callable[[T], Sequence[Any]],
+    view: Callable[[T], Any] = lambda item: item,
+    empty: str | None = None,
+) -> None:
+    """A list command's output: the items as JSON (each as `view` gives it), or a table of
+    `columns`, one `row` an item; `empty` is said instead of an empty table."""
+    if as_json:
+        print_json([view(item) for item in items])
+    elif not items and empty is not None:
+        say(empty)
+    else:
+        print_table(None, columns, [row(item) for item in items])
 
 
 def say(message: str) -> None:

@@ -9,7 +9,7 @@ import typer
 from entrasync.cli.admin import admin_call, confirmed_command, ident_command
 from entrasync.cli.context import actor_name, app_context, now
 from entrasync.cli.options import ActorOpt, DryRunOpt, IdentArg, JsonOpt, YesOpt
-from entrasync.cli.output import print_json, print_table, say
+from entrasync.cli.output import print_json, print_list, say
 from entrasync.cli.prompts import confirm
 from entrasync.services import pending as service
 
@@ -63,12 +63,9 @@ def list_(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     Example: entrasync pending list --json
     """
     entries = service.list_pending(app_context(ctx).reader(), now())
-    if as_json:
-        print_json([entry.as_dict() for entry in entries])
-    elif not entries:
-        say("the pending queue is empty")
-    else:
-        print_table(None, _COLUMNS, [_row(e) for e in entries])
+    print_list(
+        entries, as_json, _COLUMNS, _row, service.PendingEntry.as_dict, "the pending queue is empty"
+    )
 
 
 pending_app.command("approve")(

@@ -11,7 +11,7 @@ import typer
 from entrasync.cli.admin import admin_call, confirmed_command, ident_command
 from entrasync.cli.context import app_context
 from entrasync.cli.options import ActorOpt, DryRunOpt, IdentArg, JsonOpt, YesOpt
-from entrasync.cli.output import print_json, print_table, say
+from entrasync.cli.output import print_json, print_list, say
 from entrasync.cli.prompts import confirm
 from entrasync.services import users as service
 
@@ -68,12 +68,10 @@ def list_(
     Example: entrasync users list --tracking untracked --csv > untracked.csv
     """
     rows = service.list_users(app_context(ctx).reader(), tracking=tracking, status=status)
-    if as_json:
-        print_json(rows)
-    elif as_csv:
+    if as_csv and not as_json:  # --json wins
         _print_csv(rows)
     else:
-        print_table(None, _COLUMNS, [_table_row(r) for r in rows])
+        print_list(rows, as_json, _COLUMNS, _table_row)
 
 
 users_app.command("untrack")(

@@ -9,13 +9,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from entrasync.config import Config
-from entrasync.daemon.common import log, utcnow
+from entrasync.daemon.common import attempt, log, utcnow
 from entrasync.daemon.metrics import Metrics
 from entrasync.notify import flush_outbox
 from entrasync.services.pending import expire_pending_data
 from entrasync.store.db import Store
-from entrasync.store.errors import STORE_ERRORS, describe
-from entrasync.store.gate import Stopping
 
 RETENTION_JOB = "retention"
 OUTBOX_JOB = "outbox"
@@ -33,12 +31,11 @@ class Chores:
     def retention(self) -> None:
         run_id = str(uuid.uuid4())
         retention = self._settings().account.pending_retention
-        try:
-            result = expire_pending_data(self._store, utcnow(), retention, run_id=run_id)
-        except Stopping:
-            raise
-        except STORE_ERRORS as exc:
-            log.warning("pending retention failed; retried tomorrow", error=describe(exc))
+        result = attempt(
+            lambda: expire_pending_data(self._store, utcnow(), retention, run_id=run_id),
+            "pending retention failed; retried tomorrow",
+        )
+        if result is None:
             return
         self._metrics.retention_rows.inc(result.rows_deleted)
         log.info(
@@ -49,14 +46,13 @@ class Chores:
         )
 
     def flush(self) -> None:
-        try:
-            result = flush_outbox(self._store, self._settings().notify, utcnow())
-        except Stopping:
-            raise
-        except STORE_ERRORS as exc:
-            # Retried at the next run (every minute); SMTP trouble never gets here, it is
-            # recorded on the rows, each retried with its own backoff.
-            log.warning("outbox flush failed", error=describe(exc))
+        # Retried at the next run (every minute); SMTP trouble never fails the flush, it is
+        # recorded on the rows, each retried with its own backoff.
+        result = attempt(
+            lambda: flush_outbox(self._store, self._settings().notify, utcnow()),
+            "outbox flush failed",
+        )
+        if result is None:
             return
         self._metrics.emails_sent.inc(result.sent)
         if result.sent or result.failed or result.released:

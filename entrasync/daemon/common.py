@@ -3,16 +3,17 @@ bookkeeping around a job never stops the schedule."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from entrasync.daemon.logs import get_logger
 from entrasync.store.errors import STORE_ERRORS, describe
 from entrasync.store.gate import Stopping
 
 log: Any = get_logger("entrasync.daemon")
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -46,3 +47,15 @@ def tolerated(what: str) -> Iterator[None]:
         log.warning(f"could not {what}", error=describe(exc))
     except Exception:
         log.exception(f"could not {what} (this is a bug)")
+
+
+def attempt(job: Callable[[], T], failure: str) -> T | None:
+    """`job()`, or None when the store fails it: logged as `failure`, left to the job's next
+    run. Stopping is no failure: it goes on up to the scheduler."""
+    try:
+        return job()
+    except Stopping:
+        raise
+    except STORE_ERRORS as exc:
+        log.warning(failure, error=describe(exc))
+        return None

@@ -9,6 +9,8 @@ there would be no outbox to put an email in anyway.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ from entrasync.domain.audit import format_at
 from entrasync.store import daemon_state
 from entrasync.store.db import Store
 from entrasync.store.outbox import enqueue
+from entrasync.store.uow import UnitOfWork
 
 FAILING_TOPIC = "cycles.failing"
 RECOVERED_TOPIC = "cycles.recovered"
@@ -44,8 +47,7 @@ def record_failure(
     store: Store, config: Config, now: datetime, error: str, host: str
 ) -> dict[str, Any]:
     """Count a failed cycle; email the admins once when the streak reaches the threshold."""
-    with store.unit_of_work(now) as uow:
-        streak = daemon_state.get(uow.session, daemon_state.CYCLES_KEY) or {}
+    with _streak(store, now) as (uow, streak):
         failures = int(streak.get("consecutive_failures", 0)) + 1
         streak.update(
             consecutive_failures=failures,
@@ -55,9 +57,10 @@ def record_failure(
         )
         threshold = config.daemon.failure_alert_after
         if failures >= threshold and not streak.get("alerted_at"):
-            enqueue(
-                uow.session,
-                topic=FAILING_TOPIC,
+            _email_admins(
+                uow,
+                config,
+                FAILING_TOPIC,
                 subject=f"entrasync: {failures} sync cycles in a row have failed",
                 body=(
                     f"The scheduled sync of entrasync (on {host}) has failed {failures} times in "
@@ -66,11 +69,8 @@ def record_failure(
                     "`entrasync check-config` and the daemon's log. You will get one more "
                     "email when a cycle succeeds again.\n"
                 ),
-                recipients=config.notify.admins,
-                now=now,
             )
             streak["alerted_at"] = format_at(now)
-        daemon_state.put(uow, daemon_state.CYCLES_KEY, streak)
     return streak
 
 
@@ -78,12 +78,12 @@ def record_success(
     store: Store, config: Config, now: datetime, run_id: str, host: str
 ) -> dict[str, Any]:
     """Reset the streak; if the admins were told about it, tell them it is over."""
-    with store.unit_of_work(now) as uow:
-        streak = daemon_state.get(uow.session, daemon_state.CYCLES_KEY) or {}
+    with _streak(store, now) as (uow, streak):
         if streak.get("alerted_at"):
-            enqueue(
-                uow.session,
-                topic=RECOVERED_TOPIC,
+            _email_admins(
+                uow,
+                config,
+                RECOVERED_TOPIC,
                 subject="entrasync: sync cycles succeed again",
                 body=(
                     f"The scheduled sync of entrasync (on {host}) succeeded again in run "
@@ -91,9 +91,29 @@ def record_success(
                     f"since {streak.get('failing_since')}.\n\nLast error was:\n  "
                     f"{streak.get('last_error')}\n"
                 ),
-                recipients=config.notify.admins,
-                now=now,
             )
         fresh = {"consecutive_failures": 0, "last_success": format_at(now), "last_run": run_id}
-        daemon_state.put(uow, daemon_state.CYCLES_KEY, fresh)
-    return fresh
+        streak.clear()
+        streak.update(fresh)
+    return streak
+
+
+@contextmanager
+def _streak(store: Store, now: datetime) -> Iterator[tuple[UnitOfWork, dict[str, Any]]]:
+    """The stored streak, written back as the caller left it, in the same transaction as any
+    email it causes (nothing is written if the caller raises)."""
+    with store.unit_of_work(now) as uow:
+        streak: dict[str, Any] = daemon_state.get(uow.session, daemon_state.CYCLES_KEY) or {}
+        yield uow, streak
+        daemon_state.put(uow, daemon_state.CYCLES_KEY, streak)
+
+
+def _email_admins(uow: UnitOfWork, config: Config, topic: str, *, subject: str, body: str) -> None:
+    enqueue(
+        uow.session,
+        topic=topic,
+        subject=subject,
+        body=body,
+        recipients=config.notify.admins,
+        now=uow.now,
+    )

@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from entrasync.config import Config
-from entrasync.daemon.common import iso, log, utcnow
+from entrasync.daemon.common import attempt, iso, log, utcnow
 from entrasync.daemon.metrics import Metrics
 from entrasync.daemon.streak import Streak
 from entrasync.store import daemon_state
 from entrasync.store.account import license_status
 from entrasync.store.db import Store
 from entrasync.store.errors import STORE_ERRORS, describe
-from entrasync.store.gate import Stopping, TransactionGate
+from entrasync.store.gate import TransactionGate
 from entrasync.sync.groups import list_groups
 
 HEARTBEAT = timedelta(seconds=10)
@@ -75,13 +75,10 @@ class Heartbeat:
 
     def beat(self) -> None:
         leader = self.published.role() == "leader"
-        try:
-            stored, last_run = self._publish(leader)
-        except Stopping:
-            raise
-        except STORE_ERRORS as exc:
-            log.warning("heartbeat: store not reachable", error=describe(exc))
+        published = attempt(lambda: self._publish(leader), "heartbeat: store not reachable")
+        if published is None:
             return
+        stored, last_run = published
         self._streak.adopt(stored, last_run, leader=leader)
         self.refresh_licenses()
         best = self._streak.last_success()

@@ -53,18 +53,19 @@ class MergeMaps:
     netbios_map: Mapping[str, str]
 
     def domain_pairs(self) -> dict[str, set[str]]:
-        pairs: dict[str, set[str]] = {}
-        for old, new in self.domain_map.items():
-            pairs.setdefault(normalize(old), set()).add(normalize(new))
-            pairs.setdefault(normalize(new), set()).add(normalize(old))
-        return pairs
+        return _both_ways(self.domain_map)
 
     def netbios_pairs(self) -> dict[str, set[str]]:
-        pairs: dict[str, set[str]] = {}
-        for old, new in self.netbios_map.items():
-            pairs.setdefault(normalize(old), set()).add(normalize(new))
-            pairs.setdefault(normalize(new), set()).add(normalize(old))
-        return pairs
+        return _both_ways(self.netbios_map)
+
+
+def _both_ways(renames: Mapping[str, str]) -> dict[str, set[str]]:
+    """Each normalised name with the names it was renamed to or from."""
+    pairs: dict[str, set[str]] = {}
+    for old, new in renames.items():
+        pairs.setdefault(normalize(old), set()).add(normalize(new))
+        pairs.setdefault(normalize(new), set()).add(normalize(old))
+    return pairs
 
 
 def identity_keys(user: EntraUser, previous_upns: Iterable[str], maps: MergeMaps) -> list[Key]:

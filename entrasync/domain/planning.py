@@ -345,18 +345,11 @@ def _plan_schedule(facts: Facts, policy: Policy, out: Plan) -> None:
                 if s.group_id
                 else f"Entra user {s.object_id} deleted"
             )
-            out.actions.append(
-                PlannedAction(
-                    ActionKind.SCHEDULE_PURGE,
-                    f"{why}: history will be purged at {s.due_at:%Y-%m-%d %H:%M} UTC "
-                    f"(purge delay {format_duration(policy.purge_delay)})",
-                    s.user_id,
-                    s.object_id,
-                    cause=s.cause,
-                    group_id=s.group_id,
-                    due_at=s.due_at,
-                )
+            reason = (
+                f"{why}: history will be purged at {s.due_at:%Y-%m-%d %H:%M} UTC "
+                f"(purge delay {format_duration(policy.purge_delay)})"
             )
+            out.actions.append(_purge_record(ActionKind.SCHEDULE_PURGE, reason, s))
     live = {s.user_id for s in out.scheduled} | {s.user_id for s in out.suspended}
     live |= {a.user_id for a in out.actions if a.kind == ActionKind.PURGE and a.user_id}
     for record in facts.scheduled:
@@ -367,14 +360,21 @@ def _plan_schedule(facts: Facts, policy: Policy, out: Plan) -> None:
             if record.group_id is not None
             else f"Entra user {record.object_id} is no longer deleted"
         )
-        out.actions.append(
-            PlannedAction(
-                ActionKind.CANCEL_PURGE,
-                f"{why}: the purge due {record.due_at:%Y-%m-%d %H:%M} UTC is cancelled",
-                record.user_id,
-                record.object_id,
-                cause=record.cause,
-                group_id=record.group_id,
-                due_at=record.due_at,
-            )
-        )
+        reason = f"{why}: the purge due {record.due_at:%Y-%m-%d %H:%M} UTC is cancelled"
+        out.actions.append(_purge_record(ActionKind.CANCEL_PURGE, reason, record))
+
+
+def _purge_record(
+    kind: ActionKind, reason: str, purge: ScheduledPurge | ScheduledRecord
+) -> PlannedAction:
+    """The audited action that schedules or cancels `purge`, carrying its cause, group and
+    due time."""
+    return PlannedAction(
+        kind,
+        reason,
+        purge.user_id,
+        purge.object_id,
+        cause=purge.cause,
+        group_id=purge.group_id,
+        due_at=purge.due_at,
+    )

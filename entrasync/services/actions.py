@@ -16,7 +16,7 @@ from typing import Any
 from entrasync.config import Config
 from entrasync.domain.audit import AuditEvent
 from entrasync.errors import ActionRefused
-from entrasync.store import queries
+from entrasync.store import operations, queries
 from entrasync.store.account import terms_of
 from entrasync.store.db import Store
 from entrasync.store.pending import find_pending
@@ -27,6 +27,28 @@ Details = dict[str, Any]
 # Changes the store for one user (only describes the change when `apply` is false) and
 # returns (audit reason, details).
 Operation = Callable[[UnitOfWork, UserRow, bool], tuple[str, Details]]
+
+
+def merge_into(
+    config: Config,
+    target_ident: str,
+    reason: Callable[[UserRow], str],
+    refuse: Callable[[UserRow, UserRow], None] | None = None,
+) -> Operation:
+    """The operation that merges the user acted on into the user `target_ident` names (agents
+    merged per ``merge.agent_merge``), audited with `reason(target)`; `refuse(user, target)`
+    may raise first, for a pair that must not merge."""
+
+    def operation(uow: UnitOfWork, user: UserRow, apply: bool) -> tuple[str, Details]:
+        target = queries.find_user(uow.session, target_ident)
+        if refuse is not None:
+            refuse(user, target)
+        details = operations.merge_users(
+            uow.session, user, target, config.merge.agent_merge, apply=apply
+        )
+        return reason(target), details
+
+    return operation
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from entrasync.config import Config
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent, format_at
 from entrasync.domain.status import UntrackedBy, UserStatus
 from entrasync.errors import ActionRefused, NotFound
-from entrasync.services.actions import ActionResult, Details, audited_action, label
+from entrasync.services.actions import ActionResult, Details, audited_action, label, merge_into
 from entrasync.store import operations, queries
 from entrasync.store import pending as queue
 from entrasync.store import users as user_rows
@@ -164,8 +164,7 @@ def assign(
     """The pending user is the same person as an existing user: their identifiers, agents and
     data join that user (agents merged per ``merge.agent_merge``)."""
 
-    def operation(uow: UnitOfWork, user: UserRow, _apply: bool) -> tuple[str, Details]:
-        target = queries.find_user(uow.session, to)
+    def refuse(user: UserRow, target: UserRow) -> None:
         if target.id == user.id:
             raise ActionRefused(f"user {user.id} cannot be assigned to itself")
         _licensed_target(
@@ -173,11 +172,11 @@ def assign(
             f"user {target.id} ({to}) is pending too: assign to a licensed user, "
             "or approve one of them first",
         )
-        details = operations.merge_users(
-            uow.session, user, target, config.merge.agent_merge, apply=True
-        )
-        return f"assigned to existing user {target.id} ({to}) by an administrator", details
 
+    def reason(target: UserRow) -> str:
+        return f"assigned to existing user {target.id} ({to}) by an administrator"
+
+    operation = merge_into(config, to, reason, refuse)
     return audited_action(
         store,
         config,

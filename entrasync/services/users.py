@@ -7,7 +7,13 @@ from typing import Any, Protocol
 
 from entrasync.config import Config
 from entrasync.domain.status import Tracking, UntrackedBy
-from entrasync.services.actions import ActionResult, Details, Operation, audited_action
+from entrasync.services.actions import (
+    ActionResult,
+    Details,
+    Operation,
+    audited_action,
+    merge_into,
+)
 from entrasync.store import operations, queries
 from entrasync.store import users as user_rows
 from entrasync.store.db import Store
@@ -81,20 +87,8 @@ def merge(
     now: datetime,
     dry_run: bool,
 ) -> ActionResult:
-    def operation(uow: UnitOfWork, source: UserRow, apply: bool) -> tuple[str, Details]:
-        target = queries.find_user(uow.session, target_ident)
-        details = operations.merge_users(
-            uow.session, source, target, config.merge.agent_merge, apply=apply
-        )
-        return f"merged into {target_ident!r} by an administrator", details
-
-    return audited_action(
-        store,
-        config,
-        source_ident,
-        "user.merged",
-        operation,
-        actor=actor,
-        now=now,
-        dry_run=dry_run,
+    operation = merge_into(
+        config, target_ident, lambda _target: f"merged into {target_ident!r} by an administrator"
     )
+    run = _admin_action("user.merged", operation)
+    return run(store, config, source_ident, actor=actor, now=now, dry_run=dry_run)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
-from entrasync.domain.audit import GENESIS, AuditEvent, format_at, record_hash
+from entrasync.domain.audit import FIELDS, GENESIS, AuditEvent, format_at, record_hash
 from entrasync.store.schema import AuditRow
 
 
@@ -57,20 +57,8 @@ def append_locked(
 
 
 def as_dict(row: AuditRow) -> dict[str, Any]:
-    return {
-        "seq": row.seq,
-        "at": row.at,
-        "run_id": row.run_id,
-        "actor": row.actor,
-        "action": row.action,
-        "user_id": row.user_id,
-        "entra_object_id": row.entra_object_id,
-        "identifiers": row.identifiers,
-        "reason": row.reason,
-        "details": row.details,
-        "prev_hash": row.prev_hash,
-        "hash": row.hash,
-    }
+    """The hashed fields, then the chain's links: what `verify_chain` checks."""
+    return {name: getattr(row, name) for name in (*FIELDS, "prev_hash", "hash")}
 
 
 @dataclass(frozen=True)

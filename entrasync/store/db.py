@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Unpack
 
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -22,7 +22,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from entrasync.domain.audit import SYSTEM_ACTOR
 from entrasync.errors import EntrasyncError, SchemaOutOfDate
 from entrasync.store import urls
 from entrasync.store.engines import (
@@ -34,10 +33,7 @@ from entrasync.store.engines import (
     store_error,
     write_refused,
 )
-from entrasync.store.uow import UnitOfWork, open_unit_of_work
-
-if TYPE_CHECKING:
-    from entrasync.config import AccountConfig, NotifyConfig
+from entrasync.store.uow import UnitOfWork, UnitOfWorkOptions, open_unit_of_work
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _AUDIT_LOCK_KEY = 0x656E7472  # "entr": one advisory lock id for the audit chain head
@@ -98,25 +94,12 @@ class Store:
             raise store_error(exc, self.url) from None
 
     def unit_of_work(
-        self,
-        now: datetime,
-        *,
-        actor: str = SYSTEM_ACTOR,
-        run_id: str | None = None,
-        account: AccountConfig | None = None,
-        notify: NotifyConfig | None = None,
+        self, now: datetime, **options: Unpack[UnitOfWorkOptions]
     ) -> AbstractContextManager[UnitOfWork]:
-        """A write transaction with its audit appender; with `account`, the settings +
-        compliance tail runs once before commit (see store/uow.py)."""
-        return open_unit_of_work(
-            self.transaction,
-            self.audit_lock,
-            now=now,
-            actor=actor,
-            run_id=run_id,
-            account=account,
-            notify=notify,
-        )
+        """A write transaction with its audit appender, as `actor` in `run_id`; with
+        `account`, the settings + compliance tail runs once before commit (see
+        store/uow.py)."""
+        return open_unit_of_work(self.transaction, self.audit_lock, now=now, **options)
 
     def audit_lock(self, session: Session) -> None:
         """Serialise writers of the audit chain for the rest of this transaction."""

@@ -121,17 +121,27 @@ def _prepare_sqlite_path(database: str | None, url: str) -> None:
         ) from None
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _pragmas_on_connect(engine: Engine, *pragmas: str) -> None:
+    """Run `pragmas` on each new SQLite connection, and let SQLAlchemy emit BEGIN itself
+    (see each engine's _on_begin) instead of pysqlite."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy emit BEGIN itself (see _on_begin) instead of pysqlite.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        for pragma in pragmas:
+            cursor.execute(pragma)
         cursor.close()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    _pragmas_on_connect(
+        engine,
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA busy_timeout=30000",
+    )
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -230,13 +240,8 @@ def _unreadable_log(path: Path, wal: Path) -> bool:
 
 
 def _configure_sqlite_read_only(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy emit BEGIN itself; no journal_mode here: changing it is a write.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+    # No journal_mode here: changing it is a write.
+    _pragmas_on_connect(engine, "PRAGMA busy_timeout=30000")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

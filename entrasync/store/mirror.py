@@ -87,18 +87,25 @@ def _previous_upns(user: EntraUser, stored: tuple[EntraUser, list[str] | None] |
     return previous
 
 
+# The mirror's columns that hold an EntraUser field as read (column -> field), declared once
+# for writing and reading back; the UPN (normalised) and proxy addresses (a list) are not.
+_AS_READ = {
+    "mail": "mail",
+    "on_premises_upn": "on_premises_user_principal_name",
+    "on_premises_sam": "on_premises_sam_account_name",
+    "on_premises_domain": "on_premises_domain_name",
+    "employee_id": "employee_id",
+    "display_name": "display_name",
+    "account_enabled": "account_enabled",
+}
+
+
 def _user_row(user: EntraUser, previous: list[str], now: datetime) -> dict[str, Any]:
     return {
         "object_id": user.id,
         "upn": normalize(user.user_principal_name) if user.user_principal_name else None,
-        "mail": user.mail,
         "proxy_addresses": list(user.proxy_addresses),
-        "on_premises_upn": user.on_premises_user_principal_name,
-        "on_premises_sam": user.on_premises_sam_account_name,
-        "on_premises_domain": user.on_premises_domain_name,
-        "employee_id": user.employee_id,
-        "display_name": user.display_name,
-        "account_enabled": user.account_enabled,
+        **{column: getattr(user, name) for column, name in _AS_READ.items()},
         "previous_upns": previous,
         "deleted_at": None,
         "updated_at": now,
@@ -129,14 +136,8 @@ def _write_users(
 
 _UPN_COLUMNS = (EntraUserRow.object_id, EntraUserRow.upn, EntraUserRow.previous_upns)
 _OTHER_COLUMNS = (
-    EntraUserRow.mail,
     EntraUserRow.proxy_addresses,
-    EntraUserRow.on_premises_upn,
-    EntraUserRow.on_premises_sam,
-    EntraUserRow.on_premises_domain,
-    EntraUserRow.employee_id,
-    EntraUserRow.display_name,
-    EntraUserRow.account_enabled,
+    *(getattr(EntraUserRow, column) for column in _AS_READ),
 )
 
 
@@ -155,14 +156,8 @@ def _stored_users(
             user = EntraUser(
                 id=row.object_id,
                 user_principal_name=row.upn,
-                mail=row.mail,
                 proxy_addresses=tuple(row.proxy_addresses or ()),
-                on_premises_user_principal_name=row.on_premises_upn,
-                on_premises_sam_account_name=row.on_premises_sam,
-                on_premises_domain_name=row.on_premises_domain,
-                employee_id=row.employee_id,
-                display_name=row.display_name,
-                account_enabled=row.account_enabled,
+                **{name: getattr(row, column) for column, name in _AS_READ.items()},
             )
         out[row.object_id] = (user, row.previous_upns)
     return out

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy.orm import Session
 
@@ -94,6 +94,15 @@ class UnitOfWork:
 
 class _Discarded(Exception):
     """Leaves a discarded unit of work's transaction by the rollback path."""
+
+
+class UnitOfWorkOptions(TypedDict, total=False):
+    """What `Store.unit_of_work` passes on to `open_unit_of_work`, which holds the defaults."""
+
+    actor: str
+    run_id: str | None
+    account: AccountConfig | None
+    notify: NotifyConfig | None
 
 
 @contextmanager

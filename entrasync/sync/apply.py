@@ -40,15 +40,13 @@ class Applied:
     done: bool  # False: state had already moved on (nothing to do)
 
 
+@dataclass(eq=False)
 class ActionApplier:
-    def __init__(
-        self, store: Store, config: Config, run_id: str, now: datetime, actor: str = SYSTEM_ACTOR
-    ) -> None:
-        self.actor = actor
-        self.store = store
-        self.config = config
-        self.run_id = run_id
-        self.now = now
+    store: Store
+    config: Config
+    run_id: str
+    now: datetime
+    actor: str = SYSTEM_ACTOR
 
     def _unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
         return self.store.unit_of_work(self.now, actor=self.actor, run_id=self.run_id)

@@ -85,9 +85,7 @@ def test_an_admins_untracking_survives_the_enable(world: World, es: Any) -> None
     assert record["actor"].startswith("admin:")
 
 
-def test_a_disabled_dnt_member_leaving_the_group_stays_untracked(
-    world: World, es: Any
-) -> None:
+def test_a_disabled_dnt_member_leaving_the_group_stays_untracked(world: World, es: Any) -> None:
     """Membership wins while it lasts; when the person leaves the DNT group while their
     account is still disabled, they stay untracked, and are tracked again once enabled."""
     _untrack_disabled(world)
