@@ -1,25 +1,33 @@
-"""`entrasync audit list|show|export|verify`."""
+"""`entrasync audit list|show|export|verify|keygen|checkpoint`."""
 
 from __future__ import annotations
 
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from entrasync.cli.context import app_context, now
-from entrasync.cli.options import BareJsonOpt, JsonOpt
-from entrasync.cli.output import print_json, print_list, say
+from entrasync.cli.options import (
+    BareJsonOpt,
+    CheckpointsOpt,
+    JsonOpt,
+    KeyPrefixOpt,
+    PublicKeyOpt,
+)
+from entrasync.cli.output import print_entries, print_json, say
 from entrasync.domain.audit import FIELDS
-from entrasync.errors import ExitCode
-from entrasync.services import audit_review
+from entrasync.errors import ConfigError, ExitCode
+from entrasync.services import audit_checkpoint, audit_review
 from entrasync.services.audit_review import AuditFilter
 
 EXPORT_FIELDS = [*FIELDS, "prev_hash", "hash"]
-_LIST_COLUMNS = ["seq", "at", "run", "actor", "action", "user", "reason"]
-_LIST_FIELDS = ["seq", "at", "run_id", "actor", "action", "user_id", "reason"]
+# The reason goes on a line of its own under its record (see print_entries); the run id is
+# in `audit show` and --json: on 80 columns there is room for these five and no more.
+_LIST_COLUMNS = ["seq", "time (UTC)", "actor", "action", "person"]
 
 audit_app = typer.Typer(
     help="Review the tamper-evident audit log.\n\nExample: entrasync audit list --since 7d",
@@ -38,7 +46,13 @@ def list_(
     since: Annotated[str | None, typer.Option(help="e.g. 24h, 7d or 2026-06-01")] = None,
     until: Annotated[str | None, typer.Option(help="e.g. 2026-06-30T12:00:00Z")] = None,
     action: Annotated[str | None, typer.Option(help="e.g. user.purged or 'pending.*'")] = None,
-    user: Annotated[int | None, typer.Option(help="store user id")] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="a person by any identifier, now or before (UPN, email, employee id, logon, "
+            "Entra object id, store id; `upn:`… to be exact), merged records included"
+        ),
+    ] = None,
     run: Annotated[str | None, typer.Option(help="run id")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -52,11 +66,26 @@ def list_(
         since=audit_review.parse_moment(since, "--since", moment) if since else None,
         until=audit_review.parse_moment(until, "--until", moment) if until else None,
         action=action,
-        user_id=user,
         run_id=run,
+        person=user,
     )
-    rows = list(audit_review.records(store, flt))
-    print_list(rows, as_json, _LIST_COLUMNS, lambda r: [r[k] for k in _LIST_FIELDS])
+    rows = list(audit_review.listing(store, flt))
+    if as_json:
+        print_json(rows)
+    else:
+        print_entries(_LIST_COLUMNS, [(_list_cells(r), r["reason"]) for r in rows])
+
+
+def _list_cells(record: dict[str, Any]) -> list[str]:
+    # `2026-06-01T12:00:00.000000Z` -> `2026-06-01 12:00`; the full time is in `audit show`.
+    at = str(record["at"])
+    return [
+        str(record["seq"]),
+        f"{at[:10]} {at[11:16]}",
+        record["actor"],
+        record["action"],
+        record["person"],
+    ]
 
 
 @audit_app.command("show")
@@ -75,6 +104,8 @@ def show(
         return
     for key in EXPORT_FIELDS:
         say(f"{key:<16} {_flat(record[key])}")
+        if key == "user_id":
+            say(f"{'person':<16} {record['person']}")
 
 
 @audit_app.command("export")
@@ -100,12 +131,23 @@ def export(
 
 
 @audit_app.command("verify")
-def verify(ctx: typer.Context, as_json: BareJsonOpt = False) -> None:
+def verify(
+    ctx: typer.Context,
+    as_json: BareJsonOpt = False,
+    public_key: PublicKeyOpt = None,
+    checkpoints: CheckpointsOpt = None,
+) -> None:
     """Recompute the hash chain; names the first record that was edited, removed or
-    reordered and exits 1.
+    reordered and exits 1. With --public-key, also checks the signed checkpoints (in the store
+    and in --checkpoints DIR) and names truncation, rewrite and forged checkpoints.
 
-    Example: entrasync audit verify
+    Example: entrasync audit verify --public-key audit.pub --checkpoints /srv/checkpoints
     """
+    if public_key is not None:
+        _verify_signed(ctx, public_key, checkpoints, as_json)
+        return
+    if checkpoints is not None:
+        raise typer.BadParameter("--checkpoints needs --public-key to check their signatures")
     result = audit_review.verify(app_context(ctx).reader())
     problem = result.problem
     if as_json:
@@ -121,5 +163,84 @@ def verify(ctx: typer.Context, as_json: BareJsonOpt = False) -> None:
         say(f"audit chain intact: {result.records} records verified")
     else:
         say(f"audit chain BROKEN at record {problem.seq}: {problem.problem}")
+    if not as_json:
+        say(audit_checkpoint.UNDETECTED_WITHOUT_KEY)
     if problem is not None:
         raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _verify_signed(
+    ctx: typer.Context, public_key: Path, checkpoints: Path | None, as_json: bool
+) -> None:
+    key = audit_checkpoint.read_public_key(public_key)
+    result = audit_checkpoint.verify_signed(app_context(ctx).reader(), key, checkpoints)
+    problem = result.problem
+    if as_json:
+        print_json(
+            {
+                "records": result.records,
+                "ok": result.ok,
+                "first_bad_seq": problem.seq if problem else None,
+                "problem": problem.problem if problem else None,
+                "checkpoints": result.checkpoints,
+                "findings": [
+                    {
+                        "problem": f.problem.value,
+                        "seq": f.seq,
+                        "detail": f.detail,
+                        "source": f.source,
+                    }
+                    for f in result.findings
+                ],
+            }
+        )
+    else:
+        _say_signed(result)
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _say_signed(result: audit_checkpoint.SignedVerification) -> None:
+    problem = result.problem
+    if problem is None:
+        say(f"audit chain intact: {result.records} records verified")
+    else:
+        say(f"audit chain BROKEN at record {problem.seq}: {problem.problem}")
+    for finding in result.findings:
+        say(f"{finding.problem.value.upper()} ({finding.source}): {finding.detail}")
+    if result.checkpoints == 0:
+        say("no signed checkpoints found: truncation and rewrite cannot be detected")
+    elif not result.findings:
+        say(f"{result.checkpoints} signed checkpoints hold")
+
+
+@audit_app.command("keygen")
+def keygen(out: KeyPrefixOpt = Path("entrasync-audit")) -> None:
+    """Make an Ed25519 key pair for signed checkpoints: PREFIX.key (private, mode 0600; set
+    audit.signing_key_file to it) and PREFIX.pub (for `audit verify --public-key`).
+
+    Example: entrasync audit keygen --out /etc/entrasync/audit
+    """
+    private, public = audit_checkpoint.write_key_pair(out)
+    say(f"private key: {private} (mode 0600; keep it away from the store)")
+    say(f"public key:  {public}")
+
+
+@audit_app.command("checkpoint")
+def checkpoint(ctx: typer.Context) -> None:
+    """Sign the audit chain's head now with audit.signing_key_file and store the checkpoint
+    (and append it to audit.checkpoint_dir).
+
+    Example: entrasync audit checkpoint
+    """
+    context = app_context(ctx)
+    settings = context.config.audit
+    if settings.signing_key_file is None:
+        raise ConfigError("audit.signing_key_file is not set: nothing to sign with")
+    key = audit_checkpoint.read_private_key(settings.signing_key_file)
+    signed = audit_checkpoint.make_checkpoint(context.store(), key, now(), settings.checkpoint_dir)
+    if signed is None:
+        say("audit log is empty: no head to sign")
+        return
+    point = signed.checkpoint
+    say(f"signed checkpoint: record {point.seq} {point.hash} at {point.at}")

@@ -4,6 +4,7 @@ those variants live here too, so that --help stays what it always was."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,4 +26,24 @@ ApproveActorOpt = Annotated[
 ]
 IdentArg = Annotated[
     str, typer.Argument(help="UPN, email, employee id, DOMAIN\\user logon, or store id.")
+]
+PublicKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        help="Ed25519 public key (PEM): also check the signed checkpoints.",
+        metavar="FILE",
+    ),
+]
+CheckpointsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoints",
+        help="Directory of checkpoint files (audit.checkpoint_dir) to check as well.",
+        metavar="DIR",
+    ),
+]
+KeyPrefixOpt = Annotated[
+    Path,
+    typer.Option("--out", help="Write PREFIX.key and PREFIX.pub.", metavar="PREFIX"),
 ]

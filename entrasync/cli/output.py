@@ -8,11 +8,13 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from rich import filesize
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -89,6 +91,30 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     for row in rows:
         table.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console().print(table)
+
+
+def print_entries(columns: Sequence[str], entries: Sequence[tuple[Sequence[str], str]]) -> None:
+    """A table whose cells are never cut, each row followed by its note (an audit reason),
+    wrapped to the terminal's width under it. A note column would leave the others too narrow
+    on 80 columns: `account.settings_changed` alone takes 24."""
+    out = console()
+    widths = [
+        max([cell_len(head), *(cell_len(cells[i]) for cells, _ in entries)])
+        for i, head in enumerate(columns)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (
+            cell + " " * (width - cell_len(cell)) for cell, width in zip(cells, widths, strict=True)
+        )
+        return "  ".join(padded).rstrip()
+
+    indent = " " * (widths[0] + 2) if widths else ""
+    out.print(line(columns), markup=False)
+    for cells, note in entries:
+        out.print(line(cells), markup=False)
+        for text in textwrap.wrap(note, max(out.width - len(indent), 20)):
+            out.print(indent + text, markup=False)
 
 
 def print_list(

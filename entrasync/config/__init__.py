@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from entrasync.config._sections import (
     AccountConfig,
+    AuditConfig,
     Config,
     DaemonConfig,
     EntraConfig,
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "MAX_CONFIG_BYTES",
     "AccountConfig",
+    "AuditConfig",
     "Between",
     "Config",
     "DaemonConfig",

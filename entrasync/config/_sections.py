@@ -127,6 +127,11 @@ class LoggingConfig(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class AuditConfig(_Section):
+    signing_key_file: OptionalPath = None
+    checkpoint_dir: OptionalPath = None
+
+
 class Config(_Section):
     entra: EntraConfig = Field(default_factory=EntraConfig)
     groups: GroupsConfig = Field(default_factory=GroupsConfig)
@@ -139,6 +144,7 @@ class Config(_Section):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _smtp_login_is_safe(self) -> Config:

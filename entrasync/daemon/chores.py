@@ -1,6 +1,8 @@
 """The leader's other jobs: ``retention`` (pending users' data older than
 ``account.pending_retention``, shortly after becoming leader and then daily) and ``outbox``
-(send due admin emails, every minute). A store error is logged and retried at the next run."""
+(send due admin emails, every minute), and, with ``audit.signing_key_file``, ``checkpoint``
+(sign the audit chain's head after each cycle that wrote records and at least hourly). A store
+error is logged and retried at the next run."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from datetime import timedelta
 from entrasync.config import Config
 from entrasync.daemon.common import attempt, log, utcnow
 from entrasync.daemon.metrics import Metrics
+from entrasync.errors import EntrasyncError
 from entrasync.notify import flush_outbox
+from entrasync.services import audit_checkpoint
 from entrasync.services.pending import expire_pending_data
 from entrasync.store.db import Store
 
@@ -20,6 +24,9 @@ OUTBOX_JOB = "outbox"
 OUTBOX_EVERY = timedelta(minutes=1)
 RETENTION_EVERY = timedelta(days=1)
 RETENTION_FIRST_AFTER = timedelta(seconds=5)
+CHECKPOINT_JOB = "checkpoint"
+# Checked this often; a checkpoint is signed when the head moved or the last is an hour old.
+CHECKPOINT_CHECK_EVERY = timedelta(minutes=5)
 
 
 class Chores:
@@ -59,3 +66,27 @@ class Chores:
             log.info(
                 "outbox flushed", sent=result.sent, failed=result.failed, released=result.released
             )
+
+    def checkpoint(self) -> None:
+        """Sign the audit chain's head when it moved or the last checkpoint is an hour old
+        (after every cycle, and from the `checkpoint` job); nothing without a signing key."""
+        settings = self._settings().audit
+        key_file = settings.signing_key_file
+        if key_file is None:
+            return
+        try:
+            signed = attempt(
+                lambda: audit_checkpoint.checkpoint_if_due(
+                    self._store,
+                    audit_checkpoint.read_private_key(key_file),
+                    utcnow(),
+                    settings.checkpoint_dir,
+                ),
+                "audit checkpoint failed; retried at the next cycle",
+            )
+        except (EntrasyncError, OSError) as exc:  # an unreadable key or checkpoint_dir
+            log.warning("audit checkpoint failed; retried at the next cycle", error=str(exc))
+            return
+        if signed is not None:
+            point = signed.checkpoint
+            log.info("audit checkpoint signed", seq=point.seq, hash=point.hash)

@@ -29,12 +29,15 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    """The largest whole unit (`2d`, `36h`, `90s`); fractions of a second as `0.5s`."""
+    """The largest whole unit (`2d`, `36h`, `90s`), as a config file writes it: one day is
+    `24h`; fractions of a second as `0.5s`."""
     total = value.total_seconds()
     if total != int(total):
         return f"{total:g}s"
     seconds = int(total)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if unit == "d" and seconds < 2 * size:
+            continue  # `24h` is how configs and docs write a day (purge_delay's default)
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import (
+    CTE,
+    BigInteger,
+    CompoundSelect,
+    Select,
+    false,
+    insert,
+    literal,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.orm import Session
 
 from entrasync.domain.audit import FIELDS, GENESIS, AuditEvent, format_at, record_hash
-from entrasync.store.schema import AuditRow
+from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
+from entrasync.store.schema import (
+    AgentLogonRow,
+    AgentRow,
+    AuditRow,
+    IdentifierRow,
+    RetiredIdentifierRow,
+    UserRow,
+)
 
 
 def append_locked(
@@ -68,6 +88,10 @@ class AuditFilter:
     action: str | None = None  # `pending.*`: `*` matches anything
     user_id: int | None = None
     run_id: str | None = None
+    # Any identifier of a person (store id, UPN, email, employee id, logon, Entra object id,
+    # current or retired, `kind:` prefix optional): their records and those of every record
+    # merged into theirs.
+    person: str | None = None
 
 
 def iter_all(session: Session, batch: int = 5000) -> Iterator[dict[str, Any]]:
@@ -101,7 +125,68 @@ def _filtered(flt: AuditFilter) -> Select[AuditRow]:
         query = query.where(AuditRow.user_id == flt.user_id)
     if flt.run_id:
         query = query.where(AuditRow.run_id == flt.run_id)
+    if flt.person is not None:
+        family = _merge_family(_seeds(flt.person.strip()))
+        query = query.where(
+            or_(
+                AuditRow.user_id.in_(select(family.c.id)),
+                AuditRow.entra_object_id.in_(
+                    select(UserRow.entra_object_id).where(UserRow.id.in_(select(family.c.id)))
+                ),
+            )
+        )
     return query
+
+
+def _seeds(ident: str) -> CompoundSelect[Any]:
+    """Ids of the records `ident` names: as a store id, an Entra object id, a current or a
+    retired identifier, or an agent's logon. A `kind:` prefix narrows it to that kind."""
+    kind, sep, rest = ident.partition(":")
+    if not (sep and kind in {"id", "entra", *IdentifierKind}):
+        kind, rest = "", ident
+    parts: list[Select[Any]] = [select(UserRow.id).where(false())]
+    if kind in {"", "id"} and rest.isdigit():
+        # The id itself, even without a user row: an older record may name an id that a
+        # hand-edited or restored store no longer holds.
+        parts.append(select(literal(int(rest), BigInteger).label("id")))
+    if kind in {"", "entra"}:
+        parts.append(select(UserRow.id).where(UserRow.entra_object_id == rest.lower()))
+    if kind not in {"id", "entra"}:
+        kinds = [kind] if kind else [k.value for k in IdentifierKind]
+        values = _identifier_values(kind, rest)
+        for table in (IdentifierRow, RetiredIdentifierRow):
+            parts.append(
+                select(table.user_id).where(table.value.in_(values), table.kind.in_(kinds))
+            )
+        if IdentifierKind.LOGON in kinds:
+            parts.append(
+                select(AgentRow.user_id)
+                .join(AgentLogonRow, AgentLogonRow.agent_id == AgentRow.id)
+                .where(AgentLogonRow.logon.in_(values))
+            )
+    return union(*parts)
+
+
+def _identifier_values(kind: str, value: str) -> list[str]:
+    values = [normalize(value)]
+    if kind in {"", IdentifierKind.LOGON} and "\\" in value:
+        with suppress(ValueError):  # not a DOMAIN-backslash-user logon
+            values.append(normalize_logon(value))
+    return values
+
+
+def _merge_family(seeds: CompoundSelect[Any]) -> CTE:
+    """The seeds, every record they were merged into, and every record merged into those:
+    a person's whole history, followed both ways along `users.merged_into_id`."""
+    seed = seeds.subquery()
+    up = select(seed.c[0].label("id")).cte("audit_up", recursive=True)
+    up = up.union(
+        select(UserRow.merged_into_id).where(
+            UserRow.id == up.c.id, UserRow.merged_into_id.is_not(None)
+        )
+    )
+    down = select(up.c.id).cte("audit_down", recursive=True)
+    return down.union(select(UserRow.id).where(UserRow.merged_into_id == down.c.id))
 
 
 def _like(pattern: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from entrasync.store import checkpoint_rows  # noqa: F401  (registers audit_checkpoints)
 from entrasync.store.schema import Base
 
 config = context.config

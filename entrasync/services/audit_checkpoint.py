@@ -1,0 +1,179 @@
+"""Signed checkpoints of the audit log: making one, and verifying the chain against them.
+
+A checkpoint is stored in the store and appended to `audit.checkpoint_dir/checkpoints.jsonl`.
+Verification reads both (the files are the anchor an intruder in the store cannot reach).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from entrasync.domain import checkpoint as signing
+from entrasync.domain.audit import ChainBreak, format_at, verify_chain
+from entrasync.domain.checkpoint import Checkpoint, CheckpointFinding, SignedCheckpoint
+from entrasync.errors import ConfigError, InputError
+from entrasync.store import audit, checkpoints
+from entrasync.store.db import Store
+
+CHECKPOINT_FILE = "checkpoints.jsonl"
+CHECKPOINT_EVERY = timedelta(hours=1)
+# What a chain without signed checkpoints cannot show (DESIGN.md, "Audit log").
+UNDETECTED_WITHOUT_KEY = (
+    "not checked without --public-key: records cut from the end of the log (truncation) "
+    "and a chain recomputed after an edit (rewrite)"
+)
+
+
+def read_private_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        return signing.load_private_key(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"audit.signing_key_file {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"audit.signing_key_file {path}: {exc}") from None
+
+
+def read_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        return signing.load_public_key(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"--public-key {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise InputError(f"--public-key {path}: {exc}") from None
+
+
+def write_key_pair(prefix: Path) -> tuple[Path, Path]:
+    """`PREFIX.key` (private, mode 0600) and `PREFIX.pub`; never overwrites either."""
+    private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
+    for path in (private_path, public_path):
+        if path.exists():
+            raise InputError(f"{path} already exists: not overwriting a key")
+    private, public = signing.generate_key_pair()
+    try:
+        _write_new(private_path, private, 0o600)
+        _write_new(public_path, public, 0o644)
+    except OSError as exc:
+        raise InputError(f"--out {prefix}: {exc.strerror or exc}") from None
+    return private_path, public_path
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def make_checkpoint(
+    store: Store, key: Ed25519PrivateKey, now: datetime, checkpoint_dir: Path | None
+) -> SignedCheckpoint | None:
+    """Sign the chain head, store the checkpoint and append it to `checkpoint_dir`; None when
+    the log is still empty (there is no head to sign)."""
+    with store.unit_of_work(now) as uow:
+        uow.lock()  # the head must not move between reading and signing it
+        head = checkpoints.chain_head(uow.session)
+        if head is None:
+            return None
+        signed = signing.sign(Checkpoint(head[0], head[1], format_at(now)), key)
+        checkpoints.save(uow, signed)
+    # After the commit: a file line whose row rolled back would still be a true statement
+    # about the chain, but a row without its file line is what the files exist to prevent.
+    if checkpoint_dir is not None:
+        append_to_dir(checkpoint_dir, signed)
+    return signed
+
+
+def checkpoint_if_due(
+    store: Store,
+    key: Ed25519PrivateKey,
+    now: datetime,
+    checkpoint_dir: Path | None,
+    every: timedelta = CHECKPOINT_EVERY,
+) -> SignedCheckpoint | None:
+    """The daemon's checkpoint: when records were written since the last one, or it is
+    `every` old (a fresh signature on an unchanged head shows the log was not cut meanwhile)."""
+    with store.reading() as session:
+        head = checkpoints.chain_head(session)
+        last = checkpoints.latest(session)
+    if head is None:
+        return None
+    if last is not None and last.seq == head[0] and last.at > format_at(now - every):
+        return None
+    return make_checkpoint(store, key, now, checkpoint_dir)
+
+
+def append_to_dir(directory: Path, signed: SignedCheckpoint) -> Path:
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / CHECKPOINT_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(signed.as_json(), sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return path
+
+
+def read_dir(directory: Path) -> list[SignedCheckpoint]:
+    """Every checkpoint line of every `*.jsonl` file in `directory`; a line that is not a
+    checkpoint counts as a forged one (it claims to be one and cannot be checked)."""
+    if not directory.is_dir():
+        raise InputError(f"--checkpoints {directory}: not a directory")
+    found = []
+    for path in sorted(directory.glob("*.jsonl")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            source = f"{path}:{number}"
+            parsed = signing.parse_line(line, source)
+            found.append(parsed or SignedCheckpoint(Checkpoint(0, "", ""), "", source))
+    return found
+
+
+@dataclass(frozen=True)
+class SignedVerification:
+    records: int
+    problem: ChainBreak | None
+    checkpoints: int
+    findings: list[CheckpointFinding]
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and not self.findings
+
+
+def verify_signed(
+    store: Store, key: Ed25519PublicKey, checkpoint_dir: Path | None
+) -> SignedVerification:
+    """The hash chain, then every checkpoint (store and files) against it."""
+    extra = read_dir(checkpoint_dir) if checkpoint_dir is not None else []
+    with store.reading() as session:
+        stored = checkpoints.all_signed(session)
+    every = [*stored, *extra]
+    wanted = {signed.checkpoint.seq for signed in every}
+    hashes: dict[int, str] = {}
+    tally = {"records": 0, "last": 0}
+
+    def walked() -> Iterator[dict[str, Any]]:
+        with store.reading() as session:
+            for record in audit.iter_all(session):
+                tally["records"] += 1
+                tally["last"] = int(record["seq"])
+                if record["seq"] in wanted:
+                    hashes[int(record["seq"])] = str(record["hash"])
+                yield record
+
+    records = walked()
+    problem = verify_chain(records)
+    # verify_chain stops at a break: walk the rest so every checkpoint is judged on the chain.
+    for _ in records:
+        pass
+    findings = signing.judge(every, key, hashes, tally["last"])
+    return SignedVerification(tally["records"], problem, len(every), findings)
