@@ -37,17 +37,8 @@ USERS_STREAM = "users"
 GROUP_BATCH_PREFIX = "groups:"
 CHILD_GROUP_PREFIX = "group:"
 MAX_FILTER_IDS = 50
-USER_SELECT = [
-    "userPrincipalName",
-    "mail",
-    "proxyAddresses",
-    "onPremisesUserPrincipalName",
-    "onPremisesSamAccountName",
-    "onPremisesDomainName",
-    "employeeId",
-    "displayName",
-    "accountEnabled",  # sync.on_user_disabled
-]
+# What users/delta selects is exactly what parse.user_change reads (one list, not two).
+USER_SELECT = list(parse.USER_PROPERTIES)
 GROUP_SELECT = ["displayName", "members"]
 
 Fetch = Callable[[], Awaitable[dict[str, Any]]]

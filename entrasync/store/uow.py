@@ -51,7 +51,6 @@ class UnitOfWork:
         self.run_id = run_id
         self._lock = lock
         self._discarded = False
-        self._settings_applied = False
 
     def lock(self) -> None:
         """Serialise with every other writer for the rest of the transaction (PostgreSQL's
@@ -77,9 +76,7 @@ class UnitOfWork:
 
     def account(self, settings: AccountConfig) -> AccountRow:
         """The account row with `[account]` applied (a change audited once per transaction)."""
-        row = account_rows.apply_settings(self, settings)
-        self._settings_applied = True
-        return row
+        return account_rows.apply_settings(self, settings)
 
     def refresh_compliance(self, notify: NotifyConfig | None) -> LicenseStatus:
         return account_rows.refresh_compliance(self, notify)
