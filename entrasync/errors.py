@@ -54,6 +54,16 @@ class GraphUnavailable(EntrasyncError, exit_code=ExitCode.UNAVAILABLE):
     """Microsoft Graph or the identity platform cannot be reached."""
 
 
+class CollectorUnavailable(EntrasyncError, exit_code=ExitCode.UNAVAILABLE):
+    """The audit collector (`audit.forward`) cannot be reached or answered with a transient
+    failure; nothing was lost, the records wait in the store."""
+
+
+class CollectorRefused(EntrasyncError, exit_code=ExitCode.CONFIG):
+    """The audit collector refused the records (a bad token, path or certificate): the
+    configuration must change before forwarding can continue."""
+
+
 class GraphPermissionDenied(EntrasyncError, exit_code=ExitCode.PERMISSION):
     """Token refused (bad secret/certificate) or a Graph permission is missing."""
 

@@ -1,10 +1,13 @@
-"""`entrasync audit list|show|export|verify|keygen|checkpoint`."""
+"""`entrasync audit list|show|export|verify|keygen|checkpoint|forward`."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +24,7 @@ from entrasync.cli.options import (
 from entrasync.cli.output import print_entries, print_json, say
 from entrasync.domain.audit import FIELDS
 from entrasync.errors import ConfigError, ExitCode
-from entrasync.services import audit_checkpoint, audit_review
+from entrasync.services import audit_checkpoint, audit_forward, audit_review
 from entrasync.services.audit_review import AuditFilter
 
 EXPORT_FIELDS = [*FIELDS, "prev_hash", "hash"]
@@ -244,3 +247,36 @@ def checkpoint(ctx: typer.Context) -> None:
         return
     point = signed.checkpoint
     say(f"signed checkpoint: record {point.seq} {point.hash} at {point.at}")
+
+
+@audit_app.command("forward")
+def forward(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Send the records the collector (audit.forward) has not received yet, now, in order;
+    the daemon does this on its own every few seconds. Exit 69 when the collector is
+    unreachable and 78 when it refuses the records: they wait in the store either way.
+
+    Example: entrasync audit forward
+    """
+    context = app_context(ctx)
+    wired = audit_forward.sender_for(context.config.audit)
+    if wired is None:
+        raise ConfigError("audit.forward is not set: there is no collector to send to")
+    target, sender = wired
+    owner = f"cli:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    result = audit_forward.forward_pending(context.store(), target, sender, now, owner)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        _say_forwarded(result)
+    if result.error is not None:
+        raise result.error
+
+
+def _say_forwarded(result: audit_forward.ForwardResult) -> None:
+    backlog = result.backlog
+    if result.busy:
+        say(f"{backlog.target}: another process is forwarding now; nothing sent")
+    say(
+        f"{backlog.target}: sent {result.sent} record(s), delivered up to record "
+        f"{backlog.delivered_seq}, {backlog.waiting} waiting"
+    )

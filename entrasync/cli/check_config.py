@@ -26,10 +26,19 @@ from rich.text import Text
 from entrasync.bootstrap import graph_factory, open_store
 from entrasync.cli.context import app_context
 from entrasync.config import Config, load_config, resolve_config_path
-from entrasync.errors import EntrasyncError, ExitCode, GraphPermissionDenied, SchemaOutOfDate
+from entrasync.errors import (
+    CollectorRefused,
+    CollectorUnavailable,
+    EntrasyncError,
+    ExitCode,
+    GraphPermissionDenied,
+    SchemaOutOfDate,
+)
+from entrasync.forward import probe
 from entrasync.graph import ClientSecret, GraphClient, GraphSettings, RetryPolicy
 from entrasync.graph.settings import ClientCertificate
 from entrasync.notify.smtp import read_password
+from entrasync.services import audit_checkpoint, audit_forward
 from entrasync.store.engines import check_sqlite_location
 from entrasync.store.urls import safe_url
 
@@ -78,6 +87,7 @@ def check_config(
     checks.ok(f"config file {path} is valid")
     _check_store(checks, config)
     _check_smtp_login(checks, config)
+    _check_audit(checks, config)
     _check_graph(checks, config, environ, retry)
     return int(checks.exit_code)
 
@@ -186,6 +196,33 @@ def _check_smtp_login(checks: _Checklist, config: Config) -> None:
         )
         return
     checks.ok(f"SMTP login {notify.username}: password file {notify.password_file} is readable")
+
+
+def _check_audit(checks: _Checklist, config: Config) -> None:
+    """The signing key and the collector's token and CA are otherwise read only by the daemon's
+    jobs; a collector that does not answer is a warning (`run` starts anyway and keeps the
+    records until it does)."""
+    audit = config.audit
+    try:
+        if audit.signing_key_file is not None:
+            audit_checkpoint.read_private_key(audit.signing_key_file)
+            checks.ok(f"audit signing key {audit.signing_key_file} is an Ed25519 private key")
+        wired = audit_forward.sender_for(audit)
+    except EntrasyncError as exc:
+        checks.fail(str(exc), exc.exit_code)
+        return
+    if wired is None:
+        return
+    target = wired[0]
+    try:
+        probe(target, audit.forward_ca_bundle)
+    except CollectorRefused as exc:
+        checks.fail(f"audit collector: {exc}", exc.exit_code)
+        return
+    except CollectorUnavailable as exc:
+        checks.warn(f"audit collector does not answer ({exc}): records wait in the store")
+        return
+    checks.ok(f"audit collector {target.display} answers")
 
 
 def check_config_cmd(ctx: typer.Context) -> None:

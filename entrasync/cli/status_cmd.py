@@ -12,6 +12,7 @@ from entrasync.cli.options import JsonOpt
 from entrasync.cli.output import print_json, say
 from entrasync.services.status import StatusView
 from entrasync.services.status import status as status_view
+from entrasync.store.forwarding import Backlog
 
 
 def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -46,6 +47,8 @@ def _print(view: StatusView) -> None:
     for g in view.suspect:
         say(f"SUSPECT    {g.detail} (since {g.since:%Y-%m-%d %H:%M} UTC)" if g.since else "")
         say(f"           accept the read with: entrasync groups accept {g.id}")
+    if view.forward is not None:
+        say(f"audit      {_forward_line(view.forward)}")
     say(f"daemon     {_daemon_line(view.daemon)}")
     for job, at in sorted(view.daemon["jobs"].items()):
         say(f"  next {job:<10} {at or 'paused'}")
@@ -60,6 +63,15 @@ def _differ_line(differ: dict[str, dict[str, Any]]) -> str:
         "[account] differs from the stored settings (the figures above are the stored ones; "
         f"the next sync, ingest, admin action or `db upgrade` applies the file): {changes}"
     )
+
+
+def _forward_line(backlog: Backlog) -> str:
+    if not backlog.waiting:
+        return f"forwarded to {backlog.target} up to record {backlog.delivered_seq}"
+    line = f"{backlog.waiting} record(s) waiting for {backlog.target}"
+    if backlog.failing_since is not None:
+        line += f" (failing since {backlog.failing_since:%Y-%m-%d %H:%M} UTC: {backlog.last_error})"
+    return line
 
 
 def _daemon_line(daemon: dict[str, Any]) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from entrasync.config._values import (
     Between,
     Duration,
     Endpoint,
+    ForwardUrl,
     GroupIds,
     Listen,
     OptionalPath,
@@ -18,6 +19,7 @@ from entrasync.config._values import (
     ThresholdSetting,
     parse_listen,
 )
+from entrasync.domain.forwarding import ForwardTarget, parse_target
 from entrasync.domain.thresholds import Threshold
 
 
@@ -130,6 +132,26 @@ class LoggingConfig(_Section):
 class AuditConfig(_Section):
     signing_key_file: OptionalPath = None
     checkpoint_dir: OptionalPath = None
+    forward: ForwardUrl = ""
+    forward_token_file: OptionalPath = None
+    # "Bearer" for most HTTP collectors; a Splunk HTTP Event Collector wants "Splunk".
+    forward_auth_scheme: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]*$")] = (
+        "Bearer"
+    )
+    forward_ca_bundle: OptionalPath = None
+
+    @property
+    def forward_target(self) -> ForwardTarget | None:
+        return parse_target(self.forward) if self.forward else None
+
+    @model_validator(mode="after")
+    def _token_needs_https(self) -> AuditConfig:
+        target = self.forward_target
+        if self.forward_token_file is not None and (target is None or not target.is_https):
+            raise ValueError(
+                "audit.forward_token_file: set, but audit.forward is not an https:// collector"
+            )
+        return self
 
 
 class Config(_Section):

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
+from entrasync.domain import forwarding
 from entrasync.domain.durations import format_duration, parse_duration
 from entrasync.domain.thresholds import Threshold
 from entrasync.store import urls
@@ -135,12 +136,19 @@ def _endpoint(value: str) -> str:
     return value
 
 
+def _forward_target(value: str) -> str:
+    if value:
+        forwarding.parse_target(value)  # ValueError naming the problem, never the credential
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_optional_path)]
 ThresholdSetting = Annotated[Threshold, BeforeValidator(_threshold)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 Listen = Annotated[str, AfterValidator(check_listen)]
 StoreUrl = Annotated[str, AfterValidator(check_store_url)]
+ForwardUrl = Annotated[str, AfterValidator(_forward_target)]
 _GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 

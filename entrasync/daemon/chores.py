@@ -1,8 +1,11 @@
 """The leader's other jobs: ``retention`` (pending users' data older than
 ``account.pending_retention``, shortly after becoming leader and then daily) and ``outbox``
-(send due admin emails, every minute), and, with ``audit.signing_key_file``, ``checkpoint``
-(sign the audit chain's head after each cycle that wrote records and at least hourly). A store
-error is logged and retried at the next run."""
+(send due admin emails, every minute), ``checkpoint`` (with ``audit.signing_key_file``: sign
+the audit chain's head after each cycle that wrote records and at least hourly) and ``forward``
+(with ``audit.forward``: send the audit records the collector has not received, after each
+cycle and every few seconds). A store error is logged and retried at the next run. The
+checkpoint and forward jobs run whatever the config says, so a reload that sets their key
+takes effect without a restart."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from entrasync.daemon.common import attempt, log, utcnow
 from entrasync.daemon.metrics import Metrics
 from entrasync.errors import EntrasyncError
 from entrasync.notify import flush_outbox
-from entrasync.services import audit_checkpoint
+from entrasync.services import audit_checkpoint, audit_forward
 from entrasync.services.pending import expire_pending_data
 from entrasync.store.db import Store
 
@@ -27,13 +30,19 @@ RETENTION_FIRST_AFTER = timedelta(seconds=5)
 CHECKPOINT_JOB = "checkpoint"
 # Checked this often; a checkpoint is signed when the head moved or the last is an hour old.
 CHECKPOINT_CHECK_EVERY = timedelta(minutes=5)
+FORWARD_JOB = "forward"
+FORWARD_EVERY = timedelta(seconds=10)
 
 
 class Chores:
-    def __init__(self, store: Store, settings: Callable[[], Config], metrics: Metrics) -> None:
+    def __init__(
+        self, store: Store, settings: Callable[[], Config], metrics: Metrics, instance: str
+    ) -> None:
         self._store = store
         self._settings = settings
         self._metrics = metrics
+        self._instance = instance
+        self._forward_failing: str | None = None  # the error last logged, to log changes only
 
     def retention(self) -> None:
         run_id = str(uuid.uuid4())
@@ -90,3 +99,42 @@ class Chores:
         if signed is not None:
             point = signed.checkpoint
             log.info("audit checkpoint signed", seq=point.seq, hash=point.hash)
+
+    def forward(self) -> None:
+        """Send the audit records the collector has not received yet (nothing without
+        `audit.forward`); a failure is logged when it starts or changes, not every try."""
+        settings = self._settings().audit
+        try:
+            wired = audit_forward.sender_for(settings)
+        except EntrasyncError as exc:  # an unreadable token file or CA bundle
+            self._forward_failed(str(exc))
+            return
+        if wired is None:
+            return
+        target, sender = wired
+        result = attempt(
+            lambda: audit_forward.forward_pending(
+                self._store, target, sender, utcnow, self._instance
+            ),
+            "audit forwarding failed; retried in a few seconds",
+        )
+        if result is None:
+            return
+        self._metrics.count_forwarded(result.sent, result.backlog.waiting)
+        if result.error is not None:
+            self._forward_failed(str(result.error), backlog=result.backlog.waiting)
+        elif result.sent:
+            log.info(
+                "audit records forwarded", sent=result.sent, up_to=result.backlog.delivered_seq
+            )
+        if result.error is None and self._forward_failing is not None and not result.busy:
+            log.info("audit forwarding recovered", target=target.display)
+            self._forward_failing = None
+
+    def _forward_failed(self, error: str, **more: object) -> None:
+        self._metrics.forward_failures.inc()
+        if error != self._forward_failing:
+            log.warning(
+                "audit forwarding failed; the records wait in the store", error=error, **more
+            )
+        self._forward_failing = error

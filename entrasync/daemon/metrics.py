@@ -27,6 +27,7 @@ class Metrics:
         self._cycle_metrics()
         self._store_metrics()
         self._role_metrics()
+        self._audit_metrics()
 
     def _cycle_metrics(self) -> None:
         r = self.registry
@@ -100,6 +101,28 @@ class Metrics:
         self.leader = Gauge(
             "entrasync_leader", "1 when this instance is the leader, 0 on standby.", registry=r
         )
+
+    def _audit_metrics(self) -> None:
+        r = self.registry
+        self.forward_backlog = Gauge(
+            "entrasync_audit_forward_backlog",
+            "Audit records the collector (audit.forward) has not received yet.",
+            registry=r,
+        )
+        self.forwarded = Counter(
+            "entrasync_audit_forwarded_records",
+            "Audit records delivered to the collector (a record sent again counts again).",
+            registry=r,
+        )
+        self.forward_failures = Counter(
+            "entrasync_audit_forward_failures",
+            "Failed attempts to deliver audit records to the collector.",
+            registry=r,
+        )
+
+    def count_forwarded(self, sent: int, backlog: int) -> None:
+        self.forwarded.inc(sent)
+        self.forward_backlog.set(backlog)
 
     def count_cycle(
         self,

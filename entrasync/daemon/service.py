@@ -8,7 +8,7 @@ APScheduler's worker threads run the jobs (`jobs`); the health server answers HT
 Jobs (APScheduler, ``max_instances=1``, ``coalesce``):
 
 * ``sync`` (leader): one cycle, first right after becoming leader (`cycle_job`).
-* ``retention``, ``outbox`` and, with a signing key, ``checkpoint`` (leader): `chores`.
+* ``retention``, ``outbox``, ``checkpoint`` and ``forward`` (leader): `chores`.
 * ``heartbeat`` (every instance, every 10 s): `heartbeat`.
 """
 
@@ -36,7 +36,13 @@ from entrasync.daemon.metrics import Metrics
 from entrasync.daemon.streak import Streak
 from entrasync.store.gate import TransactionGate
 
-LEADER_JOBS = (SYNC_JOB, chores.RETENTION_JOB, chores.OUTBOX_JOB, chores.CHECKPOINT_JOB)
+LEADER_JOBS = (
+    SYNC_JOB,
+    chores.RETENTION_JOB,
+    chores.OUTBOX_JOB,
+    chores.CHECKPOINT_JOB,
+    chores.FORWARD_JOB,
+)
 
 
 def _identity() -> Identity:
@@ -97,13 +103,16 @@ class Daemon:
             after_cycle=self._after_cycle,
         )
         self.cycles = CycleJob(context)
-        self.chores = chores.Chores(self.store, self._settings, self.metrics)
+        self.chores = chores.Chores(self.store, self._settings, self.metrics, self.instance)
 
     def _after_cycle(self) -> None:
         try:
             self.heartbeat.refresh_licenses(force=True)
         finally:
-            self.chores.checkpoint()  # signs only when the cycle wrote records (or hourly)
+            try:
+                self.chores.checkpoint()  # signs only when the cycle wrote records (or hourly)
+            finally:
+                self.chores.forward()  # the new records leave now, not at the next tick
 
     def _build_view(self) -> HealthView:
         return HealthView(
@@ -193,15 +202,18 @@ class Daemon:
             leader=True,
         )
         self.jobs.add(chores.OUTBOX_JOB, self.chores.flush, chores.OUTBOX_EVERY, now, leader=True)
-        if self.config.audit.signing_key_file is not None:
-            # "At least hourly" even when no cycle wrote anything (or cycles are days apart).
-            self.jobs.add(
-                chores.CHECKPOINT_JOB,
-                self.chores.checkpoint,
-                chores.CHECKPOINT_CHECK_EVERY,
-                now + chores.CHECKPOINT_CHECK_EVERY,
-                leader=True,
-            )
+        # Both do nothing while their key is unset, so a reload that sets it takes effect.
+        # A checkpoint "at least hourly" even when no cycle wrote anything.
+        self.jobs.add(
+            chores.CHECKPOINT_JOB,
+            self.chores.checkpoint,
+            chores.CHECKPOINT_CHECK_EVERY,
+            now + chores.CHECKPOINT_CHECK_EVERY,
+            leader=True,
+        )
+        self.jobs.add(
+            chores.FORWARD_JOB, self.chores.forward, chores.FORWARD_EVERY, now, leader=True
+        )
         self.jobs.poke(HEARTBEAT_JOB)
 
     def _stand_by(self) -> None:

@@ -1,6 +1,7 @@
 """What `entrasync status` shows, composed from the stored state in one read-only snapshot:
 licenses and compliance, whether the file's [account] differs from the stored settings, the
-latest run, the daemon's instances and the watched groups whose read is suspect."""
+latest run, the daemon's instances, the watched groups whose read is suspect, and how far the
+audit collector (`audit.forward`) is behind."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from entrasync.config import Config
-from entrasync.store import runs
+from entrasync.services.audit_forward import backlog_view
+from entrasync.store import forwarding, runs
 from entrasync.store.account import LicenseStatus, license_status, settings_differ
 from entrasync.store.daemon_state import daemon_summary
 from entrasync.store.db import Store
@@ -24,6 +26,7 @@ class StatusView:
     last_run: dict[str, Any] | None
     daemon: dict[str, Any]
     suspect: list[GroupStatus]
+    forward: forwarding.Backlog | None = None
 
     @property
     def grace_ends(self) -> str | None:
@@ -48,6 +51,8 @@ class StatusView:
             ],
             "settings_differ": self.settings_differ,
         }
+        if self.forward is not None:
+            view["audit_forward"] = backlog_view(self.forward)
         if self.daemon["instances"]:  # only while an `entrasync run` is alive
             view["daemon"] = self.daemon
         return view
@@ -55,6 +60,7 @@ class StatusView:
 
 def status(store: Store, config: Config, now: datetime) -> StatusView:
     """Writes nothing, so it works on a read-only store."""
+    target = config.audit.forward_target
     with store.reading() as session:
         licenses = license_status(session, now)
         differ = settings_differ(session, config.account)
@@ -65,6 +71,7 @@ def status(store: Store, config: Config, now: datetime) -> StatusView:
             last_run=_run_view(last) if last else None,
             daemon=daemon_summary(session, now),
             suspect=[g for g in list_groups(session, config) if g.state == "suspect"],
+            forward=forwarding.backlog(session, target.display) if target else None,
         )
 
 

@@ -67,7 +67,7 @@ def test_leader_standby_failover_keeps_the_audit_chain(dworld: DaemonWorld) -> N
     assert health_b["next_runs"] == {}  # a standby runs no jobs
     code, health_a = a.healthz() or (0, {})
     assert code == 200 and health_a["role"] == "leader" and health_a["status"] == "ok"
-    assert set(health_a["next_runs"]) == {"sync", "retention", "outbox"}
+    assert set(health_a["next_runs"]) == {"sync", "retention", "outbox", "checkpoint", "forward"}
     time.sleep(1.5)  # several leader ticks: b must stay standby while a lives
     assert b.role() == "standby" and a.role() == "leader"
 

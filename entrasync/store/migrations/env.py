@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from entrasync.store import checkpoint_rows  # noqa: F401  (registers audit_checkpoints)
+from entrasync.store import (
+    checkpoint_rows,  # noqa: F401  (registers audit_checkpoints)
+    forward_rows,  # noqa: F401  (registers audit_forward)
+)
 from entrasync.store.schema import Base
 
 config = context.config
