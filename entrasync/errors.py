@@ -68,6 +68,11 @@ class GraphPermissionDenied(EntrasyncError, exit_code=ExitCode.PERMISSION):
     """Token refused (bad secret/certificate) or a Graph permission is missing."""
 
 
+class ChainContradicted(EntrasyncError):
+    """The audit chain no longer matches a signed checkpoint (records cut or rewritten): nothing
+    is signed over it until an admin has looked."""
+
+
 class InputError(EntrasyncError):
     """Bad input from the user (an input file line, an unknown identifier)."""
 

@@ -41,7 +41,7 @@ class SyslogMessage:
 
 def parse_syslog(message: bytes) -> SyslogMessage:
     """One RFC 5424 message; AssertionError when it is not one."""
-    text = message.decode("ascii")  # the sender promises ASCII (no BOM needed)
+    text = message.decode("utf-8")  # UTF-8 only in PARAM-VALUEs: MSG is ASCII JSON
     match = _SYSLOG.fullmatch(text)
     assert match, f"not an RFC 5424 message: {text[:200]!r}"
     params = {k: re.sub(r"\\(.)", r"\1", v) for k, v in _PARAM.findall(match["params"])}
@@ -53,7 +53,7 @@ def parse_syslog(message: bytes) -> SyslogMessage:
         msgid=match["msgid"],
         sd_id=match["sdid"],
         params=params,
-        record=json.loads(match["msg"]),
+        record=json.loads(match["msg"].encode("ascii")),  # ASCII: no BOM needed
     )
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 from entrasync.config import Config
 from entrasync.daemon.common import attempt, log, utcnow
 from entrasync.daemon.metrics import Metrics
-from entrasync.errors import EntrasyncError
+from entrasync.errors import ChainContradicted, EntrasyncError
 from entrasync.notify import flush_outbox
 from entrasync.services import audit_checkpoint, audit_forward
 from entrasync.services.pending import expire_pending_data
@@ -93,6 +93,9 @@ class Chores:
                 ),
                 "audit checkpoint failed; retried at the next cycle",
             )
+        except ChainContradicted as exc:  # records cut or rewritten: an admin must look
+            log.error("audit checkpoint refused", error=str(exc))
+            return
         except (EntrasyncError, OSError) as exc:  # an unreadable key or checkpoint_dir
             log.warning("audit checkpoint failed; retried at the next cycle", error=str(exc))
             return

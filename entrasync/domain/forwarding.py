@@ -5,8 +5,9 @@ Three kinds of collector take the audit log (DESIGN.md, "Audit log"):
 * ``syslog+tcp://host:port`` and ``syslog+tls://host:port``: RFC 5424 messages framed by
   octet counting (RFC 6587 section 3.4.1; the only framing RFC 5425 allows over TLS). One
   record per message: MSGID is the action, the structured data element ``entrasync@32473``
-  carries seq, hash and run id, and MSG is the record as JSON. The JSON is pure ASCII
-  (``\\u`` escapes), so MSG needs no BOM (RFC 5424 section 6.4: only a UTF-8 MSG starts with one).
+  carries seq, hash and run id (UTF-8, as PARAM-VALUE allows), and MSG is the record as JSON.
+  The JSON is pure ASCII (``\\u`` escapes), so MSG needs no BOM (RFC 5424 section 6.4: only a
+  UTF-8 MSG starts with one).
   32473 is the enterprise number RFC 5612 reserves for documentation: entrasync has none of
   its own, and an SD-ID without ``@`` is reserved to IANA.
 * ``https://host/path``: JSON lines over HTTP POST (a SIEM's HTTP collector). A Splunk HTTP
@@ -18,7 +19,7 @@ Three kinds of collector take the audit log (DESIGN.md, "Audit log"):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -108,11 +109,11 @@ def syslog_frame(record: Mapping[str, Any], hostname: str, procid: int) -> bytes
     )
     params = {"seq": record["seq"], "hash": record["hash"], "run_id": record.get("run_id")}
     data = " ".join(f'{k}="{_sd_escape(str(v))}"' for k, v in params.items() if v is not None)
-    message = f"{header} [{SD_ID} {data}] {record_json(record)}".encode("ascii")
+    message = f"{header} [{SD_ID} {data}] {record_json(record)}".encode()
     return b"%d %s" % (len(message), message)
 
 
-def https_body(records: list[Mapping[str, Any]], splunk_events: bool) -> bytes:
+def https_body(records: Sequence[Mapping[str, Any]], splunk_events: bool) -> bytes:
     """A batch as JSON lines (or Splunk HEC event objects, one per line)."""
     if splunk_events:
         lines = [record_json({"event": r, "time": _epoch(r), "source": APP_NAME}) for r in records]
@@ -133,5 +134,4 @@ def _printable(value: str, limit: int) -> str:
 
 def _sd_escape(value: str) -> str:
     """RFC 5424 section 6.3.3: '"', '\\' and ']' are escaped in a PARAM-VALUE."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
-    return escaped.encode("ascii", "backslashreplace").decode("ascii")
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")

@@ -39,7 +39,7 @@ class HttpsSender:
             self._headers["Authorization"] = f"{auth_scheme} {token}"
 
     def deliver(self, records: Sequence[Mapping[str, Any]]) -> None:
-        body = https_body(list(records), self._target.splunk_events)
+        body = https_body(records, self._target.splunk_events)
         client = httpx.Client(verify=self._context, timeout=self._timeout, headers=self._headers)
         try:
             with client:

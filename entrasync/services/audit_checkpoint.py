@@ -8,20 +8,23 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from entrasync.domain import checkpoint as signing
 from entrasync.domain.audit import ChainBreak, format_at, verify_chain
 from entrasync.domain.checkpoint import Checkpoint, CheckpointFinding, SignedCheckpoint
-from entrasync.errors import ConfigError, InputError
+from entrasync.errors import ChainContradicted, ConfigError, EntrasyncError, InputError
 from entrasync.store import audit, checkpoints
 from entrasync.store.db import Store
+from entrasync.store.session import Session
+
+K = TypeVar("K", Ed25519PrivateKey, Ed25519PublicKey)
 
 CHECKPOINT_FILE = "checkpoints.jsonl"
 CHECKPOINT_EVERY = timedelta(hours=1)
@@ -33,21 +36,23 @@ UNDETECTED_WITHOUT_KEY = (
 
 
 def read_private_key(path: Path) -> Ed25519PrivateKey:
-    try:
-        return signing.load_private_key(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError(f"audit.signing_key_file {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"audit.signing_key_file {path}: {exc}") from None
+    return _read_key(path, signing.load_private_key, ConfigError, "audit.signing_key_file")
 
 
 def read_public_key(path: Path) -> Ed25519PublicKey:
+    return _read_key(path, signing.load_public_key, InputError, "--public-key")
+
+
+def _read_key(path: Path, load: Callable[[bytes], K], error: type[EntrasyncError], label: str) -> K:
+    """`load` the PEM key in `path`; a file that cannot be read or is not such a key raises
+    `error` naming `label` and the path (an encrypted private key is a TypeError to
+    `cryptography`: no password is ever asked for)."""
     try:
-        return signing.load_public_key(path.read_bytes())
+        return load(path.read_bytes())
     except OSError as exc:
-        raise InputError(f"--public-key {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise InputError(f"--public-key {path}: {exc}") from None
+        raise error(f"{label} {path}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise error(f"{label} {path}: {exc}") from None
 
 
 def write_key_pair(prefix: Path) -> tuple[Path, Path]:
@@ -81,6 +86,7 @@ def make_checkpoint(
         head = checkpoints.chain_head(uow.session)
         if head is None:
             return None
+        _refuse_a_contradicted_chain(uow.session, key, head[0], checkpoint_dir)
         signed = signing.sign(Checkpoint(head[0], head[1], format_at(now)), key)
         checkpoints.save(uow, signed)
     # After the commit: a file line whose row rolled back would still be a true statement
@@ -88,6 +94,46 @@ def make_checkpoint(
     if checkpoint_dir is not None:
         append_to_dir(checkpoint_dir, signed)
     return signed
+
+
+def _refuse_a_contradicted_chain(
+    session: Session, key: Ed25519PrivateKey, head_seq: int, checkpoint_dir: Path | None
+) -> None:
+    """Signing a head that contradicts an earlier checkpoint would vouch for a cut or rebuilt
+    chain: the newest checkpoint in the store and in `checkpoint_dir` must still hold."""
+    earlier = [checkpoints.latest_signed(session), _last_in_dir(checkpoint_dir)]
+    found = [signed for signed in earlier if signed is not None]
+    hashes = {}
+    for signed in found:
+        record = audit.record(session, signed.checkpoint.seq)
+        if record is not None:
+            hashes[signed.checkpoint.seq] = str(record["hash"])
+    findings = signing.judge(found, key.public_key(), hashes, head_seq)
+    if findings:
+        first = findings[0]
+        raise ChainContradicted(
+            f"refusing to sign the audit chain: {first.problem} at record {first.seq} "
+            f"({first.detail}; {first.source}); run `entrasync audit verify --public-key FILE "
+            "--checkpoints DIR` and restore the log from a backup"
+        )
+
+
+def _last_in_dir(directory: Path | None) -> SignedCheckpoint | None:
+    path = directory / CHECKPOINT_FILE if directory is not None else None
+    if path is None or not path.exists():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(f"audit.checkpoint_dir {path}: {reason}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    source = f"{path}:{len(lines)}"
+    return signing.parse_line(lines[-1], source) or SignedCheckpoint(
+        Checkpoint(0, "", ""), "", source
+    )
 
 
 def checkpoint_if_due(

@@ -36,6 +36,16 @@ def all_signed(session: Session) -> list[SignedCheckpoint]:
     ]
 
 
+def latest_signed(session: Session) -> SignedCheckpoint | None:
+    row = session.scalars(
+        select(AuditCheckpointRow).order_by(AuditCheckpointRow.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    point = Checkpoint(row.seq, row.hash, row.at)
+    return SignedCheckpoint(point, row.signature, f"store checkpoint {row.id}")
+
+
 def latest(session: Session) -> Checkpoint | None:
     """The newest stored checkpoint (what the daemon's "changed or an hour old" compares)."""
     row = session.scalars(

@@ -224,3 +224,33 @@ def test_the_daemon_signs_when_the_head_moved_or_hourly(
     assert due(DAY + timedelta(minutes=92)) == 2  # an hour since the last one
     lines = (checkpoint_dir / "checkpoints.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [1, 2, 2]
+
+
+@pytest.mark.usefixtures("signed_log")
+@pytest.mark.parametrize("drop_stored", [False, True])
+def test_no_checkpoint_is_signed_over_a_cut_or_rebuilt_chain(
+    es: Any,
+    signer: Any,
+    store_url: str,
+    keys: tuple[Path, Path],
+    checkpoint_dir: Path,
+    drop_stored: bool,
+) -> None:
+    """Signing the head of a cut chain would vouch for it: `audit checkpoint` (and the daemon)
+    refuse while the newest checkpoint (in the store, or the file when the store's are gone)
+    no longer holds."""
+    sql(store_url, "DELETE FROM audit_log WHERE seq > 4")
+    if drop_stored:
+        sql(store_url, "DELETE FROM audit_checkpoints")
+    before = (checkpoint_dir / "checkpoints.jsonl").read_text(encoding="utf-8")
+    result = signer("audit", "checkpoint")
+    assert result.code == int(ExitCode.FAILURE)
+    assert "refusing to sign the audit chain: truncation at record 6" in result.err
+    assert "entrasync audit verify --public-key" in result.err
+    assert (checkpoint_dir / "checkpoints.jsonl").read_text(encoding="utf-8") == before
+    _rewrite_chain(es, store_url, 2)
+    rewritten = signer("audit", "checkpoint")
+    assert rewritten.code == int(ExitCode.FAILURE)
+    assert "refusing to sign the audit chain:" in rewritten.err
+    found = _findings(verify(es, keys, checkpoint_dir, "--json"))
+    assert ("rewrite", 3) in found  # the signed head of record 3 no longer matches
