@@ -16,6 +16,7 @@ from entrasync.cli import (
     groups_cmd,
     ingest_cmd,
     pending_cmd,
+    receipt_cmd,  # noqa: F401 - adds `audit receipt|verify-receipt` to audit_app
     status_cmd,
     sync_cmd,
     users_cmd,

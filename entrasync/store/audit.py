@@ -126,7 +126,7 @@ def _filtered(flt: AuditFilter) -> Select[AuditRow]:
     if flt.run_id:
         query = query.where(AuditRow.run_id == flt.run_id)
     if flt.person is not None:
-        family = _merge_family(_seeds(flt.person.strip()))
+        family = merge_family(seeds(flt.person.strip()))
         query = query.where(
             or_(
                 AuditRow.user_id.in_(select(family.c.id)),
@@ -138,7 +138,7 @@ def _filtered(flt: AuditFilter) -> Select[AuditRow]:
     return query
 
 
-def _seeds(ident: str) -> CompoundSelect[Any]:
+def seeds(ident: str) -> CompoundSelect[Any]:
     """Ids of the records `ident` names: as a store id, an Entra object id, a current or a
     retired identifier, or an agent's logon. A `kind:` prefix narrows it to that kind."""
     kind, sep, rest = ident.partition(":")
@@ -175,7 +175,7 @@ def _identifier_values(kind: str, value: str) -> list[str]:
     return values
 
 
-def _merge_family(seeds: CompoundSelect[Any]) -> CTE:
+def merge_family(seeds: CompoundSelect[Any]) -> CTE:
     """The seeds, every record they were merged into, and every record merged into those:
     a person's whole history, followed both ways along `users.merged_into_id`."""
     seed = seeds.subquery()
