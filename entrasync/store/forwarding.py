@@ -3,7 +3,9 @@
 A target's row says which record it has received last (`delivered_seq`), since when delivery
 is failing and why, and who holds the lease to forward to it. Records are read after the
 cursor in seq order and the cursor moves only after a batch was delivered: at least once,
-in order. Nothing here is audited: a record about forwarding would itself need forwarding.
+in order. The cursor can never skip a record: records are appended under the writers' lock,
+which is held until commit (`UnitOfWork.lock`), so they become visible in seq order. Nothing
+here is audited: a record about forwarding would itself need forwarding.
 """
 
 from __future__ import annotations
