@@ -22,6 +22,29 @@ from entrasync.cli import main
 from entrasync.config import Config, load_config
 from entrasync.store.db import Store
 
+# Where MSAL's managed-identity client looks for a token endpoint: nothing here may send a
+# request to the instance metadata address (169.254.169.254), so every test starts with the
+# platform variables cleared and the VM protocol pointed at a closed loopback port; a test
+# that wants a managed identity sets them to the emulator's.
+_IDENTITY_ENV = (
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_instance_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _IDENTITY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
+
 
 def _pg_schema_url(base: str, schema: str) -> str:
     url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})

@@ -36,7 +36,7 @@ from entrasync.errors import (
 )
 from entrasync.forward import probe
 from entrasync.graph import ClientSecret, GraphClient, GraphSettings, RetryPolicy
-from entrasync.graph.settings import ClientCertificate
+from entrasync.graph.settings import ClientCertificate, ManagedIdentity
 from entrasync.notify.smtp import read_password
 from entrasync.services import audit_checkpoint, audit_forward
 from entrasync.store.engines import check_sqlite_location
@@ -61,11 +61,18 @@ class _Checklist:
 
 
 def _describe_credential(settings: GraphSettings) -> str:
+    """The sign-in mode (`entra.auth`) and where its material came from, never the value."""
     credential = settings.credential
     if isinstance(credential, ClientSecret):
         return f"client secret from {credential.source}"
-    assert isinstance(credential, ClientCertificate)
-    return f"certificate from {credential.source}"
+    if isinstance(credential, ClientCertificate):
+        return f"certificate from {credential.source}"
+    if isinstance(credential, ManagedIdentity):
+        return f"managed identity: the {credential.source} (no stored secret)"
+    return (
+        f"workload identity: the federated token in ${credential.source} "
+        f"({credential.token_file}, read at each token request; no stored secret)"
+    )
 
 
 def check_config(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -27,9 +28,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class EntraAuth(StrEnum):
+    """How entrasync signs in (`entra.auth`); empty: the secret or certificate configured."""
+
+    CONFIGURED = ""
+    SECRET = "secret"  # noqa: S105 - the name of a sign-in kind, not a secret
+    CERTIFICATE = "certificate"
+    MANAGED_IDENTITY = "managed_identity"
+    WORKLOAD_IDENTITY = "workload_identity"
+
+
 class EntraConfig(_Section):
+    auth: Annotated[EntraAuth, Field(strict=False)] = EntraAuth.CONFIGURED
     tenant_id: str = ""
     client_id: str = ""
+    managed_identity_client_id: str = ""  # a user-assigned identity; empty: system-assigned
     client_secret_file: OptionalPath = None
     certificate_file: OptionalPath = None
     certificate_passphrase_file: OptionalPath = None

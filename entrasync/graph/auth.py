@@ -1,4 +1,11 @@
-"""Access tokens from MSAL for the app (client credentials flow).
+"""Access tokens from MSAL for the app (client credentials flow), or for a managed identity.
+
+* A managed identity (`entra.auth = "managed_identity"`): MSAL's `ManagedIdentityClient`,
+  which finds the platform's endpoint itself (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER` on App
+  Service and Container Apps, else the VM instance metadata service) and is asked for the
+  Graph *resource*. Workload identity federation (`"workload_identity"`): the client
+  assertion is a callable that reads `AZURE_FEDERATED_TOKEN_FILE` whenever MSAL needs a new
+  token, so a rotated projected token is picked up.
 
 * `ConfidentialClientApplication` with the client secret, or the certificate as
   `{"private_key", "public_certificate"}` (MSAL then signs a PS256 client assertion with the
@@ -41,6 +48,7 @@ import requests
 from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator
 
 from entrasync.errors import ConfigError, GraphPermissionDenied, GraphUnavailable
+from entrasync.graph.credentials import read_federated_token
 from entrasync.graph.retry import (
     BACKOFF_STATUSES,
     RETRY_AFTER_STATUSES,
@@ -51,11 +59,28 @@ from entrasync.graph.retry import (
     parse_retry_after,
     retry_sync,
 )
-from entrasync.graph.settings import ClientSecret, GraphSettings
+from entrasync.graph.settings import (
+    ClientCertificate,
+    ClientSecret,
+    Credential,
+    FederatedToken,
+    GraphSettings,
+    ManagedIdentity,
+)
 from entrasync.graph.tls import TrustingSession
 
+# Errors a retry cannot mend. `invalid_request` is what a managed-identity endpoint answers for
+# an identity that is not assigned, and the token endpoint for a federated assertion that
+# matches no federated credential (AADSTS70021).
 REFUSED_ERRORS = frozenset(
-    {"invalid_client", "unauthorized_client", "invalid_scope", "invalid_grant", "access_denied"}
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_scope",
+        "invalid_grant",
+        "access_denied",
+        "invalid_request",
+    }
 )
 
 
@@ -193,7 +218,11 @@ class TokenSource:
 
     def drop_cached_tokens(self) -> None:
         with self._lock:
-            if self._app is not None:
+            if isinstance(self._settings.credential, ManagedIdentity):
+                # MSAL's managed-identity client has no remove call: start a fresh cache.
+                self._caches.tokens = msal.TokenCache()
+                self._app = None
+            elif self._app is not None:
                 self._app.remove_tokens_for_client()
 
     def close(self) -> None:
@@ -202,19 +231,19 @@ class TokenSource:
     def _application(self) -> Any:
         if self._app is None:
             s = self._settings
-            credential: Any
-            if isinstance(s.credential, ClientSecret):
-                credential = s.credential.value
-            else:
-                credential = {
-                    "private_key": s.credential.private_key_pem,
-                    "public_certificate": s.credential.certificate_pem,
-                }
+            if isinstance(s.credential, ManagedIdentity):
+                self._app = msal.ManagedIdentityClient(
+                    _identity(s.credential),
+                    http_client=self._session,
+                    token_cache=self._caches.tokens,
+                    http_cache=self._caches.http,
+                )
+                return self._app
             host = urlsplit(s.authority_host).hostname or ""
             try:
                 self._app = msal.ConfidentialClientApplication(
                     s.client_id,
-                    client_credential=credential,
+                    client_credential=_client_credential(s.credential),
                     authority=s.authority,
                     http_client=self._session,
                     token_cache=self._caches.tokens,
@@ -232,7 +261,10 @@ class TokenSource:
     def _attempt(self) -> str:
         s = self._settings
         try:
-            result = self._application().acquire_token_for_client(scopes=[s.scope])
+            if isinstance(s.credential, ManagedIdentity):
+                result = self._application().acquire_token_for_client(resource=s.resource)
+            else:
+                result = self._application().acquire_token_for_client(scopes=[s.scope])
         except requests.exceptions.SSLError:
             raise GraphUnavailable(f"cannot reach {s.authority_host}: {tls_hint(s)}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -248,17 +280,35 @@ class TokenSource:
         description = description.splitlines()[0] if description else ""
         if error in REFUSED_ERRORS:
             raise GraphPermissionDenied(
-                f"the identity platform refused a token for app {s.client_id} in tenant "
-                f"{s.tenant_id} ({error}): {description} — {self._credential_advice(error)}"
+                f"the identity platform refused a token for {self._who()} "
+                f"({error}): {description} — {self._credential_advice(error)}"
             )
         raise Transient(f"token request failed ({error}): {description}")
 
+    def _who(self) -> str:
+        s = self._settings
+        if isinstance(s.credential, ManagedIdentity):
+            return f"the {s.credential.source}"
+        return f"app {s.client_id} in tenant {s.tenant_id}"
+
     def _credential_advice(self, error: str) -> str:
         s = self._settings
+        if isinstance(s.credential, ManagedIdentity):
+            return (
+                "check that the identity is assigned to this VM, app or container "
+                "(and entra.managed_identity_client_id for a user-assigned one)"
+            )
         if error == "unauthorized_client":
             return "check entra.client_id and entra.tenant_id"
         if error == "invalid_scope":
             return f"check entra.graph_url ({s.graph_url})"
+        if isinstance(s.credential, FederatedToken):
+            return (
+                f"check the federated credential on app {s.client_id}: its issuer, subject "
+                f"and audience must match the token in {s.credential.source} (on AKS: the "
+                "cluster's OIDC issuer, system:serviceaccount:NAMESPACE:NAME, "
+                "api://AzureADTokenExchange)"
+            )
         if isinstance(s.credential, ClientSecret):
             return (
                 f"check the client secret (from {s.credential.source}): it may be wrong or "
@@ -268,6 +318,26 @@ class TokenSource:
             f"check that the certificate in {s.credential.source} is uploaded to the app "
             "registration"
         )
+
+
+def _identity(credential: ManagedIdentity) -> Any:
+    if credential.client_id:
+        return msal.UserAssignedManagedIdentity(client_id=credential.client_id)
+    return msal.SystemAssignedManagedIdentity()
+
+
+def _client_credential(credential: Credential) -> Any:
+    """What MSAL's ConfidentialClientApplication takes for each kind of credential."""
+    if isinstance(credential, ClientSecret):
+        return credential.value
+    if isinstance(credential, ClientCertificate):
+        return {
+            "private_key": credential.private_key_pem,
+            "public_certificate": credential.certificate_pem,
+        }
+    assert isinstance(credential, FederatedToken)
+    # A callable: MSAL calls it for each new token, so a rotated token file is picked up.
+    return {"client_assertion": lambda: read_federated_token(credential)}
 
 
 class MsalAccessTokenProvider(AccessTokenProvider):

@@ -27,7 +27,29 @@ class ClientCertificate:
     source: str
 
 
-Credential = ClientSecret | ClientCertificate
+@dataclass(frozen=True)
+class ManagedIdentity:
+    """An Azure managed identity: nothing stored, MSAL asks the platform's endpoint."""
+
+    client_id: str | None  # a user-assigned identity's client id; None = system-assigned
+
+    @property
+    def source(self) -> str:
+        if self.client_id:
+            return f"user-assigned managed identity {self.client_id}"
+        return "system-assigned managed identity"
+
+
+@dataclass(frozen=True)
+class FederatedToken:
+    """Workload identity federation: a token the platform keeps fresh in `token_file`
+    (Kubernetes' projected service account token), read again at every token request."""
+
+    token_file: Path
+    source: str  # where the path came from, e.g. "AZURE_FEDERATED_TOKEN_FILE"
+
+
+Credential = ClientSecret | ClientCertificate | ManagedIdentity | FederatedToken
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,11 @@ class GraphSettings:
         return f"{self.graph_url.rstrip('/')}/v1.0"
 
     @property
+    def resource(self) -> str:
+        """What a managed-identity endpoint is asked for (a resource, not a scope)."""
+        return self.graph_url.rstrip("/")
+
+    @property
     def scope(self) -> str:
         return f"{self.graph_url.rstrip('/')}/.default"
 
@@ -71,4 +98,6 @@ class GraphSettings:
         """Strings that must never appear in a message (scrubbed defensively)."""
         if isinstance(self.credential, ClientSecret):
             return (self.credential.value,) if self.credential.value else ()
-        return (self.credential.private_key_pem,)
+        if isinstance(self.credential, ClientCertificate):
+            return (self.credential.private_key_pem,)
+        return ()  # nothing stored: the federated token is read when needed and never kept

@@ -21,6 +21,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from entrasync.sim._federation import Federation, TokenError
+
+__all__ = ["ALL_PERMISSIONS", "AppRegistration", "Directory", "TokenError"]
+
 ALL_PERMISSIONS = frozenset({"GroupMember.Read.All", "User.Read.All"})
 
 # A granted permission that implies the one an endpoint needs (Graph's permission model).
@@ -59,14 +63,6 @@ class IssuedToken:
     expires_at: float
 
 
-class TokenError(Exception):
-    def __init__(self, status: int, error: str, description: str) -> None:
-        super().__init__(description)
-        self.status = status
-        self.error = error
-        self.description = description
-
-
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -79,6 +75,7 @@ class Directory:
         self.token_lifetime = token_lifetime
         self._tokens: dict[str, IssuedToken] = {}
         self._lock = threading.Lock()
+        self.federation = Federation()
 
     def register_app(
         self,
@@ -112,7 +109,12 @@ class Directory:
                 "by the administrator of the tenant.",
             )
         if "client_assertion" in form:
-            self._check_assertion(app, form["client_assertion"], token_endpoint)
+            assertion = form["client_assertion"]
+            claims = self.federation.claims_of(assertion)
+            if claims is not None:
+                self.federation.check(client_id, assertion, claims)
+            else:
+                self._check_assertion(app, assertion, token_endpoint)
         elif form.get("client_secret", "") not in app.secrets:
             raise TokenError(
                 401,
@@ -120,6 +122,10 @@ class Directory:
                 "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent "
                 "in the request is the client secret value, not the client secret ID.",
             )
+        return self.issue_to(client_id)
+
+    def issue_to(self, client_id: str) -> dict[str, Any]:
+        """A new access token for a registered app (or managed identity)."""
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._tokens[token] = IssuedToken(client_id, time.time() + self.token_lifetime)

@@ -33,6 +33,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from entrasync.sim import _managed_identity
+from entrasync.sim._federation import (
+    TOKEN_EXCHANGE_AUDIENCE,
+    FederatedCredential,
+    FederatedIssuer,
+)
 from entrasync.sim._graph_api import GraphApi
 from entrasync.sim._graph_http import (
     MAX_TOP,
@@ -44,6 +50,7 @@ from entrasync.sim._graph_http import (
     json_body,
 )
 from entrasync.sim._identity import identity
+from entrasync.sim._managed_identity import ManagedIdentities
 from entrasync.sim.auth import ALL_PERMISSIONS, AppRegistration, Directory
 from entrasync.sim.certs import TlsFiles, write_tls_files
 from entrasync.sim.faults import Fault, Faults, RequestLog, RequestRecord
@@ -82,6 +89,7 @@ class EntraEmulator:
         self.tenant = tenant or Tenant()
         self.quirks = quirks or Quirks()
         self.directory = Directory(token_lifetime=token_lifetime)
+        self.managed_identities = ManagedIdentities()
         self.faults = Faults()
         self.log = RequestLog()
         self.batch_log = RequestLog()
@@ -189,6 +197,44 @@ class EntraEmulator:
             permissions=permissions,
         )
 
+    def assign_managed_identity(
+        self,
+        client_id: str | None = None,
+        *,
+        system_assigned: bool = False,
+        permissions: set[str] | frozenset[str] = ALL_PERMISSIONS,
+    ) -> str:
+        """Give "this machine" a managed identity (an app without any secret); its client id."""
+        app = self.directory.register_app(client_id or str(uuid.uuid4()), permissions=permissions)
+        if system_assigned:
+            self.managed_identities.system_assigned = app.client_id
+        else:
+            self.managed_identities.user_assigned.add(app.client_id)
+        return app.client_id
+
+    def managed_identity_env(self, protocol: str = "app_service") -> dict[str, str]:
+        """The environment a platform gives a process so that MSAL finds the endpoint:
+        `app_service` (IDENTITY_ENDPOINT + IDENTITY_HEADER) or `imds` (the VM protocol, at
+        this emulator instead of the instance metadata address)."""
+        if protocol == "imds":
+            return {"AZURE_POD_IDENTITY_AUTHORITY_HOST": self.base_url}
+        return {
+            "IDENTITY_ENDPOINT": f"{self.base_url}{_managed_identity.APP_SERVICE_PATH}",
+            "IDENTITY_HEADER": self.managed_identities.identity_header,
+        }
+
+    def trust_issuer(self, issuer: str) -> FederatedIssuer:
+        """An outside token issuer (a cluster's OIDC issuer) this tenant trusts."""
+        trusted = FederatedIssuer(issuer)
+        self.directory.federation.issuers[issuer] = trusted
+        return trusted
+
+    def add_federated_credential(
+        self, client_id: str, issuer: str, subject: str, audience: str = TOKEN_EXCHANGE_AUDIENCE
+    ) -> None:
+        credentials = self.directory.federation.credentials.setdefault(client_id, [])
+        credentials.append(FederatedCredential(issuer, subject, audience))
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -250,8 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and (answered := self._fault(fault, body)) is not None:
             return answered
         url = urlsplit(self.path)
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        if url.path in _managed_identity.PATHS and method == "GET":
+            return self._json(*_managed_identity.answer(self.emu, self.path, headers))
         if url.path.startswith("/v1.0/"):
-            headers = {name.lower(): value for name, value in self.headers.items()}
             request = GraphRequest(method, self.path, headers, json_body(body))
             return self._reply(GraphApi(self.emu, request).handle())
         try:
