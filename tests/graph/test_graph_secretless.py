@@ -161,11 +161,8 @@ def test_auth_modes_resolve_from_the_config_and_the_environment(
     configured = EntraConfig(auth=EntraAuth.WORKLOAD_IDENTITY, tenant_id="t", client_id="c")
     assert settings_from_config(configured, {**env, "AZURE_CLIENT_ID": "x"}).client_id == "c"
 
-    secret_only = EntraConfig(
-        auth=EntraAuth.SECRET,
-        tenant_id="t",
-        client_id="c",
-        certificate_file=str(tmp_path / "c.pem"),
+    secret_only = EntraConfig.model_validate(
+        {"auth": "secret", "tenant_id": "t", "client_id": "c", "certificate_file": "/x/c.pem"}
     )
     with pytest.raises(ConfigError, match=re.escape('entra.auth = "secret": no client secret')):
         resolve_credential(secret_only, {})
