@@ -64,6 +64,11 @@ class CollectorRefused(EntrasyncError, exit_code=ExitCode.CONFIG):
     configuration must change before forwarding can continue."""
 
 
+class PayloadTooLarge(CollectorRefused):
+    """The collector refused a batch as too large (HTTP 413): sent again in smaller batches,
+    down to one record; a single record it refuses is named."""
+
+
 class GraphPermissionDenied(EntrasyncError, exit_code=ExitCode.PERMISSION):
     """Token refused (bad secret/certificate) or a Graph permission is missing."""
 

@@ -167,6 +167,8 @@ class HttpsCollector:
     token: str | None = None
     scheme: str = "Bearer"
     answers: list[Any] = field(default_factory=list)
+    max_body: int | None = None  # larger requests get 413, as a collector's size limit does
+    echo: bool = False  # a refusal repeats the request line and headers, as some proxies do
     requests: list[dict[str, Any]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -189,6 +191,11 @@ class HttpsCollector:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 status, kind, payload = collector._answer(self.headers.get("Authorization"))
+                if collector.max_body is not None and len(body) > collector.max_body:
+                    status, kind, payload = 413, "application/json", b'{"text":"too large"}'
+                if collector.echo and status >= 400:
+                    said = f"{status} for POST {self.path} with {self.headers.get('Authorization')}"
+                    payload = json.dumps({"text": "x" * 150 + said}).encode()
                 collector.requests.append(
                     {
                         "path": self.path,

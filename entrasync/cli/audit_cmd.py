@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from entrasync.cli.context import app_context, now
+from entrasync.cli.context import actor_name, app_context, now
 from entrasync.cli.options import (
+    ActorOpt,
     BareJsonOpt,
     CheckpointsOpt,
     JsonOpt,
@@ -31,6 +32,15 @@ EXPORT_FIELDS = [*FIELDS, "prev_hash", "hash"]
 # The reason goes on a line of its own under its record (see print_entries); the run id is
 # in `audit show` and --json: on 80 columns there is room for these five and no more.
 _LIST_COLUMNS = ["seq", "time (UTC)", "actor", "action", "person"]
+FromSeqOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--from",
+        min=1,
+        help="Deliver again from this record on (after checking the log with `audit verify`); "
+        "audited.",
+    ),
+]
 
 audit_app = typer.Typer(
     help="Review the tamper-evident audit log.\n\nExample: entrasync audit list --since 7d",
@@ -250,20 +260,30 @@ def checkpoint(ctx: typer.Context) -> None:
 
 
 @audit_app.command("forward")
-def forward(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+def forward(
+    ctx: typer.Context,
+    from_seq: FromSeqOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Send the records the collector (audit.forward) has not received yet, now, in order;
     the daemon does this on its own every few seconds. Exit 69 when the collector is
-    unreachable and 78 when it refuses the records: they wait in the store either way.
+    unreachable, 78 when it refuses the records (they wait in the store either way), and 1
+    when the log no longer holds the last record delivered (cut or rewritten): look with
+    `audit verify`, then resend with --from.
 
-    Example: entrasync audit forward
+    Example: entrasync audit forward --from 1200
     """
     context = app_context(ctx)
     wired = audit_forward.sender_for(context.config.audit)
     if wired is None:
         raise ConfigError("audit.forward is not set: there is no collector to send to")
     target, sender = wired
+    store = context.store()
+    if from_seq is not None:
+        audit_forward.rewind(store, target, from_seq, now(), actor_name(actor))
     owner = f"cli:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    result = audit_forward.forward_pending(context.store(), target, sender, now, owner)
+    result = audit_forward.forward_pending(store, target, sender, now, owner)
     if as_json:
         print_json(result.as_dict())
     else:

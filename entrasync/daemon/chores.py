@@ -9,6 +9,7 @@ takes effect without a restart."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -43,6 +44,7 @@ class Chores:
         self._metrics = metrics
         self._instance = instance
         self._forward_failing: str | None = None  # the error last logged, to log changes only
+        self._forwarding = threading.Lock()
 
     def retention(self) -> None:
         run_id = str(uuid.uuid4())
@@ -105,7 +107,16 @@ class Chores:
 
     def forward(self) -> None:
         """Send the audit records the collector has not received yet (nothing without
-        `audit.forward`); a failure is logged when it starts or changes, not every try."""
+        `audit.forward`); a failure is logged when it starts or changes, not every try. One
+        thread at a time: the lease is per instance, so it cannot keep two threads apart."""
+        if not self._forwarding.acquire(blocking=False):
+            return
+        try:
+            self._forward()
+        finally:
+            self._forwarding.release()
+
+    def _forward(self) -> None:
         settings = self._settings().audit
         try:
             wired = audit_forward.sender_for(settings)
@@ -125,7 +136,11 @@ class Chores:
             return
         self._metrics.count_forwarded(result.sent, result.backlog.waiting)
         if result.error is not None:
-            self._forward_failed(str(result.error), backlog=result.backlog.waiting)
+            self._forward_failed(
+                str(result.error),
+                backlog=result.backlog.waiting,
+                contradicted=isinstance(result.error, ChainContradicted),
+            )
         elif result.sent:
             log.info(
                 "audit records forwarded", sent=result.sent, up_to=result.backlog.delivered_seq
@@ -134,10 +149,10 @@ class Chores:
             log.info("audit forwarding recovered", target=target.display)
             self._forward_failing = None
 
-    def _forward_failed(self, error: str, **more: object) -> None:
+    def _forward_failed(self, error: str, *, contradicted: bool = False, **more: object) -> None:
         self._metrics.forward_failures.inc()
         if error != self._forward_failing:
-            log.warning(
-                "audit forwarding failed; the records wait in the store", error=error, **more
-            )
+            # A log that contradicts what the collector received is an incident, not an outage.
+            emit = log.error if contradicted else log.warning
+            emit("audit forwarding failed; the records wait in the store", error=error, **more)
         self._forward_failing = error

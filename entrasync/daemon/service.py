@@ -112,7 +112,9 @@ class Daemon:
             try:
                 self.chores.checkpoint()  # signs only when the cycle wrote records (or hourly)
             finally:
-                self.chores.forward()  # the new records leave now, not at the next tick
+                # The new records leave now, from the forward job's own thread: a long backlog
+                # must not hold up the next cycle, and one thread forwards at a time.
+                self.jobs.poke(chores.FORWARD_JOB)
 
     def _build_view(self) -> HealthView:
         return HealthView(
@@ -218,6 +220,7 @@ class Daemon:
 
     def _stand_by(self) -> None:
         self.jobs.remove(*LEADER_JOBS)
+        self.metrics.forward_backlog.set(0)  # the leader reports it; a standby forwards nothing
         self.jobs.poke(HEARTBEAT_JOB)
 
     def _sync(self) -> None:

@@ -45,6 +45,7 @@ ACTIONS = frozenset(
         "group.recovered",
         "group.accepted",
         "purge.unconfirmed",
+        "audit.forward_rewound",
     }
 )
 

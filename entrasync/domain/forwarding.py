@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 SYSLOG_PRI = 13 * 8 + 6
 APP_NAME = "entrasync"
 SD_ID = "entrasync@32473"
+MAX_URL = 400  # the cursor is keyed by the target (a String(512) column)
 _SPLUNK_EVENT_PATHS = ("/services/collector", "/services/collector/event")
 
 
@@ -84,6 +85,12 @@ def parse_target(value: str) -> ForwardTarget:
         raise ValueError("credentials in the URL: put the token in audit.forward_token_file")
     if not parts.hostname:
         raise ValueError("no host")
+    try:
+        parts.hostname.encode("idna")  # what the connection will do: a label over 63, say
+    except UnicodeError:
+        raise ValueError(f"host {parts.hostname[:80]!r} is not a valid host name") from None
+    if len(value) > MAX_URL:
+        raise ValueError(f"longer than {MAX_URL} characters")
     kind = ForwardKind(parts.scheme)
     if kind is not ForwardKind.HTTPS and (parts.path not in {"", "/"} or parts.query):
         raise ValueError("a syslog target is host:port only")

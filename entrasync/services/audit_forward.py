@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from entrasync.config import AuditConfig
-from entrasync.domain.forwarding import ForwardTarget
-from entrasync.errors import CollectorRefused, CollectorUnavailable, ConfigError
+from entrasync.domain.audit import AuditEvent
+from entrasync.domain.forwarding import ForwardTarget, record_json
+from entrasync.errors import (
+    ChainContradicted,
+    CollectorRefused,
+    CollectorUnavailable,
+    ConfigError,
+    PayloadTooLarge,
+)
 from entrasync.forward import Sender, open_sender
 from entrasync.store import forwarding
 from entrasync.store.db import Store
@@ -28,13 +35,14 @@ from entrasync.store.forwarding import Backlog
 BATCH = 500
 LEASE = timedelta(minutes=2)
 Clock = Callable[[], datetime]
+ForwardError = CollectorUnavailable | CollectorRefused | ChainContradicted
 
 
 @dataclass(frozen=True)
 class ForwardResult:
     sent: int
     backlog: Backlog
-    error: CollectorUnavailable | CollectorRefused | None = None
+    error: ForwardError | None = None
     busy: bool = False  # another process holds the lease: nothing was sent
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,8 +74,11 @@ def read_token(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise ConfigError(f"audit.forward_token_file {path}: {reason}") from None
-    if not token or any(c.isspace() for c in token):
-        raise ConfigError(f"audit.forward_token_file {path}: not one token on one line")
+    if not token or not all(33 <= ord(c) <= 126 for c in token):
+        raise ConfigError(
+            f"audit.forward_token_file {path}: not one token on one line (printable ASCII, "
+            "no spaces)"
+        )
     return token
 
 
@@ -94,9 +105,13 @@ def forward_pending(
         cursor = forwarding.claim(uow, name, owner, LEASE)
     if cursor is None:
         return ForwardResult(0, _backlog(store, name), busy=True)
-    sent, error = 0, None
+    sent = 0
     try:
-        sent, error = _deliver_all(store, name, sender, clock, owner, cursor)
+        error: ForwardError | None = _contradiction(store, name, cursor)
+        if error is None:
+            sent, error = _deliver_all(store, name, sender, clock, owner, cursor)
+        else:
+            _failed(store, name, clock, error)
     finally:
         with store.unit_of_work(clock()) as uow:
             forwarding.release(uow, name, owner)
@@ -105,24 +120,78 @@ def forward_pending(
 
 def _deliver_all(
     store: Store, name: str, sender: Sender, clock: Clock, owner: str, cursor: int
-) -> tuple[int, CollectorUnavailable | CollectorRefused | None]:
-    sent = 0
+) -> tuple[int, ForwardError | None]:
+    sent, batch = 0, BATCH
     while True:
         with store.reading() as session:
-            records = forwarding.after(session, cursor, BATCH)
+            records = forwarding.after(session, cursor, batch)
         if not records:
             return sent, None
         try:
             sender.deliver(records)
+        except PayloadTooLarge as exc:
+            if len(records) > 1:  # HTTP 413: the same records again, in smaller batches
+                batch = len(records) // 2
+                continue
+            return sent, _failed(store, name, clock, _too_large(records[0], exc))
         except (CollectorUnavailable, CollectorRefused) as exc:
-            with store.unit_of_work(clock()) as uow:
-                forwarding.failed(uow, name, str(exc))
-            return sent, exc
+            return sent, _failed(store, name, clock, exc)
         cursor, sent = int(records[-1]["seq"]), sent + len(records)
         with store.unit_of_work(clock()) as uow:
-            forwarding.advance(uow, name, cursor)
+            forwarding.advance(uow, name, cursor, str(records[-1]["hash"]))
             if forwarding.claim(uow, name, owner, LEASE) is None:
                 return sent, None  # the lease ran out and another process took over
+
+
+def _contradiction(store: Store, name: str, cursor: int) -> ChainContradicted | None:
+    """The record the collector got last must still be in the log as it was delivered: a
+    log cut or rebuilt since then reuses seqs, and sending "what follows" would skip records
+    the collector never saw. Nothing is sent until an admin has looked (`--from`)."""
+    with store.reading() as session:
+        sent = forwarding.delivered_hash(session, name)
+        held = forwarding.session_hash(session, cursor) if cursor else None
+    if not cursor or sent is None or held == sent:
+        return None
+    now = "no longer holds it" if held is None else f"now holds hash {held[:16]}… there"
+    return ChainContradicted(
+        f"{name}: audit forwarding stopped: record {cursor} was delivered with hash "
+        f"{sent[:16]}…, and the log {now}: it was cut or rewritten after it was delivered. "
+        "Check it with `entrasync audit verify --public-key FILE --checkpoints DIR`; then "
+        "`entrasync audit forward --from SEQ` delivers again from record SEQ"
+    )
+
+
+def rewind(store: Store, target: ForwardTarget, first_seq: int, now: datetime, actor: str) -> None:
+    """An admin's decision, audited: deliver again from record `first_seq` on."""
+    with store.unit_of_work(now, actor=actor) as uow:
+        before = forwarding.backlog(uow.session, target.display)
+        forwarding.rewind(uow, target.display, first_seq - 1)
+        uow.audit(
+            AuditEvent(
+                "audit.forward_rewound",
+                f"deliver the audit log to {target.display} again from record {first_seq}",
+                details={
+                    "target": target.display,
+                    "from_seq": first_seq,
+                    "delivered_seq_before": before.delivered_seq,
+                },
+            )
+        )
+
+
+def _failed(store: Store, name: str, clock: Clock, exc: ForwardError) -> ForwardError:
+    with store.unit_of_work(clock()) as uow:
+        forwarding.failed(uow, name, str(exc))
+    return exc
+
+
+def _too_large(record: dict[str, Any], exc: PayloadTooLarge) -> CollectorRefused:
+    size = len(record_json(record))
+    return CollectorRefused(
+        f"{exc}: record {record['seq']} alone ({size} bytes as JSON) is more than the "
+        "collector takes: raise its request size limit; this record and the ones after it "
+        "wait in the store"
+    )
 
 
 def backlog(store: Store, target: ForwardTarget) -> Backlog:

@@ -21,6 +21,9 @@ class AuditForwardRow(Base):
 
     target: Mapped[str] = mapped_column(String(512), primary_key=True)
     delivered_seq: Mapped[int] = mapped_column(BigId, default=0)
+    # The delivered record's hash: a log cut or rebuilt after delivery reuses seqs, and only
+    # the hash shows that the record at `delivered_seq` is no longer the one delivered.
+    delivered_hash: Mapped[str | None] = mapped_column(String(64))
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -23,7 +23,18 @@ from entrasync.store.schema import AuditRow
 from entrasync.store.uow import UnitOfWork
 from entrasync.store.upsert import insert_for
 
-__all__ = ["AuditForwardRow", "Backlog", "advance", "backlog", "claim", "failed", "release"]
+__all__ = [
+    "AuditForwardRow",
+    "Backlog",
+    "advance",
+    "backlog",
+    "claim",
+    "delivered_hash",
+    "failed",
+    "release",
+    "rewind",
+    "session_hash",
+]
 
 
 @dataclass(frozen=True)
@@ -81,13 +92,44 @@ def after(session: Session, seq: int, limit: int) -> list[dict[str, Any]]:
     return [as_dict(row) for row in rows]
 
 
-def advance(uow: UnitOfWork, target: str, seq: int) -> None:
-    """Records up to `seq` were delivered; the cursor never moves back."""
+def advance(uow: UnitOfWork, target: str, seq: int, hash_: str) -> None:
+    """Records up to `seq` (whose hash is `hash_`) were delivered; never moves back."""
     uow.session.execute(
         update(AuditForwardRow)
         .where(AuditForwardRow.target == target, AuditForwardRow.delivered_seq < seq)
-        .values(delivered_seq=seq, delivered_at=uow.now, failing_since=None, last_error=None)
+        .values(
+            delivered_seq=seq,
+            delivered_hash=hash_,
+            delivered_at=uow.now,
+            failing_since=None,
+            last_error=None,
+        )
     )
+
+
+def delivered_hash(session: Session, target: str) -> str | None:
+    row = session.get(AuditForwardRow, target)
+    return row.delivered_hash if row is not None else None
+
+
+def rewind(uow: UnitOfWork, target: str, seq: int) -> None:
+    """An admin's decision: deliver again from record `seq + 1` (the cursor moves back)."""
+    record = session_hash(uow.session, seq)
+    uow.session.execute(
+        insert_for(uow.session, AuditForwardRow)
+        .values(target=target, delivered_seq=0)
+        .on_conflict_do_nothing(index_elements=["target"])
+    )
+    uow.session.execute(
+        update(AuditForwardRow)
+        .where(AuditForwardRow.target == target)
+        .values(delivered_seq=seq, delivered_hash=record, failing_since=None, last_error=None)
+    )
+
+
+def session_hash(session: Session, seq: int) -> str | None:
+    """The hash of record `seq` as the log holds it now (None: no such record)."""
+    return session.scalar(select(AuditRow.hash).where(AuditRow.seq == seq))
 
 
 def failed(uow: UnitOfWork, target: str, error: str) -> None:

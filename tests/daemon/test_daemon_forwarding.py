@@ -48,6 +48,8 @@ def test_a_collector_restart_delays_and_loses_nothing(dworld: DaemonWorld) -> No
         daemon.wait_event("audit records forwarded")
         first = _head(world)
         wait_for("every record so far", lambda: collector.seqs()[-1:] == [first])
+        # Nothing failed yet: each record exactly once (one forwarding thread at a time).
+        assert collector.seqs() == list(range(1, first + 1))
         metrics = daemon.metrics()
         assert _metric(metrics, "entrasync_audit_forward_backlog") == 0
         assert _metric(metrics, "entrasync_audit_forwarded_records_total") >= first

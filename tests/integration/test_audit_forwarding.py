@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from collectors import HttpsCollector, SyslogCollector
-from testkit import write_config
+from testkit import sql, write_config
 
 from entrasync.domain.audit import AuditEvent
 from entrasync.domain.forwarding import SD_ID, SYSLOG_PRI
@@ -327,3 +327,122 @@ def test_check_config_reaches_the_collector_without_writing_to_it(
         assert "certificate not trusted" in result.out
     finally:
         tls_collector.stop()
+
+
+def test_a_log_cut_after_delivery_stops_forwarding_until_an_admin_resends(
+    cli: Any, tmp_path: Path, store_url: str, store: Store, syslog: SyslogCollector
+) -> None:
+    """Cutting the tail reuses seqs: "what follows the cursor" would skip the records that
+    take the cut ones' numbers. Forwarding stops, says why, and resumes from where the admin
+    says, audited."""
+    add_records(store, 6)
+    es = forwarder(cli, tmp_path, store_url, f'forward = "{syslog.url}"\n')
+    assert es("audit", "forward").code == 0
+    sql(store_url, "DELETE FROM audit_log WHERE seq > 4")
+    add_records(store, 3, first=20)  # get seqs 5, 6, 7
+    stopped = es("audit", "forward")
+    assert stopped.code == ExitCode.FAILURE
+    assert "record 6 was delivered with hash" in stopped.err
+    assert "cut or rewritten after it was delivered" in stopped.err
+    assert "entrasync audit forward --from SEQ" in stopped.err
+    assert syslog.seqs() == [1, 2, 3, 4, 5, 6]
+    status = es("status", "--json").json()["audit_forward"]
+    assert "cut or rewritten" in status["last_error"]
+    resent = es("audit", "forward", "--from", "5", "--actor", "sam")
+    assert resent.code == 0, resent.err
+    new = [m for m in syslog.messages if int(m.params["seq"]) >= 5][2:]
+    assert [int(m.params["seq"]) for m in new] == [5, 6, 7, 8]  # 8: the audited rewind
+    assert [m.record["reason"].split("#")[1].split(" ")[0] for m in new[:3]] == ["20", "21", "22"]
+    assert new[3].record["action"] == "audit.forward_rewound"
+    assert new[3].record["actor"] == "admin:sam"
+    assert new[3].record["details"]["delivered_seq_before"] == 6
+
+
+def test_https_answers_that_took_nothing_are_not_delivery(
+    cli: Any, tmp_path: Path, store_url: str, store: Store, tls: TlsFiles
+) -> None:
+    add_records(store, 2)
+    collector = HttpsCollector(tls, token=TOKEN, scheme="Splunk").start()
+    try:
+        collector.answers = [
+            (200, "text/html", "<html>Sign in to continue</html>"),
+            (200, "application/json", '{"text":"Server is busy","code":9}'),
+        ]
+        url = collector.url("/services/collector/event")
+        more = 'forward_auth_scheme = "Splunk"\n'
+        es = https_forwarder(cli, tmp_path, store_url, tls, url, TOKEN, more)
+        portal = es("audit", "forward")
+        assert portal.code == ExitCode.UNAVAILABLE
+        assert "HTML page" in portal.err and "Sign in" not in portal.err
+        unconfirmed = es("audit", "forward")
+        assert unconfirmed.code == ExitCode.UNAVAILABLE
+        assert "Splunk did not confirm the events" in unconfirmed.err
+        assert es("status", "--json").json()["audit_forward"]["backlog"] == 2
+        assert es("audit", "forward").code == 0
+        last = collector.requests[-1]["body"].splitlines()
+        assert [json.loads(line)["event"]["seq"] for line in last] == [1, 2]
+        assert es("status", "--json").json()["audit_forward"]["backlog"] == 0
+    finally:
+        collector.stop()
+
+
+def test_413_halves_the_batch_and_names_a_record_too_large(
+    cli: Any, tmp_path: Path, store_url: str, store: Store, tls: TlsFiles, https: HttpsCollector
+) -> None:
+    add_records(store, 8)
+    https.max_body = 2_000  # about four records
+    es = https_forwarder(cli, tmp_path, store_url, tls, https.url(), TOKEN)
+    assert es("audit", "forward").code == 0
+    assert [r["seq"] for r in https.records()] == list(range(1, 9))
+    accepted = [r for r in https.requests if r["status"] == 200]
+    assert len(accepted) > 1
+    assert all(len(r["body"].encode()) <= 2_000 for r in accepted)
+    assert https.requests[0]["status"] == 413  # 500 records asked, then halved until taken
+    https.max_body = 100  # smaller than any one record
+    add_records(store, 1, first=8)
+    refused = es("audit", "forward")
+    assert refused.code == ExitCode.CONFIG
+    assert "record 9 alone (" in refused.err
+    assert "raise its request size limit" in refused.err
+
+
+def test_echoed_secrets_are_scrubbed_before_the_reply_is_cut(
+    cli: Any, tmp_path: Path, store_url: str, store: Store, tls: TlsFiles, https: HttpsCollector
+) -> None:
+    add_records(store, 1)
+    https.echo = True
+    https.token = "another-token"  # ours is refused, and the refusal repeats it
+    url = https.url("/ingest?sig=query-secret-value")
+    es = https_forwarder(cli, tmp_path, store_url, tls, url, TOKEN)
+    refused = es("audit", "forward")
+    assert refused.code == ExitCode.CONFIG
+    last_error = es("status", "--json").json()["audit_forward"]["last_error"]
+    for text in (refused.err, refused.out, last_error):
+        assert TOKEN[:8] not in text
+        assert "query-secret" not in text
+
+
+@pytest.mark.parametrize(
+    ("audit", "message"),
+    [
+        (f'forward = "syslog+tcp://{"a" * 70}.example.com"', "is not a valid host name"),
+        (f'forward = "https://siem.example.com/{"p" * 500}"', "longer than 400 characters"),
+    ],
+)
+def test_unusable_targets_are_named_not_crashes(
+    cli: Any, tmp_path: Path, store_url: str, audit: str, message: str
+) -> None:
+    result = forwarder(cli, tmp_path, store_url, audit + "\n")("audit", "forward")
+    assert result.code == ExitCode.CONFIG
+    assert message in result.err
+
+
+def test_a_token_that_is_not_printable_ascii_is_named(
+    cli: Any, tmp_path: Path, store_url: str, store: Store, tls: TlsFiles
+) -> None:
+    add_records(store, 1)
+    es = https_forwarder(cli, tmp_path, store_url, tls, "https://127.0.0.1:9/x", "tökén")
+    result = es("audit", "forward")
+    assert result.code == ExitCode.CONFIG
+    assert "printable ASCII" in result.err
+    assert "tökén" not in result.err and "ö" not in result.err

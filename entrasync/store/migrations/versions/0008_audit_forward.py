@@ -25,6 +25,7 @@ def upgrade() -> None:
         "audit_forward",
         sa.Column("target", sa.String(512), primary_key=True),
         sa.Column("delivered_seq", _BIG_ID, nullable=False, server_default="0"),
+        sa.Column("delivered_hash", sa.String(64), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
