@@ -20,7 +20,6 @@ from entrasync.cli.options import (
     CheckpointsOpt,
     JsonOpt,
     KeyPrefixOpt,
-    PublicKeyOpt,
 )
 from entrasync.cli.output import print_entries, print_json, say
 from entrasync.domain.audit import FIELDS
@@ -32,6 +31,14 @@ EXPORT_FIELDS = [*FIELDS, "prev_hash", "hash"]
 # The reason goes on a line of its own under its record (see print_entries); the run id is
 # in `audit show` and --json: on 80 columns there is room for these five and no more.
 _LIST_COLUMNS = ["seq", "time (UTC)", "actor", "action", "person"]
+VerifyKeysOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--public-key",
+        help="Ed25519 public key (PEM): also check the signed checkpoints. Repeat it for the "
+        "keys used before a rotation.",
+    ),
+]
 FromSeqOpt = Annotated[
     int | None,
     typer.Option(
@@ -147,16 +154,17 @@ def export(
 def verify(
     ctx: typer.Context,
     as_json: BareJsonOpt = False,
-    public_key: PublicKeyOpt = None,
+    public_key: VerifyKeysOpt = None,
     checkpoints: CheckpointsOpt = None,
 ) -> None:
     """Recompute the hash chain; names the first record that was edited, removed or
     reordered and exits 1. With --public-key, also checks the signed checkpoints (in the store
-    and in --checkpoints DIR) and names truncation, rewrite and forged checkpoints.
+    and in --checkpoints DIR) and names truncation, rewrite and forged checkpoints; give
+    --public-key once per signing key the log has had (after a key rotation).
 
     Example: entrasync audit verify --public-key audit.pub --checkpoints /srv/checkpoints
     """
-    if public_key is not None:
+    if public_key:
         _verify_signed(ctx, public_key, checkpoints, as_json)
         return
     if checkpoints is not None:
@@ -183,10 +191,10 @@ def verify(
 
 
 def _verify_signed(
-    ctx: typer.Context, public_key: Path, checkpoints: Path | None, as_json: bool
+    ctx: typer.Context, public_keys: list[Path], checkpoints: Path | None, as_json: bool
 ) -> None:
-    key = audit_checkpoint.read_public_key(public_key)
-    result = audit_checkpoint.verify_signed(app_context(ctx).reader(), key, checkpoints)
+    keys = [audit_checkpoint.read_public_key(path) for path in public_keys]
+    result = audit_checkpoint.verify_signed(app_context(ctx).reader(), keys, checkpoints)
     problem = result.problem
     if as_json:
         print_json(

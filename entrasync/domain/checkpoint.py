@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -117,9 +117,18 @@ def parse_line(line: str, source: str) -> SignedCheckpoint | None:
         return None
 
 
+Keys = Ed25519PublicKey | Sequence[Ed25519PublicKey]
+
+
+def holds_with_any(signed: SignedCheckpoint, keys: Keys) -> bool:
+    """The signature holds with one of `keys` (the current key and those it replaced)."""
+    several = [keys] if isinstance(keys, Ed25519PublicKey) else list(keys)
+    return any(signature_holds(signed, key) for key in several)
+
+
 def judge(
     checkpoints: Iterable[SignedCheckpoint],
-    key: Ed25519PublicKey,
+    keys: Keys,
     chain_hashes: Mapping[int, str],
     last_seq: int,
 ) -> list[CheckpointFinding]:
@@ -128,8 +137,12 @@ def judge(
     findings = []
     for signed in checkpoints:
         point = signed.checkpoint
-        if not signature_holds(signed, key):
-            detail = f"signature does not hold for the checkpoint of record {point.seq}"
+        if not holds_with_any(signed, keys):
+            detail = (
+                "not a checkpoint: a line cut short by a crash, or edited"
+                if not signed.signature
+                else f"signature does not hold for the checkpoint of record {point.seq}"
+            )
             findings.append(
                 CheckpointFinding(CheckpointProblem.FORGED, point.seq, detail, signed.source)
             )

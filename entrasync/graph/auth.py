@@ -198,6 +198,11 @@ class TokenSource:
         self._caches = caches or MsalCaches()
         self._settings = settings
         self._session = _CountingSession(settings, counters, context)
+        if isinstance(settings.credential, ManagedIdentity):
+            # The identity endpoint is on this host (App Service) or link-local (the instance
+            # metadata service, which Microsoft says must not be reached through a proxy): an
+            # HTTP(S)_PROXY from the environment would receive the identity header.
+            self._session.trust_env = False
         self._app: Any = None
         self._lock = threading.Lock()
         self._cancel = cancel

@@ -100,25 +100,32 @@ def _refuse_a_contradicted_chain(
     session: Session, key: Ed25519PrivateKey, head_seq: int, checkpoint_dir: Path | None
 ) -> None:
     """Signing a head that contradicts an earlier checkpoint would vouch for a cut or rebuilt
-    chain: the newest checkpoint in the store and in `checkpoint_dir` must still hold."""
-    earlier = [checkpoints.latest_signed(session), _last_in_dir(checkpoint_dir)]
-    found = [signed for signed in earlier if signed is not None]
+    chain: the newest checkpoint this key signed, in the store and in `checkpoint_dir`, must
+    still hold. Checkpoints of a key used before a rotation, and a line a crash left half
+    written, are not this check's to judge (`audit verify` does, with every public key)."""
+    public = key.public_key()
+    found = [
+        signed
+        for signed in (checkpoints.latest_signed(session), _last_in_dir(checkpoint_dir, public))
+        if signed is not None and signing.signature_holds(signed, public)
+    ]
     hashes = {}
     for signed in found:
         record = audit.record(session, signed.checkpoint.seq)
         if record is not None:
             hashes[signed.checkpoint.seq] = str(record["hash"])
-    findings = signing.judge(found, key.public_key(), hashes, head_seq)
+    findings = signing.judge(found, public, hashes, head_seq)
     if findings:
         first = findings[0]
         raise ChainContradicted(
             f"refusing to sign the audit chain: {first.problem} at record {first.seq} "
             f"({first.detail}; {first.source}); run `entrasync audit verify --public-key FILE "
-            "--checkpoints DIR` and restore the log from a backup"
+            "--checkpoints DIR` and investigate before anything is signed again"
         )
 
 
-def _last_in_dir(directory: Path | None) -> SignedCheckpoint | None:
+def _last_in_dir(directory: Path | None, key: Ed25519PublicKey) -> SignedCheckpoint | None:
+    """The newest line in the directory that `key` signed."""
     path = directory / CHECKPOINT_FILE if directory is not None else None
     if path is None or not path.exists():
         return None
@@ -127,13 +134,12 @@ def _last_in_dir(directory: Path | None) -> SignedCheckpoint | None:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise ConfigError(f"audit.checkpoint_dir {path}: {reason}") from None
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines:
-        return None
-    source = f"{path}:{len(lines)}"
-    return signing.parse_line(lines[-1], source) or SignedCheckpoint(
-        Checkpoint(0, "", ""), "", source
-    )
+    lines = text.splitlines()
+    for number in range(len(lines), 0, -1):
+        signed = signing.parse_line(lines[number - 1], f"{path}:{number}")
+        if signed is not None and signing.signature_holds(signed, key):
+            return signed
+    return None
 
 
 def checkpoint_if_due(
@@ -158,12 +164,22 @@ def checkpoint_if_due(
 def append_to_dir(directory: Path, signed: SignedCheckpoint) -> Path:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / CHECKPOINT_FILE
+    # A line a crash cut short stays a line of its own (verify names it) instead of swallowing
+    # this one.
+    cut_short = path.exists() and path.stat().st_size > 0 and not _ends_with_newline(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(signed.as_json(), sort_keys=True) + "\n")
+        line = json.dumps(signed.as_json(), sort_keys=True) + "\n"
+        handle.write(("\n" if cut_short else "") + line)
         handle.flush()
         os.fsync(handle.fileno())
     return path
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def read_dir(directory: Path) -> list[SignedCheckpoint]:
@@ -196,7 +212,7 @@ class SignedVerification:
 
 
 def verify_signed(
-    store: Store, key: Ed25519PublicKey, checkpoint_dir: Path | None
+    store: Store, key: signing.Keys, checkpoint_dir: Path | None
 ) -> SignedVerification:
     """The hash chain, then every checkpoint (store and files) against it."""
     extra = read_dir(checkpoint_dir) if checkpoint_dir is not None else []

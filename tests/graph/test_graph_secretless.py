@@ -5,6 +5,7 @@ identity federation (a projected token file, read again at every token request).
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,28 @@ def test_auth_modes_resolve_from_the_config_and_the_environment(
         resolve_credential(
             EntraConfig(auth=EntraAuth.CERTIFICATE), {"ENTRASYNC_CLIENT_SECRET": "s"}
         )
+
+
+def test_a_proxy_in_the_environment_never_sees_managed_identity_requests(
+    emulator: EntraEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS-inspecting proxy set for the whole host must not receive the identity header."""
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(4)
+    proxy.settimeout(0.5)
+    url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    emulator.assign_managed_identity(system_assigned=True)
+    _use(monkeypatch, emulator.managed_identity_env("app_service"))
+    try:
+        with GraphClient(make_settings(emulator, credential=ManagedIdentity(None))) as client:
+            client.check_token()
+        with pytest.raises(TimeoutError):
+            proxy.accept()  # nobody connected to the proxy
+    finally:
+        proxy.close()
+    assert len(emulator.log.records(path="/msi/token", status=200)) == 1

@@ -254,3 +254,40 @@ def test_no_checkpoint_is_signed_over_a_cut_or_rebuilt_chain(
     assert "refusing to sign the audit chain:" in rewritten.err
     found = _findings(verify(es, keys, checkpoint_dir, "--json"))
     assert ("rewrite", 3) in found  # the signed head of record 3 no longer matches
+
+
+@pytest.mark.usefixtures("signed_log")
+def test_a_key_rotation_and_a_line_cut_short_do_not_stop_signing(
+    cli: Any,
+    es: Any,
+    tmp_path: Path,
+    store_url: str,
+    keys: tuple[Path, Path],
+    checkpoint_dir: Path,
+) -> None:
+    """The admin rotates the signing key, and a crash once left half a line in the file:
+    signing goes on with the new key, and `verify` with both public keys holds, naming only the
+    half line (which is what it is: not a checkpoint)."""
+    (tmp_path / "keys2").mkdir()
+    assert cli("audit", "keygen", "--out", str(tmp_path / "keys2" / "audit")).code == 0
+    new_private, new_public = tmp_path / "keys2" / "audit.key", tmp_path / "keys2" / "audit.pub"
+    anchor = checkpoint_dir / "checkpoints.jsonl"
+    with anchor.open("a", encoding="utf-8") as handle:
+        handle.write('{"seq": 6, "hash": "ab')  # no newline: the write a crash cut short
+    extra = f'[audit]\nsigning_key_file = "{new_private}"\ncheckpoint_dir = "{checkpoint_dir}"\n'
+    path = write_config(tmp_path / "rotated.toml", store_url, extra)
+    signed = cli("--config", str(path), "audit", "checkpoint")
+    assert signed.code == 0, signed.err
+    assert f"signed checkpoint: record {RECORDS}" in signed.out
+    assert anchor.read_text(encoding="utf-8").splitlines()[-1].startswith('{"at"')
+
+    both = ("--public-key", str(keys[1]), "--public-key", str(new_public))
+    result = es("audit", "verify", *both, "--checkpoints", str(checkpoint_dir), "--json")
+    assert result.json()["checkpoints"] == 7  # three in the store, four lines in the file
+    findings = result.json()["findings"]
+    assert [(f["problem"], f["detail"]) for f in findings] == [
+        ("forged checkpoint", "not a checkpoint: a line cut short by a crash, or edited")
+    ]
+    only_new = verify(es, (keys[0], new_public), checkpoint_dir, "--json").json()["findings"]
+    assert {f["problem"] for f in only_new} == {"forged checkpoint"}  # the old key's, unknown
+    assert len(only_new) == 5  # two in the store, two in the file, and the half line

@@ -1,5 +1,6 @@
 """What a collector receives, for any record: one RFC 5424 message per record, octet-counted,
-pure ASCII, its structured data and JSON intact whatever the reason or a name holds."""
+an ASCII JSON MSG (UTF-8 only inside PARAM-VALUEs), its structured data and JSON intact
+whatever the reason or a name holds."""
 
 from __future__ import annotations
 
