@@ -249,6 +249,8 @@ def _document(text: str) -> tuple[dict[str, Any] | None, str]:
             f"not JSON ({exc}); only `audit receipt --json` output can be verified, "
             "not the text form"
         )
+    except RecursionError:  # nested deeper than any receipt: not one
+        return None, "not a receipt (JSON nested too deep)"
     receipt = body.get("receipt") if isinstance(body, dict) else None
     if not isinstance(receipt, dict) or receipt.get("kind") != RECEIPT_KIND:
         return None, f'no "receipt" of kind {RECEIPT_KIND!r} in it'

@@ -132,3 +132,12 @@ def test_chain_mismatches_name_missing_and_changed_records() -> None:
     assert receipt.chain_mismatches(body, {7: None}) == ["record 7 is not in the audit log"]
     (changed,) = receipt.chain_mismatches(body, {7: "cd" * 32})
     assert changed.startswith("record 7 has hash cdcd")
+
+
+def test_json_nested_too_deep_is_not_a_receipt_and_no_crash() -> None:
+    from entrasync.domain import receipt as receipts
+
+    deep = "[" * 100_000 + "]" * 100_000
+    body, problem = receipts._document(deep)
+    assert body is None
+    assert "nested too deep" in problem
