@@ -86,6 +86,7 @@ class SyslogCollector:
     tls: TlsFiles | None = None
     port: int = 0
     crash_after: int | None = None
+    ragged_ends: int = 0  # TLS streams that ended without a close_notify
     messages: list[SyslogMessage] = field(default_factory=list)
     connections: list[list[int]] = field(default_factory=list)
     _listener: socket.socket | None = None
@@ -131,7 +132,9 @@ class SyslogCollector:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
             try:
-                conn = context.wrap_socket(raw, server_side=True)
+                # A TLS stream must end with the sender's close_notify (RFC 5425 section 4.4):
+                # an end without one raises here instead of reading as a clean end.
+                conn = context.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
             except (ssl.SSLError, OSError):
                 raw.close()
                 return
@@ -148,6 +151,8 @@ class SyslogCollector:
                 with self._lock:
                     self.messages.append(message)
                     seqs.append(int(message.params["seq"]))
+        except ssl.SSLEOFError:
+            self.ragged_ends += 1
         except OSError:
             pass
         conn.close()  # after the sender's end of stream: what it waits for

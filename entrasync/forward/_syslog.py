@@ -2,8 +2,9 @@
 
 Plain syslog over a stream has no acknowledgement: bytes a collector's kernel took before the
 collector died are lost without a word. So each batch is one connection, and a batch counts
-as delivered only when the collector, after reading up to our end of stream (we half-close),
-closes its side in turn, and (on Linux) our kernel holds no unacknowledged byte. A collector
+as delivered only when the collector, after reading up to our end of stream (a TCP half-close,
+or over TLS a close_notify), closes its side in turn, and (on Linux) our kernel holds no
+unacknowledged byte. A collector
 that was killed, restarted or reset the connection fails the batch instead, and the cursor
 stays where it was: the batch is sent again, whole, the next time.
 """
@@ -11,6 +12,7 @@ stays where it was: the batch is sent again, whole, the next time.
 from __future__ import annotations
 
 import array
+import contextlib
 import fcntl
 import os
 import socket
@@ -60,12 +62,18 @@ class SyslogSender:
 
 
 def _end_and_confirm(sock: socket.socket) -> None:
-    """Half-close, wait for the collector to close, and check it acknowledged every byte."""
-    # On a TLS socket this ends the stream below TLS (no close_notify): octet counting
-    # already tells the collector where each message ends.
-    socket.socket.shutdown(sock, socket.SHUT_WR)
-    while socket.socket.recv(sock, 4096):
-        pass  # a TLS session ticket or a close_notify: nothing the collector says matters
+    """End our side, wait for the collector to close, and check it acknowledged every byte."""
+    if isinstance(sock, ssl.SSLSocket):
+        # RFC 5425 section 4.4: the sender ends with a TLS close_notify. unwrap() sends it and
+        # waits for the collector's answer: its own close_notify, or its closing the
+        # connection, which it does only after reading up to ours.
+        # Closed without a close_notify of its own: still after reading ours.
+        with contextlib.suppress(ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            sock.unwrap()
+    else:
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(4096):
+            pass  # nothing the collector says matters
     unacknowledged = _unacknowledged(sock)
     if unacknowledged:
         raise ConnectionError(f"closed with {unacknowledged} bytes unacknowledged")

@@ -170,6 +170,7 @@ def test_syslog_tls_with_the_collectors_ca(
         assert es("audit", "forward").code == 0
         assert collector.seqs() == [1, 2, 3]
         assert collector.url.startswith("syslog+tls://")
+        assert collector.ragged_ends == 0  # the stream ended with a close_notify
     finally:
         collector.stop()
 
