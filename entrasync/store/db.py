@@ -37,6 +37,7 @@ from entrasync.store.uow import UnitOfWork, UnitOfWorkOptions, open_unit_of_work
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _AUDIT_LOCK_KEY = 0x656E7472  # "entr": one advisory lock id for the audit chain head
+_MIGRATION_LOCK_KEY = 0x656E7475  # "entu": `db upgrade`, one at a time
 
 
 class Store:
@@ -152,11 +153,12 @@ class Store:
         """Apply pending migrations; returns (revision before, revision after)."""
         from alembic import command
 
-        before, head = self.schema_versions()
-        if before is not None and not self._known_revision(before):
-            raise SchemaOutOfDate(_unknown_revision(self.url, before, head))
         try:
-            command.upgrade(self._alembic_config(), "head")
+            with self._migration_lock():
+                before, head = self.schema_versions()
+                if before is not None and not self._known_revision(before):
+                    raise SchemaOutOfDate(_unknown_revision(self.url, before, head))
+                command.upgrade(self._alembic_config(), "head")
         except DBAPIError as exc:
             if is_connect_error(exc):
                 raise store_error(exc, self.url) from None
@@ -168,6 +170,23 @@ class Store:
                 f"store {urls.safe_url(self.url)}: migration failed: {urls.hide(exc, self.url)}"
             ) from None
         return before, head
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Two instances started together on a new PostgreSQL database (two pods, both with
+        `run --upgrade`) would both create the schema and one would fail on alembic_version:
+        the second waits, then finds the schema current. SQLite serves one instance."""
+        if self.dialect != "postgresql":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
 
 
 def _unknown_revision(url: str, current: str, head: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,37 @@ def test_upgrade_from_an_unknown_revision_is_a_clear_failure(es: Any, store_url:
         assert "is at revision 9999_from_the_future" in result.err
         assert "newer entrasync" in result.err
         assert "run `entrasync db upgrade`" not in result.err
+
+
+@pytest.mark.postgres
+def test_two_instances_upgrading_a_new_database_together_both_succeed(
+    make_store_url: Any,
+) -> None:
+    """Two pods started together with `run --upgrade` on a new PostgreSQL database: one
+    migrates, the other waits and finds the schema current (before, one failed on
+    alembic_version's primary key and restarted)."""
+    url = make_store_url("postgresql")
+    stores = [Store(url, check_schema=False) for _ in range(2)]
+    results: list[Any] = []
+    start = threading.Barrier(2)
+
+    def upgrade(store: Store) -> None:
+        start.wait()
+        try:
+            results.append(store.upgrade())
+        except Exception as exc:  # the assertion below names it
+            results.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert all(isinstance(r, tuple) for r in results), results
+        head = _head(url)
+        assert sorted(r[0] is None for r in results) == [False, True]  # one found it done
+        assert {r[1] for r in results} == {head}
+    finally:
+        for store in stores:
+            store.engine.dispose()
