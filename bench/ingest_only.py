@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import storegen
+from bench.backends import postgres_backend, sqlite_backend
+from bench.ingest import measure_ingest
 from bench.machine import describe
-from bench.measure import T0, _ingest, postgres_backend, sqlite_backend
-from bench.scenario import FULL, QUICK, SCENARIOS, Scenario
+from bench.scenario import FULL, QUICK, SCENARIOS, T0, Scenario
 from entrasync.config import load_config
 from entrasync.sim.generate import generate_tenant
 from entrasync.store.db import Store
@@ -46,7 +47,7 @@ def _backend_rounds(backend: Any, scenario: Scenario, gen: Any, rounds: int, tmp
         try:
             results = []
             for week in range(rounds):
-                figures = _ingest(store, backend, config, gen, scenario, week=week)
+                figures = measure_ingest(store, backend, config, gen, scenario, week=week)
                 print(f"[{backend.name}] round {week + 1}: {figures}", file=sys.stderr, flush=True)
                 results.append(figures)
         finally:

@@ -11,12 +11,14 @@ from entrasync.bootstrap import GraphFactory, graph_factory
 from entrasync.cli.context import AppContext, actor_name, app_context, now
 from entrasync.cli.options import ApproveActorOpt, JsonOpt, PlanOnlyOpt
 from entrasync.cli.output import cycle_progress, print_json, print_table, say
+from entrasync.cli.sync_user_output import user_json, user_lines
 from entrasync.domain.actions import ACTIONS, ActionKind
 from entrasync.domain.planning import Plan, PlannedAction
 from entrasync.domain.status import RunStatus
 from entrasync.errors import ExitCode
 from entrasync.sync.approve import approve
 from entrasync.sync.cycle import CycleResult, run_cycle
+from entrasync.sync.one_user import sync_user
 
 
 def _graph_factory(actx: AppContext) -> GraphFactory:
@@ -130,12 +132,34 @@ def print_plan(result: CycleResult, heading: str) -> None:
         say("this cycle was a full resync (a delta link had expired)")
 
 
-def sync(ctx: typer.Context, dry_run: PlanOnlyOpt = False, as_json: JsonOpt = False) -> None:
-    """Run one cycle now. Exits 3 when a safety threshold held some actions.
+UserOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        metavar="IDENT",
+        help="Sync one person now, read directly from Entra ID: a UPN, email, employee id, "
+        "logon, store id or Entra object id.",
+    ),
+]
+
+
+def sync(
+    ctx: typer.Context,
+    dry_run: PlanOnlyOpt = False,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run one cycle now, or (--user) sync one person now. Exits 3 when a safety rule
+    (a threshold, a suspect group) held actions.
 
     Example: entrasync sync --dry-run
+
+    Example: entrasync sync --user jdoe@contoso.com
     """
     actx = app_context(ctx)
+    if user is not None:
+        _sync_user(actx, user, dry_run, as_json)
+        return
     with cycle_progress("reading Entra ID" + (" (dry run)" if dry_run else "")):
         result = run_cycle(actx.store(), actx.config, _graph_factory(actx), now(), dry_run=dry_run)
     if as_json:
@@ -148,6 +172,24 @@ def sync(ctx: typer.Context, dry_run: PlanOnlyOpt = False, as_json: JsonOpt = Fa
         if result.suspect:
             say("exit 3: a watched group is suspect (see `entrasync groups list`)")
     if result.status == RunStatus.HELD:
+        raise typer.Exit(int(ExitCode.HELD))
+
+
+def _sync_user(actx: AppContext, ident: str, dry_run: bool, as_json: bool) -> None:
+    """`sync --user IDENT`: one person, read directly (sync/one_user.py)."""
+    title = f"reading {ident} from Entra ID" + (" (dry run)" if dry_run else "")
+    with cycle_progress(title):
+        result = sync_user(
+            actx.store(), actx.config, _graph_factory(actx), ident, now(), dry_run=dry_run
+        )
+    if as_json:
+        print_json({**plan_json(result.cycle), **user_json(result)})
+    else:
+        for line in user_lines(result):
+            say(line)
+        if result.cycle.suspect:
+            say("exit 3: a watched group is suspect (see `entrasync groups list`)")
+    if result.cycle.status == RunStatus.HELD:
         raise typer.Exit(int(ExitCode.HELD))
 
 

@@ -78,9 +78,9 @@ from typing import Any
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph.generated.groups.item.group_item_request_builder import GroupItemRequestBuilder
 
-from entrasync.domain.entra import GroupInfo, GroupPage, UserPage
+from entrasync.domain.entra import EntraUser, GroupInfo, GroupPage, UserPage
 from entrasync.errors import ConfigError
-from entrasync.graph import _batch, parse
+from entrasync.graph import _batch, _user, parse
 from entrasync.graph._delta import (
     USERS_STREAM,
     DeltaReader,
@@ -175,6 +175,12 @@ class GraphClient:
             return self._transport.run(read, f"reading group {group_id}", GROUP_PERMISSION)
         except ResourceNotFound:
             return None
+
+    def get_user(self, key: str) -> EntraUser | None:
+        """One user by object id or UPN, read now: `GET /users/{id | userPrincipalName}` with
+        the `users/delta` properties selected (https://learn.microsoft.com/graph/api/user-get),
+        parsed as a delta item is. None when Graph answers 404 (no such user, or deleted)."""
+        return _user.get_user(self._transport, key)
 
     def read_users(self, links: Mapping[str, str]) -> DeltaRound[UserPage]:
         """One `users/delta` round; `links` may hold a `users` link from the last round."""

@@ -36,6 +36,11 @@ from entrasync.sim.auth import AppRegistration
 from entrasync.sim.faults import RequestRecord
 from entrasync.sim.tenant import MemberKind
 
+# What `GET /users/{id}` returns without $select, of the properties the emulator models
+# (user-get.md: businessPhones, displayName, givenName, id, jobTitle, mail, mobilePhone,
+# officeLocation, preferredLanguage, surname, userPrincipalName).
+DEFAULT_USER_PROPERTIES = ("displayName", "mail", "userPrincipalName")
+
 if TYPE_CHECKING:
     from entrasync.sim.server import EntraEmulator
 
@@ -94,13 +99,10 @@ class GraphApi:
                 size = int(query.get("$top") or self.emu.page_size)
                 users = [self.emu.tenant.users[i].to_json(select_of(query)) for i in order[:size]]
             return GraphResponse(200, {"value": users})  # first page only: enough for checks
-        match = re.fullmatch(r"/users/([^/]+)", path)
+        match = re.fullmatch(r"/users/([^/]+)|/users\('((?:[^']|'')+)'\)", path)
         if match:
             self._need(app, "User.Read.All")
-            user = self.emu.tenant.live_user(match.group(1))
-            if user is None:
-                raise not_found(match.group(1))
-            return GraphResponse(200, user.to_json(select_of(query)))
+            return self._user(match.group(1), match.group(2), query)
         match = re.fullmatch(
             r"/groups/([^/]+)(?:/(members|transitiveMembers)(/graph\.user)?(/\$count)?)?", path
         )
@@ -131,6 +133,38 @@ class GraphApi:
                 "Authorization_RequestDenied",
                 "Insufficient privileges to complete the operation.",
             )
+
+    # -- one user ----------------------------------------------------------------------------
+
+    def _user(
+        self, segment: str | None, quoted: str | None, query: dict[str, str]
+    ) -> GraphResponse:
+        """`GET /users/{id | userPrincipalName}`, or `/users('{userPrincipalName}')`
+        (https://learn.microsoft.com/graph/api/user-get): a UPN that begins with `$` fails
+        with 400 in the plain form ("only system query options" may start with `$`) and must
+        be quoted. Without `$select` only the default properties come back (displayName, id,
+        mail, userPrincipalName among the emulated ones); with it, exactly the properties
+        named, `id` only when asked for (user-get.md, example 3). No such user, or one in
+        the recycle bin: 404 `Request_ResourceNotFound`."""
+        if segment is not None and segment.startswith("$"):
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Invalid request: the segment '{segment}' starts with '$', which is reserved "
+                "for system query options; use /users('{userPrincipalName}').",
+            )
+        key = segment if segment is not None else (quoted or "").replace("''", "'")
+        user = self.emu.tenant.live_user(key)
+        if user is None:
+            raise not_found(key)
+        select = select_of(query)
+        item = user.to_json(select or list(DEFAULT_USER_PROPERTIES))
+        item.pop("@odata.type", None)
+        if select is not None and "id" not in select:
+            item.pop("id", None)
+        names = f"({','.join(select)})" if select else ""
+        context = f"{self.emu.graph_url}/v1.0/$metadata#users{names}/$entity"
+        return GraphResponse(200, {"@odata.context": context, **item})
 
     # -- checkMemberGroups -------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
+from entrasync.store import tally
 from entrasync.store.schema import (
     ActivityRow,
     AgentRow,
@@ -148,6 +149,7 @@ def preregister(session: Session, object_id: str, now: datetime) -> int | None:
     )
     session.add(row)
     session.flush()
+    tally.created(session, [row.id])
     owned = select(IdentifierRow.id).where(
         IdentifierRow.kind == EntraKeyRow.kind, IdentifierRow.value == EntraKeyRow.value
     )

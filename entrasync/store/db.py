@@ -104,9 +104,7 @@ class Store:
 
     def audit_lock(self, session: Session) -> None:
         """Serialise writers of the audit chain for the rest of this transaction."""
-        if self.dialect == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
-        # SQLite: BEGIN IMMEDIATE already holds the database write lock.
+        lock_writers(session)
 
     # --- schema versions -------------------------------------------------
 
@@ -187,6 +185,14 @@ class Store:
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
                 conn.commit()
+
+
+def lock_writers(session: Session) -> None:
+    """Serialise with every other writer for the rest of this transaction (the audit chain's
+    head, the license tally)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+    # SQLite: BEGIN IMMEDIATE already holds the database write lock.
 
 
 def _unknown_revision(url: str, current: str, head: str) -> str:

@@ -26,7 +26,7 @@ from entrasync.domain.planning import (
     WatchedMember,
 )
 from entrasync.domain.status import Tracking, UntrackedBy
-from entrasync.store import queries
+from entrasync.store import queries, tally
 from entrasync.store.schema import (
     AgentRow,
     EntraGroupRow,
@@ -114,11 +114,37 @@ def _identity_rows(session: Session) -> list[tuple[str, int, int]]:
     return [(o, int(r), int(u)) for o, r, u in session.execute(unlinked)]
 
 
+# Above this many Entra objects changed since the last cycle (a first or a full round), the
+# retirement query runs once over the store instead of once per 500 changed objects.
+_CHANGED_SET_LIMIT = 20_000
+
+
 def _retirements(session: Session, changed_since: datetime | None) -> list[Retirement]:
     """Identifiers of records linked to one Entra object that a *different live* object now
     holds (its UPN, mail or proxy address) while their own object no longer does, or is
-    deleted. Only objects that changed since the last completed cycle are examined."""
+    deleted. Only objects that changed since the last completed cycle are examined: they are
+    found first (ix_entra_users_updated), so a cycle in which nothing changed costs one
+    index probe, and one with changes costs what they cost."""
     new_user, old_user = aliased(EntraUserRow), aliased(EntraUserRow)
+    query = _retirement_query(new_user, old_user)
+    if changed_since is None:
+        return _collect_retirements(session, [query])
+    changed = list(
+        session.scalars(
+            select(EntraUserRow.object_id).where(EntraUserRow.updated_at >= changed_since)
+        )
+    )
+    if len(changed) > _CHANGED_SET_LIMIT:
+        since = or_(new_user.updated_at >= changed_since, old_user.updated_at >= changed_since)
+        return _collect_retirements(session, [query.where(since)])
+    queries_: list[Any] = []
+    for chunk in queries.chunks(changed):
+        queries_.append(query.where(new_user.object_id.in_(chunk)))
+        queries_.append(query.where(UserRow.entra_object_id.in_(chunk)))
+    return _collect_retirements(session, queries_)
+
+
+def _retirement_query(new_user: Any, old_user: Any) -> Any:
     own = aliased(EntraKeyRow)
     still_own = exists().where(
         own.kind == IdentifierRow.kind,
@@ -126,7 +152,7 @@ def _retirements(session: Session, changed_since: datetime | None) -> list[Retir
         own.object_id == UserRow.entra_object_id,
         old_user.deleted_at.is_(None),
     )
-    query = (
+    return (
         select(
             UserRow.id,
             IdentifierRow.kind,
@@ -151,15 +177,17 @@ def _retirements(session: Session, changed_since: datetime | None) -> list[Retir
             ~still_own,
         )
     )
-    if changed_since is not None:
-        query = query.where(
-            or_(new_user.updated_at >= changed_since, old_user.updated_at >= changed_since)
-        )
+
+
+def _collect_retirements(session: Session, statements: list[Any]) -> list[Retirement]:
     found: dict[tuple[int, str, str], Retirement] = {}
-    for uid, kind, value, old, new, deleted_at in session.execute(query):
-        key = (int(uid), kind, value)
-        if key not in found or new < found[key].new_object:
-            found[key] = Retirement(int(uid), kind, value, str(old), new, deleted_at is not None)
+    for statement in statements:
+        for uid, kind, value, old, new, deleted_at in session.execute(statement):
+            key = (int(uid), kind, value)
+            if key not in found or new < found[key].new_object:
+                found[key] = Retirement(
+                    int(uid), kind, value, str(old), new, deleted_at is not None
+                )
     return [found[k] for k in sorted(found)]
 
 
@@ -171,18 +199,24 @@ def _scheduled(session: Session) -> list[ScheduledRecord]:
 
 
 def total_users(session: Session) -> int:
-    """Live records (merged ones folded into their survivor are not counted)."""
-    return int(
-        session.scalar(select(func.count(UserRow.id)).where(UserRow.merged_into_id.is_(None))) or 0
-    )
+    """Live records (merged ones folded into their survivor are not counted), from the
+    maintained tally (store/tally.py)."""
+    return tally.live_users(session)
 
 
 def _watched(session: Session) -> list[Any]:
-    """(membership, linked record or None, the group's suspect reason) for members that
-    call for an action: not in the store yet, still tracked, or a Delete member with agents."""
+    """Members that call for an action (not in the store yet, still tracked, or a Delete
+    member with agents), as plain rows: the membership's columns, the linked record's
+    (`_USER_COLUMNS`, `id` None when there is none) and the group's `suspect` reason."""
+    membership = (
+        WatchedMemberRow.via_group,
+        WatchedMemberRow.object_id,
+        WatchedMemberRow.kind,
+        WatchedMemberRow.first_seen_at,
+    )
     return list(
         session.execute(
-            select(WatchedMemberRow, UserRow, EntraGroupRow.suspect)
+            select(*membership, *_USER_COLUMNS, EntraGroupRow.suspect)
             .join(
                 EntraUserRow,
                 and_(
@@ -294,7 +328,7 @@ def gather(session: Session, *, changed_since: datetime | None, sync: SyncConfig
         [
             *identity_users,
             *linked_rows,
-            *(u for _, u, _ in watched if u is not None),
+            *(w for w in watched if w.id is not None),
             *retrack_rows,
             *(row for row, _ in deleted_pairs),
             *disabled_rows,
@@ -311,10 +345,10 @@ def gather(session: Session, *, changed_since: datetime | None, sync: SyncConfig
                 GroupKind(w.kind),
                 w.via_group,
                 w.first_seen_at,
-                everyone[u.id] if u else None,
-                suspect=suspect is not None,
+                everyone[w.id] if w.id is not None else None,
+                suspect=w.suspect is not None,
             )
-            for w, u, suspect in watched
+            for w in watched
         ],
         retrack=[everyone[row.id] for row in retrack_rows],
         deleted=[

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from entrasync.domain.ingestion import IngestPlan, KnownUser, Lookups
 from entrasync.domain.reports import AgentReport
 from entrasync.domain.status import Tracking, UserStatus
-from entrasync.store import queries
+from entrasync.store import queries, tally
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -59,6 +59,9 @@ def lookups(session: Session, reports: Sequence[AgentReport]) -> Lookups:
 def write(session: Session, plan: IngestPlan, now: datetime) -> tuple[dict[int, int], int]:
     """Insert what the plan creates, set-based; returns plan refs -> new store ids, and the
     number of activity rows stored."""
+    # Existing records whose agents gain history or who join the queue: the license tally
+    # recounts them (and the new records) at the end of the transaction.
+    tally.before(session, {u for _, u, _ in plan.accepted if u > 0} | set(plan.queued))
     ids: dict[int, int] = {}
     if plan.new_users:
         rows = [
@@ -74,6 +77,7 @@ def write(session: Session, plan: IngestPlan, now: datetime) -> tuple[dict[int, 
             insert(UserRow).returning(UserRow.id, sort_by_parameter_order=True), rows
         ).all()
         ids.update(zip((u.ref for u in plan.new_users), new_ids, strict=True))
+        tally.created(session, new_ids)
     _retire(session, plan, ids, now)
     identifiers = [
         {"user_id": ids[u.ref], "kind": kind, "value": value}
@@ -202,6 +206,7 @@ def _touch_last_activity(session: Session, latest: _Latest) -> None:
 
 def queue_existing(session: Session, user_ids: list[int], now: datetime) -> None:
     if user_ids:
+        tally.before(session, user_ids)
         session.execute(
             update(UserRow)
             .where(UserRow.id.in_(user_ids))

@@ -209,12 +209,15 @@ def remove_unseen(session: Session, groups: Iterable[str], seen: set[tuple[str, 
             )
 
 
-def mirror_edges(session: Session) -> list[MembershipEdge]:
+def mirror_edges(session: Session, member_type: str | None = None) -> list[MembershipEdge]:
+    """The mirror's membership edges; with `member_type="group"` only the nesting ones (found
+    through ix_entra_members_type: what finding the child groups needs, not every member)."""
+    query = select(EntraMemberRow.group_id, EntraMemberRow.member_id, EntraMemberRow.member_type)
+    if member_type is not None:
+        query = query.where(EntraMemberRow.member_type == member_type)
     return [
         MembershipEdge(g, m, kind)  # type: ignore[arg-type]
-        for g, m, kind in session.execute(
-            select(EntraMemberRow.group_id, EntraMemberRow.member_id, EntraMemberRow.member_type)
-        )
+        for g, m, kind in session.execute(query)
     ]
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.errors import ActionRefused
+from entrasync.store import tally
 from entrasync.store.queries import chunks, has_history, user_license_counts
 from entrasync.store.schema import (
     ActivityRow,
@@ -81,6 +82,7 @@ def purge_users(
     details = {u.id: _purge_details(u, counts.get(u.id, (0, 0, 0))) for u in users}
     if not apply:
         return details
+    tally.before(session, [u.id for u in users])
     unsynced = {"synchronize_session": False}
     for chunk in chunks([u.id for u in users]):
         agent_ids = select(AgentRow.id).where(AgentRow.user_id.in_(chunk)).scalar_subquery()
@@ -162,6 +164,7 @@ def merge_users(
     if not apply:
         after = _licenses_after_merge(session, source, target, agent_merge)
         return {**details, "licenses_after": after, "licenses_freed": before - after}
+    tally.before(session, [source.id, target.id])
     _move_user(session, source, target)
     agents = merge_agents(session, target, apply=True) if agent_merge == "all" else {}
     after = _licenses(session, target.id)
@@ -214,6 +217,7 @@ def merge_agents(session: Session, user: UserRow, *, apply: bool) -> Details:
         return {"agents_merged": 0}
     survivor, others = agent_ids[0], agent_ids[1:]
     if apply:
+        tally.before(session, [user.id])
         _move_history(session, others, survivor)
         session.execute(
             update(AgentLogonRow)
@@ -234,6 +238,7 @@ def merge_agent_into(session: Session, agent: AgentRow, into: AgentRow, *, apply
         select(func.count(ActivityRow.id)).where(ActivityRow.agent_id == agent.id)
     )
     if apply:
+        tally.before(session, [agent.user_id, into.user_id])
         rows = int(rows or 0) - _move_history(session, [agent.id], into.id)
         session.execute(
             update(AgentLogonRow).where(AgentLogonRow.agent_id == agent.id).values(agent_id=into.id)

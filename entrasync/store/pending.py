@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from entrasync.domain.status import UserStatus
 from entrasync.errors import ActionRefused
-from entrasync.store import queries
+from entrasync.store import queries, tally
 from entrasync.store.schema import ActivityRow, AgentRow, IdentifierRow, UserRow
 
 
@@ -118,6 +118,9 @@ def history_agents(session: Session, user_id: int) -> int:
 
 def leave_queue(user: UserRow) -> None:
     """The user is no longer pending (approved, or removed with their data)."""
+    session = object_session(user)
+    if session is not None:
+        tally.before(session, [user.id])
     user.status = UserStatus.ACTIVE.value
     user.pending_since = None
 

@@ -52,7 +52,11 @@ def _licensed() -> tuple[ColumnElement[bool], Exists]:
 
 
 def used_licenses(session: Session) -> int:
-    return int(session.scalar(licensed_agents_query()) or 0)
+    """Licenses in use: the maintained tally (store/tally.py) with this transaction's own
+    changes folded in; a full count only on a store that has no tally row."""
+    from entrasync.store import tally  # the tally builds on this module
+
+    return tally.used_licenses(session)
 
 
 def pending_users(session: Session) -> int:

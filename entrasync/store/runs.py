@@ -26,6 +26,9 @@ COMPLETED = (RunStatus.OK, RunStatus.HELD)
 class RunKind(StrEnum):
     SYNC = "sync"
     APPROVE = "approve"
+    # `sync --user IDENT`: one person, read directly. Not a cycle: it never counts as the
+    # last completed cycle (delta bookkeeping, the daemon's last success).
+    USER = "sync-user"
 
 
 @dataclass(frozen=True)

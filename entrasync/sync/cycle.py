@@ -138,7 +138,7 @@ def _cycle(
     apply_all(applier, graph, [a for a in the_plan.actions if a.kind not in held], result)
     if held:
         on_hold = [a for a in the_plan.actions if a.kind in held]
-        _hold(store, config, run_id, now, on_hold, planned.total_users)
+        hold(store, config, run_id, now, on_hold, planned.total_users)
         result.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
     with store.unit_of_work(now, run_id=run_id, account=config.account, notify=config.notify):
         pass  # the settings + compliance tail, once, after every action of the run
@@ -172,7 +172,7 @@ def apply_all(
         _log_applied(result.run_id, action)
 
 
-def _hold(
+def hold(
     store: Store,
     config: Config,
     run_id: str,

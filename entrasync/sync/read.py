@@ -18,6 +18,7 @@ from typing import Generic, Protocol, TypeVar
 from entrasync.config import Config
 from entrasync.domain.entra import GroupPage, UserPage, reachable_groups
 from entrasync.domain.evidence import MergeMaps
+from entrasync.domain.one_user import Person, plan_person
 from entrasync.domain.planning import Plan, Policy, plan
 from entrasync.graph import GraphClient, child_group_id
 from entrasync.store import facts, runs, sync_state
@@ -123,14 +124,19 @@ def read_and_plan(
         return Planned(read, *plan_now(session, config, now))
 
 
-def plan_now(session: Session, config: Config, now: datetime) -> tuple[Plan, int]:
-    """The plan from the store's state, and the live records it counts thresholds from."""
+def plan_now(
+    session: Session, config: Config, now: datetime, person: Person | None = None
+) -> tuple[Plan, int]:
+    """The plan from the store's state, and the live records it counts thresholds from;
+    with `person` (`sync --user`), the plan for that person only."""
     last = runs.last_completed_start(session)
     # Objects changed since the last completed cycle started are re-examined for identifier
     # reuse, so a crashed cycle's changes are not lost.
     since = min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
     gathered = facts.gather(session, changed_since=since, sync=config.sync)
-    return plan(gathered, _policy(config, now, session)), facts.total_users(session)
+    policy = _policy(config, now, session)
+    the_plan = plan(gathered, policy) if person is None else plan_person(gathered, policy, person)
+    return the_plan, facts.total_users(session)
 
 
 def _policy(config: Config, now: datetime, session: Session) -> Policy:
@@ -156,7 +162,7 @@ def _read_start(session: Session, config: Config, now: datetime) -> _ReadStart:
     )
     roots = configured_groups(config)
     watched = sorted({g for gs in roots.values() for g in gs})
-    edges = mirror_rows.mirror_edges(session)
+    edges = mirror_rows.mirror_edges(session, member_type="group")
     children = sorted(reachable_groups(edges, watched) - set(watched))
     return _ReadStart(
         {} if periodic else links,
@@ -210,8 +216,34 @@ def _finish_groups(
         s for s in start.streams if (g := child_group_id(s)) is not None and g not in start.children
     ]
     sync_state.drop_streams(session, [s for s in stale if s not in groups.delta_links])
+    before = _group_states(session)
     suspect = judge(uow, config, stats, start.before)
-    group_rows.drop_unconfigured_members(session, start.watched)
-    edges = mirror_rows.mirror_edges(session)
-    mirror.update_watched(session, start.roots, edges, set(suspect), now)
+    if _watched_may_change(start, stats, before, _group_states(session)):
+        group_rows.drop_unconfigured_members(session, start.watched)
+        edges = mirror_rows.mirror_edges(session)
+        mirror.update_watched(session, start.roots, edges, set(suspect), now)
     return suspect
+
+
+GroupStates = dict[str, tuple[str, bool]]  # watched group id -> (role, suspect)
+
+
+def _group_states(session: Session) -> GroupStates:
+    return {
+        g: (row.role, row.suspect is not None) for g, row in group_rows.group_rows(session).items()
+    }
+
+
+def _watched_may_change(
+    start: _ReadStart, stats: mirror.GroupRoundStats, before: GroupStates, after: GroupStates
+) -> bool:
+    """The materialised membership follows the mirror's edges and each watched group's role
+    and suspect state, and is written in the same transaction as they are (here, or by
+    `groups accept`). When this round changed no edge (a page with changes drops its
+    stream's link, so a crash before this point makes the next round a full one) and no
+    group's role or state moved, it is already right: a cycle without changes does not
+    re-derive every member of the watched groups."""
+    configured = {g: str(kind) for kind, groups in start.roots.items() for g in groups}
+    edges_moved = stats.membership_changes or stats.full or stats.resync or stats.deleted_groups
+    roles = {g: role for g, (role, _) in before.items()}
+    return bool(edges_moved or stats.seen_edges) or before != after or roles != configured

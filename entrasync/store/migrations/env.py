@@ -7,6 +7,7 @@ from alembic import context
 from entrasync.store import (
     checkpoint_rows,  # noqa: F401  (registers audit_checkpoints)
     forward_rows,  # noqa: F401  (registers audit_forward)
+    tally,  # noqa: F401  (registers license_tally and the entra_users indexes)
 )
 from entrasync.store.schema import Base
 

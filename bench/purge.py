@@ -1,0 +1,113 @@
+"""The purge figures: entrasync purging Delete-group members against raw SQL deleting the
+same rows from an identical copy of the store, in the same transactions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.backends import Backend, checkpoint
+from bench.scenario import T0, Scenario
+from entrasync.domain.actions import ActionKind
+from entrasync.domain.planning import PlannedAction
+from entrasync.sim.generate import GeneratedTenant
+from entrasync.store.db import Store
+from entrasync.sync.apply import PURGE_BATCH, ActionApplier
+
+
+def _delete_members(store: Store, gen: GeneratedTenant, limit: int) -> list[tuple[int, str]]:
+    """(store user id, object id) of Delete-group members, linked by the initial sync."""
+    members = sorted(gen.tenant.groups[gen.delete_group].members)[:limit]
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, entra_object_id FROM users WHERE entra_object_id IS NOT NULL")
+        ).all()
+    by_object = {str(o): int(i) for i, o in rows}
+    return [(by_object[m], m) for m in members if m in by_object]
+
+
+def measure_purge(
+    store: Store, backend: Backend, config: Any, gen: GeneratedTenant, scenario: Scenario
+) -> dict[str, Any]:
+    targets = _delete_members(store, gen, scenario.purge_users)
+    user_ids = [uid for uid, _ in targets]
+    now = T0 + timedelta(hours=25)
+    rows = _count_rows(store.url, user_ids)
+
+    copy = Store(backend.copy_url)
+    try:
+        checkpoint(copy)
+        raw_s = _raw_purge_batched(copy, user_ids)
+    finally:
+        copy.engine.dispose()
+
+    applier = ActionApplier(store, config, str(uuid.uuid4()), now)
+    reason = "member of the Delete group (bench)"
+    actions = [PlannedAction(ActionKind.PURGE, reason, uid, obj) for uid, obj in targets]
+    checkpoint(store)
+    started = time.perf_counter()
+    done = applier.apply_purges(actions)
+    entrasync_s = time.perf_counter() - started
+    left = _count_rows(store.url, user_ids)
+    assert len(done) == len(targets) and left == 0, (len(done), left)
+    return {
+        "purge_users": len(targets),
+        "purge_rows": rows,
+        "purge_batch_users": PURGE_BATCH,
+        "purge_entrasync_s": round(entrasync_s, 3),
+        "purge_raw_sql_s": round(raw_s, 3),
+        "purge_entrasync_ms_per_user": round(entrasync_s / len(targets) * 1000, 3),
+        "purge_vs_raw_sql_ratio": round(entrasync_s / raw_s, 3),
+    }
+
+
+def _count_rows(url: str, user_ids: list[int]) -> int:
+    store = Store(url)
+    try:
+        with store.engine.connect() as conn:
+            total = 0
+            for start in range(0, len(user_ids), 500):
+                chunk = ",".join(str(u) for u in user_ids[start : start + 500])
+                total += int(
+                    conn.execute(
+                        text(
+                            "SELECT count(*) FROM activity WHERE agent_id IN "
+                            f"(SELECT id FROM agents WHERE user_id IN ({chunk}))"
+                        )
+                    ).scalar_one()
+                )
+            return total
+    finally:
+        store.engine.dispose()
+
+
+_RAW_PURGE = (
+    "DELETE FROM activity WHERE agent_id IN (SELECT id FROM agents WHERE user_id IN ({ids}))",
+    "DELETE FROM agent_logons WHERE agent_id IN (SELECT id FROM agents WHERE user_id IN ({ids}))",
+    "DELETE FROM agents WHERE user_id IN ({ids})",
+    "UPDATE users SET tracking = 'untracked', untracked_by = 'entrasync' WHERE id IN ({ids})",
+)
+
+
+def _raw_purge_batched(store: Store, user_ids: list[int]) -> float:
+    """The same rows deleted with plain SQL in the same transactions as entrasync: four
+    set-based statements per batch of users, one committed transaction per batch."""
+    sqlite = store.dialect == "sqlite"
+    raw = store.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        started = time.perf_counter()
+        for start in range(0, len(user_ids), PURGE_BATCH):
+            ids = ",".join(str(u) for u in user_ids[start : start + PURGE_BATCH])
+            if sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            for statement in _RAW_PURGE:
+                cursor.execute(statement.format(ids=ids))
+            cursor.execute("COMMIT") if sqlite else raw.commit()
+        return time.perf_counter() - started
+    finally:
+        raw.close()

@@ -1,0 +1,192 @@
+"""The license tally: licenses in use and live records, kept up to date by the writers, so the
+compliance tail, `status`, ingest's routing and a cycle's thresholds read two numbers instead
+of counting the store (DESIGN.md, "Scale").
+
+A writer that may change either figure names the users it touches, in its transaction:
+`before(session, ids)` *before* the change (a user's status; agents gaining their first
+activity row, losing their history, moving to another user or going; a user merged away),
+`created(session, ids)` after inserting new records. When the transaction reads the count
+(`used_licenses`, `live_users`) or commits, `settle` recounts those users only and adds the
+difference to the tally row: the cost follows the change, not the store. The row is created
+by migration 0009 from a full count; a store without it (bulk-loaded, or a dry run's scratch
+copy) is counted in full once, by the first writer that needs it (readers count without
+storing).
+
+The writers that call `before`/`created`: ingest (store/ingest.py), purge, merges of users and
+agents (store/operations.py), leaving the pending queue (store/pending.py) and pre-registered
+records (store/actions.py). tests/sync/test_license_tally.py compares the tally with a
+full count after a mix of all of them, on both stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import BigInteger, Index, Integer, event, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from entrasync.store import queries
+from entrasync.store.schema import Base, EntraMemberRow, EntraUserRow, UserRow
+
+_KEY = "entrasync.license_tally"
+
+
+class LicenseTallyRow(Base):
+    """One row (id 1): licenses in use (queries.licensed_agents_query) and live records
+    (not merged away). Kept apart from schema.py, which is at its size limit."""
+
+    __tablename__ = "license_tally"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+    live_users: Mapped[int] = mapped_column(BigInteger)
+
+
+# Indexes a cycle's discrepancy queries start from (migration 0009): Entra objects changed
+# since the last cycle, deleted ones, disabled ones (each holds what changed, not the
+# tenant); records by tracking state (the re-tracking query reads the untracked ones only).
+Index("ix_entra_users_updated", EntraUserRow.updated_at)
+Index("ix_users_tracking", UserRow.tracking, UserRow.untracked_by)
+# The nesting edges of the watched groups (which child groups a cycle reads), not every member.
+Index(
+    "ix_entra_members_type",
+    EntraMemberRow.member_type,
+    EntraMemberRow.group_id,
+    EntraMemberRow.member_id,
+)
+Index(
+    "ix_entra_users_deleted",
+    EntraUserRow.deleted_at,
+    sqlite_where=EntraUserRow.deleted_at.is_not(None),
+    postgresql_where=EntraUserRow.deleted_at.is_not(None),
+)
+Index(
+    "ix_entra_users_disabled",
+    EntraUserRow.account_enabled,
+    sqlite_where=EntraUserRow.account_enabled.is_(False),
+    postgresql_where=EntraUserRow.account_enabled.is_(False),
+)
+
+
+@dataclass
+class _Watch:
+    """The users a transaction touches: licenses held and live (0/1) before the change."""
+
+    licenses: dict[int, int] = field(default_factory=dict)
+    live: dict[int, int] = field(default_factory=dict)
+
+
+def _watch(session: Session) -> _Watch:
+    """This transaction's watch; the first call takes the writers' lock (PostgreSQL's
+    advisory lock; SQLite's BEGIN IMMEDIATE holds it already), so the readings taken before
+    a change and the update of the row are not interleaved with another writer's."""
+    watch = session.info.get(_KEY)
+    if watch is None:
+        from entrasync.store.db import lock_writers  # db builds on the unit of work
+
+        lock_writers(session)
+        watch = session.info[_KEY] = _Watch()
+    return watch
+
+
+def before(session: Session, user_ids: Iterable[int]) -> None:
+    """Call before changing what these users hold (a user already named keeps its first
+    reading: the transaction's changes are measured from its start)."""
+    watch = _watch(session)
+    new = sorted({int(u) for u in user_ids} - watch.licenses.keys())
+    if not new:
+        return
+    licenses, live = _counts(session, new)
+    for uid in new:
+        watch.licenses[uid] = licenses.get(uid, 0)
+        watch.live[uid] = 1 if uid in live else 0
+
+
+def created(session: Session, user_ids: Iterable[int]) -> None:
+    """Records this transaction inserted: they held nothing and did not exist before."""
+    watch = _watch(session)
+    for uid in user_ids:
+        watch.licenses.setdefault(int(uid), 0)
+        watch.live.setdefault(int(uid), 0)
+
+
+def _counts(session: Session, user_ids: list[int]) -> tuple[dict[int, int], set[int]]:
+    licenses = queries.user_license_counts(session, user_ids)
+    live: set[int] = set()
+    for chunk in queries.chunks(user_ids):
+        live.update(
+            session.scalars(
+                select(UserRow.id).where(UserRow.id.in_(chunk), UserRow.merged_into_id.is_(None))
+            )
+        )
+    return licenses, live
+
+
+def settle(session: Session) -> LicenseTallyRow | None:
+    """Fold the touched users' changes into the tally row (created from a full count when
+    the store has none). Returns the row; None on a session that cannot write (a reader
+    of a store without the row)."""
+    watch: _Watch | None = session.info.pop(_KEY, None)
+    row = session.get(LicenseTallyRow, 1)
+    if row is None:
+        if watch is None:
+            return None
+        return recount(session)
+    if watch is None or not watch.licenses:
+        return row
+    ids = sorted(watch.licenses)
+    licenses, live = _counts(session, ids)
+    used = sum(licenses.get(u, 0) for u in ids) - sum(watch.licenses.values())
+    lives = sum(1 for u in ids if u in live) - sum(watch.live.values())
+    if used or lives:
+        session.execute(
+            update(LicenseTallyRow)
+            .where(LicenseTallyRow.id == 1)
+            .values(used=LicenseTallyRow.used + used, live_users=LicenseTallyRow.live_users + lives)
+        )
+        session.refresh(row)
+    return row
+
+
+def recount(session: Session) -> LicenseTallyRow:
+    """Count both figures over the whole store and store them (a store loaded in bulk, or
+    one whose tally a repair must reset). O(store): not for a cycle's path."""
+    session.info.pop(_KEY, None)
+    used, live = full_counts(session)
+    row = session.get(LicenseTallyRow, 1)
+    if row is None:
+        row = LicenseTallyRow(id=1, used=used, live_users=live)
+        session.add(row)
+    else:
+        row.used, row.live_users = used, live
+    session.flush()
+    return row
+
+
+def full_counts(session: Session) -> tuple[int, int]:
+    """(licenses in use, live records) counted over the whole store."""
+    used = int(session.scalar(queries.licensed_agents_query()) or 0)
+    live = session.scalar(select(func.count(UserRow.id)).where(UserRow.merged_into_id.is_(None)))
+    return used, int(live or 0)
+
+
+def used_licenses(session: Session) -> int:
+    row = settle(session)
+    return row.used if row is not None else full_counts(session)[0]
+
+
+def live_users(session: Session) -> int:
+    row = settle(session)
+    return row.live_users if row is not None else full_counts(session)[1]
+
+
+@event.listens_for(Session, "before_commit")
+def _settle_on_commit(session: Session) -> None:
+    if session.info.get(_KEY) is not None:
+        settle(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_on_rollback(session: Session) -> None:
+    session.info.pop(_KEY, None)

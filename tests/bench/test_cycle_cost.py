@@ -1,0 +1,167 @@
+"""What a cycle costs the store does not grow with the store (issue 16): the same cycle on a
+store ten times larger runs the same statements, and on SQLite the same amount of work
+(virtual-machine steps, counted with a progress handler), with no full scan of a table that
+grows with the tenant. Measured for a cycle with no changes and for one in which members
+join the DNT group, with watched groups of the same size at both store sizes (what still
+grows with the watched groups' membership is named in bench/RESULTS.md)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from testkit import BACKENDS
+
+from bench import storegen
+from bench.scenario import T0, sized
+from bench.world import CLIENT_ID, SECRET, graph_factory, load, write_config
+from entrasync.graph import MsalCaches
+from entrasync.sim import EntraEmulator
+from entrasync.sim.generate import generate_tenant
+from entrasync.store.db import Store
+from entrasync.sync.cycle import run_cycle
+
+SIZES = (150, 1500)
+CHURN = 8
+# Tables whose size follows the tenant or its history: never read whole by a cycle.
+BIG = ("users", "identifiers", "agents", "agent_logons", "activity", "entra_users", "entra_keys")
+_SCAN = re.compile(r"^SCAN (\w+)(?! USING (?:COVERING )?INDEX)")
+
+
+@dataclass
+class Cost:
+    statements: list[str] = field(default_factory=list)
+    steps: int = 0  # SQLite: hundreds of virtual-machine instructions
+
+    def full_scans(self, store: Store) -> Counter[str]:
+        """Tables in BIG that a SELECT of the cycle reads whole (SQLite query plans)."""
+        found: Counter[str] = Counter()
+        raw = store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for sql, params in self._selects:
+                for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall():
+                    match = _SCAN.match(row[-1])
+                    if match and match.group(1) in BIG:
+                        found[f"{match.group(1)}: {sql[:120]}"] += 1
+        finally:
+            raw.close()
+        return found
+
+    _selects: list[tuple[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Sized:
+    store: Store
+    cycle: Any  # (now) -> CycleResult
+    tenant: Any
+    dnt: str
+    movers: list[str]
+
+
+def _measured(store: Store, run: Any) -> Cost:
+    cost = Cost()
+    sqlite = store.dialect == "sqlite"
+
+    def count(*_: Any) -> int:
+        cost.steps += 1
+        return 0
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_progress_handler(count, 100)
+
+    def checkin(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_progress_handler(None, 100)
+
+    def before(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
+        cost.statements.append(statement)
+        if sqlite and not many and statement.lstrip().upper().startswith("SELECT"):
+            cost._selects.append((statement, params))
+
+    listeners: list[tuple[str, Any]] = [("before_cursor_execute", before)]
+    if sqlite:
+        store.engine.dispose()  # new connections get the handler at checkout
+        listeners += [("checkout", checkout), ("checkin", checkin)]
+    for name, fn in listeners:
+        event.listen(store.engine, name, fn)
+    try:
+        run()
+    finally:
+        for name, fn in listeners:
+            event.remove(store.engine, name, fn)
+    return cost
+
+
+@pytest.fixture(params=BACKENDS)
+def sized_world(
+    request: pytest.FixtureRequest, make_store_url: Any, tmp_path: Path
+) -> Iterator[Any]:
+    """Factory: a synced store of `users` users (watched groups of a fixed size)."""
+    backend = request.param
+    opened: list[tuple[EntraEmulator, Store]] = []
+
+    def make(users: int) -> _Sized:
+        scenario = replace(sized(users, rows_per_user=4), dnt=20, nested=4, delete=4)
+        gen = generate_tenant(users, dnt=20, delete=4, nested=4, seed=3)
+        emu = EntraEmulator(gen.tenant, workdir=tmp_path / f"emu-{users}")
+        emu.__enter__()
+        emu.register_app(CLIENT_ID, secret=SECRET)
+        url = make_store_url(backend)
+        storegen.build_store(url, scenario, T0)
+        config = load(write_config(tmp_path / f"es-{users}.toml", emu, gen, url))
+        store = Store(url)
+        opened.append((emu, store))
+        factory = graph_factory(config, MsalCaches())
+        watched = set(gen.tenant.transitive_members(gen.dnt_group))
+        watched |= set(gen.tenant.transitive_members(gen.delete_group))
+        ids = {m for m, _ in watched}
+        movers = [u for u in reversed(gen.user_ids) if u not in ids][:CHURN]
+        world = _Sized(
+            store,
+            lambda now: run_cycle(store, config, factory, now),
+            gen.tenant,
+            gen.dnt_group,
+            movers,
+        )
+        world.cycle(T0)  # the first sync links every record
+        world.cycle(T0 + timedelta(hours=1))  # settles (compliance bookkeeping)
+        return world
+
+    yield make
+    for emu, store in opened:
+        store.engine.dispose()
+        emu.__exit__(None, None, None)
+
+
+def _costs(world: _Sized) -> tuple[Cost, Cost]:
+    steady = _measured(world.store, lambda: world.cycle(T0 + timedelta(hours=2)))
+    world.tenant.add_members(world.dnt, world.movers)
+    churn_result: list[Any] = []
+    churn = _measured(
+        world.store, lambda: churn_result.append(world.cycle(T0 + timedelta(hours=3)))
+    )
+    assert churn_result[0].applied["untrack"] == CHURN
+    return steady, churn
+
+
+def test_a_cycle_costs_the_same_on_a_store_ten_times_larger(sized_world: Any) -> None:
+    small, large = sized_world(SIZES[0]), sized_world(SIZES[1])
+    (steady_s, churn_s), (steady_l, churn_l) = _costs(small), _costs(large)
+    assert len(steady_l.statements) == len(steady_s.statements)
+    assert len(churn_l.statements) == len(churn_s.statements)
+    if small.store.dialect != "sqlite":
+        return
+    # ten times the store, (almost) the same work: a query reading every user would cost
+    # about ten times as much here
+    assert steady_l.steps <= steady_s.steps * 1.25 + 20, (steady_s.steps, steady_l.steps)
+    assert churn_l.steps <= churn_s.steps * 1.25 + 20, (churn_s.steps, churn_l.steps)
+    for cost in (steady_l, churn_l):
+        assert cost.full_scans(large.store) == Counter()
