@@ -19,7 +19,7 @@ import socket
 import ssl
 import sys
 import termios
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from entrasync.domain.forwarding import ForwardTarget, syslog_frame
@@ -37,28 +37,39 @@ class SyslogSender:
 
     def deliver(self, records: Sequence[Mapping[str, Any]]) -> None:
         frames = b"".join(syslog_frame(r, self._hostname, os.getpid()) for r in records)
-        try:
-            with self._connect() as sock:
-                sock.sendall(frames)
-                _end_and_confirm(sock)
-        except ssl.SSLCertVerificationError as exc:
-            raise CollectorRefused(
-                f"{self._target.display}: certificate not trusted ({exc.verify_message}): "
-                "check audit.forward_ca_bundle"
-            ) from None
-        except (OSError, ssl.SSLError) as exc:
-            raise CollectorUnavailable(f"{self._target.display}: {_describe(exc)}") from None
+        with (
+            named_failures(self._target),
+            connect(self._target, self._context, self._timeout) as sock,
+        ):
+            sock.sendall(frames)
+            _end_and_confirm(sock)
 
-    def _connect(self) -> socket.socket:
-        target = self._target
-        raw = socket.create_connection((target.host, target.port), timeout=self._timeout)
-        if self._context is None:
-            return raw
-        try:
-            return self._context.wrap_socket(raw, server_hostname=target.host)
-        except BaseException:
-            raw.close()
-            raise
+
+def connect(target: ForwardTarget, context: ssl.SSLContext | None, timeout: float) -> socket.socket:
+    """A connection to the collector, TLS handshake done when `context` is given."""
+    raw = socket.create_connection((target.host, target.port), timeout=timeout)
+    if context is None:
+        return raw
+    try:
+        return context.wrap_socket(raw, server_hostname=target.host)
+    except BaseException:
+        raw.close()
+        raise
+
+
+@contextlib.contextmanager
+def named_failures(target: ForwardTarget) -> Iterator[None]:
+    """Socket and TLS failures as `CollectorRefused` (an untrusted certificate: the
+    configuration must change) or `CollectorUnavailable` (try again later)."""
+    try:
+        yield
+    except ssl.SSLCertVerificationError as exc:
+        raise CollectorRefused(
+            f"{target.display}: certificate not trusted ({exc.verify_message}): "
+            "check audit.forward_ca_bundle"
+        ) from None
+    except (OSError, ssl.SSLError) as exc:
+        raise CollectorUnavailable(f"{target.display}: {_describe(exc)}") from None
 
 
 def _end_and_confirm(sock: socket.socket) -> None:

@@ -25,10 +25,12 @@ import requests
 from requests.adapters import HTTPAdapter
 
 
-def trust_context(ca_bundle: Path) -> ssl.SSLContext:
+def trust_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """The system roots and certifi's, plus `ca_bundle` when given."""
     context = ssl.create_default_context()  # system roots
     context.load_verify_locations(cafile=certifi.where())
-    context.load_verify_locations(cafile=str(ca_bundle))
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
     return context
 
 
