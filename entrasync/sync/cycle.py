@@ -58,6 +58,8 @@ class CycleResult:
         read = planned.read
         result = cls(run_id, status, planned.plan, read.resync, suspect=dict(read.suspect))
         result.full_read = read.full
+        if planned.linked:
+            result.applied[ActionKind.LINK.value] += planned.linked
         return result
 
     def outcome(self, status: RunStatus | None = None) -> runs.RunOutcome:

@@ -18,12 +18,14 @@ from typing import Generic, Protocol, TypeVar
 from entrasync.config import Config
 from entrasync.domain.entra import GroupPage, UserPage, reachable_groups
 from entrasync.domain.evidence import MergeMaps
+from entrasync.domain.linking import sure_links
 from entrasync.domain.one_user import Person, plan_person
 from entrasync.domain.planning import Plan, Policy, plan
 from entrasync.graph import GraphClient, child_group_id
-from entrasync.store import facts, runs, sync_state
+from entrasync.store import facts, linking, runs, sync_state
 from entrasync.store import groups as group_rows
 from entrasync.store import mirror as mirror_rows
+from entrasync.store.actions import link_users
 from entrasync.store.db import Store
 from entrasync.store.overlay import open_overlay
 from entrasync.store.session import Session
@@ -45,6 +47,7 @@ class Planned:
     read: ReadResult
     plan: Plan
     total_users: int  # live records in the store (percentage thresholds count from it)
+    linked: int = 0  # records linked ahead of the plan (`link_ahead`)
 
 
 Scope = Callable[[], AbstractContextManager[UnitOfWork]]
@@ -120,8 +123,36 @@ def read_and_plan(
     scope: Scope = lambda: store.unit_of_work(now, run_id=run_id)  # noqa: E731
     read = _apply_read(scope, start, users, groups, config, now)
     crashpoint("mirror-read")
+    linked = link_ahead(scope)
     with store.reading() as session:
-        return Planned(read, *plan_now(session, config, now))
+        return Planned(read, *plan_now(session, config, now), linked=linked)
+
+
+# Unlinked records per link-ahead transaction; below this many unlinked records in all, the
+# plan links them itself (its memory for them is bounded by this number).
+LINK_BATCH = 10_000
+
+
+def link_ahead(scope: Scope) -> int:
+    """Link, batch by batch, the records the plan would link anyway (domain/linking.py), so
+    that a first sync never holds the whole tenant in memory: memory follows `LINK_BATCH`,
+    not the tenant. Each batch is its own transaction; a crash keeps what was linked and the
+    next cycle goes on. Returns how many records were linked."""
+    linked, after = 0, 0
+    while True:
+        with scope() as uow:
+            ids = linking.unlinked_after(uow.session, after, LINK_BATCH)
+            if len(ids) < LINK_BATCH and after == 0:
+                return 0  # few unlinked records: the plan links them
+            if not ids:
+                return linked
+            matches = linking.live_matches(uow.session, ids[0], ids[-1])
+            single = sorted(
+                {o for objects in matches.values() if len(objects) == 1 for o in objects}
+            )
+            pairs = sure_links(matches, linking.claimants(uow.session, single))
+            linked += link_users(uow.session, pairs) if pairs else 0
+        after = ids[-1]
 
 
 def plan_now(

@@ -1,0 +1,150 @@
+"""A first sync links most records in batches before it plans (sync/read.py `link_ahead`), so
+its memory follows the batch, not the tenant. These cycles run against the emulator with
+batches of 3 and with the pass off, and must end the same: links, merges, skipped merges,
+membership actions, audit records; and a cycle that fails between batches is finished by
+the next one."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from syncworld import World, later, report
+
+from entrasync.services.audit_review import verify
+from entrasync.store.schema import AuditRow, IdentifierRow, UserRow
+from entrasync.sync import read
+
+PLAIN = 10
+
+
+def _populate(world: World) -> dict[str, str]:
+    t = world.tenant
+    objects = {f"p{i}": t.add_user(f"p{i}@contoso.com") for i in range(PLAIN)}
+    objects["dnt"] = t.add_user("dana@contoso.com")
+    objects["del"] = t.add_user("dell@contoso.com")
+    # Two records of one person after a domain migration: a merge, never two links.
+    objects["ann"] = t.add_user(
+        "ann@newco.com", proxy_addresses=["SMTP:ann@newco.com", "smtp:ann@oldco.com"]
+    )
+    # One address two people list: the record matching both is not merged or linked.
+    objects["twin1"] = t.add_user(
+        "twin1@contoso.com", proxy_addresses=["SMTP:twin1@contoso.com", "smtp:desk@contoso.com"]
+    )
+    objects["twin2"] = t.add_user(
+        "twin2@contoso.com", proxy_addresses=["SMTP:twin2@contoso.com", "smtp:desk@contoso.com"]
+    )
+    # A record whose UPN is one object's and whose mail another lists: linked by the plan.
+    objects["rank"] = t.add_user("rita@contoso.com")
+    objects["other"] = t.add_user(
+        "otto@contoso.com", proxy_addresses=["SMTP:otto@contoso.com", "smtp:rita.m@contoso.com"]
+    )
+    t.add_member(world.dnt, objects["dnt"])
+    t.add_member(world.delete, objects["del"])
+    world.ingest(
+        *(report(f"CONTOSO\\p{i}", f"PC-{i}", upn=f"p{i}@contoso.com") for i in range(PLAIN)),
+        report("CONTOSO\\dana", "PC-D", upn="dana@contoso.com"),
+        report("CONTOSO\\dell", "PC-X", upn="dell@contoso.com"),
+        report("OLDCO\\ann", "PC-A", upn="ann@oldco.com", start="2026-05-01T09:00:00Z"),
+        report("NEWCO\\ann", "PC-A2", upn="ann@newco.com", start="2026-05-20T09:00:00Z"),
+        report("CONTOSO\\desk", "PC-S", email="desk@contoso.com"),
+        report("CONTOSO\\rita", "PC-R", upn="rita@contoso.com", email="rita.m@contoso.com"),
+    )
+    return objects
+
+
+def _outcome(world: World) -> tuple[Any, Counter[str]]:
+    with world.store.reading() as s:
+        users = sorted(
+            (
+                str(u.display_name),
+                u.entra_object_id is not None,
+                u.merged_into_id is not None,
+                u.tracking,
+            )
+            for u in s.scalars(select(UserRow))
+        )
+        records = Counter(s.scalars(select(AuditRow.action)))
+    return users, records
+
+
+def _linked(world: World) -> dict[str, str | None]:
+    """Each live record's logon (as ingested) -> the Entra object it is linked to."""
+    with world.store.reading() as s:
+        rows = s.execute(
+            select(IdentifierRow.value, UserRow.entra_object_id)
+            .join(UserRow, UserRow.id == IdentifierRow.user_id)
+            .where(IdentifierRow.kind == "logon", UserRow.merged_into_id.is_(None))
+        )
+        return {str(logon): obj for logon, obj in rows}
+
+
+@pytest.mark.parametrize("batch", [3, 10_000])
+def test_a_first_sync_links_in_batches_and_plans_the_rest(
+    world: World, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    monkeypatch.setattr(read, "LINK_BATCH", batch)
+    ahead: list[dict[int, str]] = []
+    real = read.link_users
+
+    def spy(session: Any, pairs: dict[int, str]) -> int:
+        ahead.append(dict(pairs))
+        return real(session, pairs)
+
+    monkeypatch.setattr(read, "link_users", spy)
+    objects = _populate(world)
+    result = world.sync(later(0))
+    linked_ahead = {o for pairs in ahead for o in pairs.values()}
+    if batch == 3:
+        # Every one-to-one pair went ahead, in batches of at most three records.
+        plain = {objects[k] for k in [*(f"p{i}" for i in range(PLAIN)), "dnt", "del"]}
+        assert linked_ahead == plain and all(len(p) <= 3 for p in ahead)
+    else:
+        assert ahead == []
+    assert result.applied["link"] == PLAIN + 3  # plain, dnt, del, and rita by the plan
+    assert result.applied["merge"] == 1
+    assert result.applied["untrack"] == 2 and result.applied["schedule_purge"] == 1
+    assert result.applied["merge_skipped"] == 1
+    users, records = _outcome(world)
+    assert records["user.merged"] == 1 and records["merge.skipped"] == 1
+    assert records["user.untracked"] == 2 and records["purge.scheduled"] == 1
+    linked = _linked(world)
+    assert linked["contoso\\rita"] == objects["rank"]
+    assert linked["contoso\\desk"] is None
+    assert verify(world.store).problem is None
+    # The next cycle re-examines the objects the first one saw change: the mail address that
+    # another person lists is retired from Rita's record (either way), then all is quiet.
+    assert world.sync(later(1)).applied == Counter({"retire_identifier": 1})
+    assert sum(world.sync(later(2)).applied.values()) == 0
+
+
+def test_a_cycle_cut_between_link_batches_is_finished_by_the_next(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read, "LINK_BATCH", 3)
+    real = read.link_users
+    calls = Counter[str]()
+
+    def failing(session: Any, pairs: dict[int, str]) -> int:
+        calls["link"] += 1
+        if calls["link"] == 3:
+            raise RuntimeError("the process dies here")
+        return real(session, pairs)
+
+    monkeypatch.setattr(read, "link_users", failing)
+    objects = _populate(world)
+    with pytest.raises(RuntimeError):
+        world.sync(later(0))
+    linked_so_far = sum(1 for obj in _linked(world).values() if obj)
+    assert 0 < linked_so_far < PLAIN  # the first batches committed, the third did not
+    monkeypatch.setattr(read, "link_users", real)
+    result = world.sync(later(1))
+    assert result.applied["merge"] == 1 and result.applied["untrack"] == 2
+    linked = _linked(world)
+    assert all(linked[f"contoso\\p{i}"] == objects[f"p{i}"] for i in range(PLAIN))
+    assert linked["contoso\\dana"] == objects["dnt"]
+    _, records = _outcome(world)
+    assert records["user.merged"] == 1 and records["user.untracked"] == 2
+    assert verify(world.store).problem is None
