@@ -46,6 +46,7 @@ ACTIONS = frozenset(
         "group.accepted",
         "purge.unconfirmed",
         "audit.forward_rewound",
+        "tally.repaired",
     }
 )
 

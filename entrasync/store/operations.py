@@ -12,8 +12,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    and_,
+    any_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.errors import ActionRefused
@@ -85,13 +99,14 @@ def purge_users(
     tally.before(session, [u.id for u in users])
     unsynced = {"synchronize_session": False}
     for chunk in chunks([u.id for u in users]):
-        agent_ids = select(AgentRow.id).where(AgentRow.user_id.in_(chunk)).scalar_subquery()
+        owned = _one_of(session, AgentRow.user_id, chunk)
+        agent_ids = select(AgentRow.id).where(owned).scalar_subquery()
         for stmt in (
             delete(ActivityRow).where(ActivityRow.agent_id.in_(agent_ids)),
             delete(AgentLogonRow).where(AgentLogonRow.agent_id.in_(agent_ids)),
-            delete(AgentRow).where(AgentRow.user_id.in_(chunk)),
+            delete(AgentRow).where(owned),
             update(UserRow)
-            .where(UserRow.id.in_(chunk))
+            .where(_one_of(session, UserRow.id, chunk))
             .values(
                 # An earlier untracking keeps its author: an admin's decision outlives a purge.
                 untracked_by=case(
@@ -104,7 +119,7 @@ def purge_users(
                 purged_at=now or datetime.now(UTC),
             ),
             # A purge already done needs no scheduling any more.
-            delete(ScheduledPurgeRow).where(ScheduledPurgeRow.user_id.in_(chunk)),
+            delete(ScheduledPurgeRow).where(_one_of(session, ScheduledPurgeRow.user_id, chunk)),
         ):
             session.execute(stmt, execution_options=unsynced)
     for user in users:
@@ -120,13 +135,27 @@ def purge_counts(session: Session, user_ids: Sequence[int]) -> PurgeCounts:
         per_agent = session.execute(
             select(AgentRow.user_id, func.count(ActivityRow.agent_id))
             .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
-            .where(AgentRow.user_id.in_(chunk))
+            .where(_one_of(session, AgentRow.user_id, chunk))
             .group_by(AgentRow.user_id, AgentRow.id)
         )
         for uid, rows in per_agent:
             agents, total, holding = counts.get(int(uid), (0, 0, 0))
             counts[int(uid)] = (agents + 1, total + int(rows), holding + (rows > 0))
     return counts
+
+
+def _one_of(
+    session: Session, column: InstrumentedAttribute[int], ids: Sequence[int]
+) -> ColumnElement[bool]:
+    """`column IN (ids)`. On PostgreSQL as `column = ANY(:ids)`, one array parameter: an IN
+    list of 500 ids is 500 bound parameters, each rendered by SQLAlchemy and the query text
+    re-parsed by psycopg (too long for its cache), about 2 ms of client CPU per statement,
+    more than several of a purge batch's statements take in the server. The plan is the same
+    (PostgreSQL turns an IN list into `= ANY(ARRAY[…])`), and the text no longer changes
+    with the batch, so psycopg caches its conversion and may prepare it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(list(ids), ARRAY(BigInteger)))
+    return column.in_(ids)
 
 
 def _purge_details(user: UserRow, counts: tuple[int, int, int]) -> Details:

@@ -171,6 +171,26 @@ def full_counts(session: Session) -> tuple[int, int]:
     return used, int(live or 0)
 
 
+def maintained_and_counted(session: Session) -> tuple[tuple[int, int] | None, tuple[int, int]]:
+    """The tally row's figures (None when the store has none) and `full_counts`, read by one
+    statement: one snapshot even under PostgreSQL's READ COMMITTED, so a writer committing
+    meanwhile cannot make them look different (`entrasync db check-tally`)."""
+    one = LicenseTallyRow.id == 1
+    row = session.execute(
+        select(
+            select(LicenseTallyRow.used).where(one).scalar_subquery(),
+            select(LicenseTallyRow.live_users).where(one).scalar_subquery(),
+            queries.licensed_agents_query().scalar_subquery(),
+            select(func.count(UserRow.id))
+            .where(UserRow.merged_into_id.is_(None))
+            .scalar_subquery(),
+        )
+    ).one()
+    kept_used, kept_live, used, live = row
+    maintained = None if kept_used is None else (int(kept_used), int(kept_live))
+    return maintained, (int(used or 0), int(live or 0))
+
+
 def used_licenses(session: Session) -> int:
     row = settle(session)
     return row.used if row is not None else full_counts(session)[0]
