@@ -73,6 +73,12 @@ class EntraEmulator:
     apart so that request counts stay HTTP round trips). `batch_seed` seeds the shuffle of
     batch responses, which never come back in request order (as Graph allows). `quirks`
     switches on the real Graph's rough edges (quirks.py); it can be replaced at any time.
+
+    `latency` (seconds, default 0) holds every Graph request (`/v1.0/...`) back that long
+    before it is answered or faulted, as the round trip to the real Graph does (about 100 ms
+    from a datacentre): `python -m bench.overlap` measures with it. It applies once per HTTP
+    request (a JSON batch's sub-requests share their batch's), not to the identity platform,
+    and on top of a fault's own `delay`; it can be changed at any time.
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class EntraEmulator:
         workdir: Path | None = None,
         batch_seed: int | None = None,
         quirks: Quirks | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.tenant = tenant or Tenant()
         self.quirks = quirks or Quirks()
@@ -96,6 +103,7 @@ class EntraEmulator:
         self.batch_rng = random.Random(batch_seed)
         self._batch_lock = threading.Lock()
         self.page_size = page_size
+        self.latency = latency
         self._port = port
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._workdir = workdir
@@ -292,6 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> int:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        latency = self.emu.latency
+        if latency > 0 and self.path.startswith("/v1.0/"):
+            time.sleep(latency)  # the round trip to Graph (EntraEmulator's `latency`)
         fault = self.emu.faults.match(self.path)
         if fault is not None and (answered := self._fault(fault, body)) is not None:
             return answered

@@ -33,6 +33,7 @@ from entrasync.store.uow import UnitOfWork
 from entrasync.sync import mirror
 from entrasync.sync.crashpoints import crashpoint
 from entrasync.sync.groups import configured_groups, judge
+from entrasync.sync.prefetch import read_ahead
 
 
 @dataclass(frozen=True)
@@ -216,16 +217,22 @@ def _apply_read(
 ) -> ReadResult:
     maps = MergeMaps(config.merge.domain_map, config.merge.netbios_map)
     user_stats = mirror.RoundStats()
-    for user_page in users:
-        with scope() as uow:
-            mirror.apply_user_page(uow.session, user_page, maps, now, user_stats)
+    # While a page is stored, the next one is fetched (sync/prefetch.py); a dry run's rounds
+    # are already read to the end. The links are read once the worker has been joined.
+    depth = 0 if isinstance(users, _Prefetched) else None
+    with read_ahead(users, depth) as user_pages:
+        for user_page in user_pages:
+            with scope() as uow:
+                mirror.apply_user_page(uow.session, user_page, maps, now, user_stats)
     with scope() as uow:
         mirror.finish_user_round(uow.session, user_stats, now)
         sync_state.save_links(uow.session, users.delta_links, now, users.full_streams)
     group_stats = mirror.GroupRoundStats()
-    for group_page in groups:
-        with scope() as uow:
-            mirror.apply_group_page(uow.session, group_page, now, group_stats)
+    depth = 0 if isinstance(groups, _Prefetched) else None
+    with read_ahead(groups, depth) as group_pages:
+        for group_page in group_pages:
+            with scope() as uow:
+                mirror.apply_group_page(uow.session, group_page, now, group_stats)
     with scope() as uow:
         suspect = _finish_groups(uow, start, groups, group_stats, config)
     return ReadResult(user_stats.resync or group_stats.resync, suspect, start.periodic)
