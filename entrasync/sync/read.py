@@ -147,7 +147,7 @@ def link_ahead(scope: Scope) -> int:
                 return 0  # few unlinked records: the plan links them
             if not ids:
                 return linked
-            matches = linking.live_matches(uow.session, ids[0], ids[-1])
+            matches = linking.live_matches(uow.session, ids)
             single = sorted(
                 {o for objects in matches.values() if len(objects) == 1 for o in objects}
             )
