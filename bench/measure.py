@@ -93,7 +93,7 @@ def _measure(
 
 def _initial(config_path: Path, emu: EntraEmulator, model: RequestModel) -> dict[str, Any]:
     emu.log.clear()
-    initial = _initial_sync(config_path, T0)
+    initial = initial_sync_in_subprocess(config_path, T0)
     requests = emu.log.count(GRAPH_PATH)
     return {
         "initial_sync_s": round(initial["seconds"], 2),
@@ -106,7 +106,7 @@ def _initial(config_path: Path, emu: EntraEmulator, model: RequestModel) -> dict
     }
 
 
-def _initial_sync(config_path: Path, now: datetime) -> dict[str, Any]:
+def initial_sync_in_subprocess(config_path: Path, now: datetime) -> dict[str, Any]:
     """The first cycle in a process of its own (bench/initial_sync.py): its peak RSS is its own."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
