@@ -59,6 +59,7 @@ READ_COMMANDS: list[list[str]] = [
     ["audit", "export"],
     ["audit", "export", "--format", "csv"],
     ["audit", "verify", "--json"],
+    ["db", "check-tally", "--json"],
 ]
 
 
