@@ -20,7 +20,7 @@ class PurgeCause(StrEnum):
     ENTRA_DELETED = "entra_deleted"  # GET /users/{id} answering 404
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoreUser:
     id: int
     entra_object_id: str | None
@@ -32,7 +32,7 @@ class StoreUser:
     last_activity_at: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IdentityMatch:
     """A store record carrying one of an Entra object's keys (rank = evidence strength)."""
 
@@ -41,7 +41,7 @@ class IdentityMatch:
     user: StoreUser
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WatchedMember:
     """One member of one configured group (a member of two groups appears twice)."""
 
@@ -53,7 +53,7 @@ class WatchedMember:
     suspect: bool = False  # the group's read is not trusted: nothing is derived from it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Retirement:
     """An identifier of a record linked to `old_object` that Entra now gives to `new_object`
     (UPN reuse), or whose `old_object` is deleted while a live object holds it."""
@@ -66,7 +66,7 @@ class Retirement:
     old_deleted: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScheduledRecord:
     """A purge already scheduled (and audited) by an earlier cycle."""
 
@@ -77,7 +77,7 @@ class ScheduledRecord:
     due_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Facts:
     identity_matches: list[IdentityMatch] = field(default_factory=list)
     linked: Mapping[str, StoreUser] = field(default_factory=dict)  # object -> linked record
@@ -91,7 +91,7 @@ class Facts:
     scheduled: list[ScheduledRecord] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     now: datetime
     purge_delay: timedelta
@@ -110,7 +110,7 @@ class Policy:
         return f"{name!r} ({group_id})" if name else group_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedAction:
     kind: ActionKind
     reason: str
@@ -130,7 +130,7 @@ class PlannedAction:
         return f"{self.kind}:{self.user_id}:{self.object_id}:{','.join(map(str, self.source_user_ids))}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScheduledPurge:
     user_id: int
     object_id: str
@@ -140,7 +140,7 @@ class ScheduledPurge:
     group_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SuspendedPurge:
     """A purge that neither runs nor is cancelled while the group it comes from is suspect."""
 
@@ -150,7 +150,7 @@ class SuspendedPurge:
     why: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Plan:
     actions: list[PlannedAction] = field(default_factory=list)
     scheduled: list[ScheduledPurge] = field(default_factory=list)
