@@ -42,8 +42,8 @@ def lookups(session: Session, reports: Sequence[AgentReport]) -> Lookups:
     user_ids = {uid for _, uid in logon_agents.values()} | set(identifier_users.values())
     licensed = queries.user_license_counts(session, sorted(user_ids))
     users = {
-        row.id: KnownUser(row.tracking, row.status, licensed.get(row.id, 0) > 0)
-        for row in queries.users_by_id(session, sorted(user_ids))
+        uid: KnownUser(tracking, status, licensed.get(uid, 0) > 0)
+        for uid, (tracking, status) in queries.user_states(session, sorted(user_ids)).items()
     }
     agent_ids = sorted({aid for aid, _ in logon_agents.values()})
     return Lookups(
@@ -138,10 +138,11 @@ _Latest = dict[int, datetime]  # user id -> their newest event
 
 
 def _write_activity(session: Session, plan: IngestPlan, ids: dict[int, int], now: datetime) -> int:
-    """Activity rows with one `executemany` on the driver; returns how many were new. The
-    values are converted with the columns' own bind processors (so they are stored exactly
-    as an ORM/Core insert would store them: the identity index compares the stored form),
-    but without SQLAlchemy's per-row parameter machinery, which cost three times the INSERT
+    """Activity rows with one `executemany` on the driver (SQLite) or one COPY and one
+    INSERT … SELECT (PostgreSQL, `_copy_activity`); returns how many were new. The values are
+    converted with the columns' own bind processors (so they are stored exactly as an
+    ORM/Core insert would store them: the identity index compares the stored form), but
+    without SQLAlchemy's per-row parameter machinery, which cost three times the INSERT
     itself (bench: ingest)."""
     table = cast(Table, ActivityRow.__table__)
     dialect = session.get_bind().dialect
@@ -181,14 +182,46 @@ def _insert_activity(
     `uq_activity_event` and is skipped (ON CONFLICT DO NOTHING, SQLite >= 3.24). The conflict
     target names that index, so that nothing else is skipped silently and PostgreSQL checks
     one index before each insert, not the primary key too."""
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    columns, marks = ", ".join(_ACTIVITY_COLUMNS), ", ".join(mark for _ in _ACTIVITY_COLUMNS)
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({marks}) "  # noqa: S608 - fixed names
-        f"ON CONFLICT ({event_identity_sql(dialect.name)}) DO NOTHING"
-    )
-    # Both drivers sum the rows of an executemany (checked in tests: rows_stored).
+    columns = ", ".join(_ACTIVITY_COLUMNS)
+    conflict = f"ON CONFLICT ({event_identity_sql(dialect.name)}) DO NOTHING"
+    if dialect.name == "postgresql":
+        return _copy_activity(session, table, rows, conflict)
+    marks = ", ".join("?" for _ in _ACTIVITY_COLUMNS)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) {conflict}"  # noqa: S608
+    # The driver sums the rows of an executemany (checked in tests: rows_stored).
     return int(session.connection().exec_driver_sql(sql, rows).rowcount)
+
+
+_STAGE = "ingest_activity_stage"
+
+
+def _copy_activity(session: Session, table: str, rows: list[tuple[Any, ...]], conflict: str) -> int:
+    """PostgreSQL: the rows go to a temporary table with COPY, then into `table` with one
+    INSERT … SELECT that skips the events already stored. An executemany sends one prepared
+    statement per row, and psycopg's Python work per row cost as much as the server's insert
+    (bench: ingest). The stage has the activity columns' own types (and `n`, the row's place
+    in the file, so rows are inserted in file order as before); it lives in this transaction
+    only. Events repeated within the file conflict with each other and are stored once (DO
+    NOTHING, unlike DO UPDATE, accepts that within one statement)."""
+    columns = ", ".join(_ACTIVITY_COLUMNS)
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {_STAGE} ON COMMIT DROP AS "  # noqa: S608 - fixed names
+            f"SELECT 0::bigint AS n, {columns} FROM {table} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {_STAGE} (n, {columns}) FROM STDIN") as copy:
+            for n, row in enumerate(rows):
+                copy.write_row((n, *row))
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) "  # noqa: S608 - fixed names
+            f"SELECT {columns} FROM {_STAGE} ORDER BY n {conflict}"
+        )
+        stored = int(cursor.rowcount)
+        cursor.execute(f"DROP TABLE {_STAGE}")
+        return stored
+    finally:
+        cursor.close()
 
 
 def _touch_last_activity(session: Session, latest: _Latest) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Exists, Select, exists, func, select, tuple_
+from sqlalchemy import ColumnElement, Exists, Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from entrasync.domain.evidence import RANK_ADDRESS
@@ -74,7 +74,11 @@ def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, 
     """User id -> licenses the user holds (users holding none are absent)."""
     counts: dict[int, int] = {}
     for chunk in chunks(list(user_ids)):
-        rows = session.execute(_licenses_per_user().where(AgentRow.user_id.in_(chunk)))
+        # Both sides of the join named: given only the agents' side, PostgreSQL hashed the
+        # join against a scan of every user (all are active: the status is no filter).
+        rows = session.execute(
+            _licenses_per_user().where(AgentRow.user_id.in_(chunk), UserRow.id.in_(chunk))
+        )
         counts.update({int(uid): int(n) for uid, n in rows})
     return counts
 
@@ -108,15 +112,27 @@ def logon_agents(session: Session, logons: Sequence[str]) -> dict[str, tuple[int
 def identifier_users(
     session: Session, keys: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
+    """(kind, value) -> owning user. One `kind = ? AND value IN (…)` per kind, a probe of
+    the unique index per key: SQLite (3.40) answers a row-value `IN` list with a scan of
+    the whole table, which made ingest slow down as the store grew (bench: ingest)."""
     found: dict[tuple[str, str], int] = {}
-    for chunk in chunks(list(keys)):
-        rows = session.execute(
-            select(IdentifierRow.kind, IdentifierRow.value, IdentifierRow.user_id).where(
-                tuple_(IdentifierRow.kind, IdentifierRow.value).in_(chunk)
+    for kind, values in by_kind(keys).items():
+        for chunk in chunks(values):
+            rows = session.execute(
+                select(IdentifierRow.value, IdentifierRow.user_id).where(
+                    IdentifierRow.kind == kind, IdentifierRow.value.in_(chunk)
+                )
             )
-        )
-        found.update({(kind, value): int(uid) for kind, value, uid in rows})
+            found.update({(kind, value): int(uid) for value, uid in rows})
     return found
+
+
+def by_kind(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Keys grouped by kind (values sorted, once each): for `kind = ? AND value IN (…)`."""
+    grouped: dict[str, set[str]] = {}
+    for kind, value in keys:
+        grouped.setdefault(kind, set()).add(value)
+    return {kind: sorted(values) for kind, values in sorted(grouped.items())}
 
 
 def stale_identifiers(
@@ -128,26 +144,8 @@ def stale_identifiers(
     keys = [k for k in owners if k[0] in ("upn", "email")]
     if not keys:
         return set()
-    linked: dict[int, tuple[str, bool]] = {}
-    for ids in chunks(sorted({owners[k] for k in keys})):
-        for uid, object_id, deleted_at in session.execute(
-            select(UserRow.id, UserRow.entra_object_id, EntraUserRow.deleted_at)
-            .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
-            .where(UserRow.id.in_(ids))
-        ):
-            linked[int(uid)] = (str(object_id), deleted_at is not None)
-    holders: dict[tuple[str, str], set[str]] = {}
-    for chunk in chunks([k for k in keys if owners[k] in linked]):
-        for kind, value, object_id in session.execute(
-            select(EntraKeyRow.kind, EntraKeyRow.value, EntraKeyRow.object_id)
-            .join(EntraUserRow, EntraUserRow.object_id == EntraKeyRow.object_id)
-            .where(
-                tuple_(EntraKeyRow.kind, EntraKeyRow.value).in_(chunk),
-                EntraKeyRow.rank <= RANK_ADDRESS,
-                EntraUserRow.deleted_at.is_(None),
-            )
-        ):
-            holders.setdefault((kind, value), set()).add(object_id)
+    linked = _linked_objects(session, sorted({owners[k] for k in keys}))
+    holders = _live_holders(session, [k for k in keys if owners[k] in linked])
     stale = set()
     for key in keys:
         own = linked.get(owners[key])
@@ -158,6 +156,52 @@ def stale_identifiers(
         if deleted or (others and object_id not in holders.get(key, set())):
             stale.add(key)
     return stale
+
+
+def _linked_objects(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, bool]]:
+    """Record -> (its Entra object, whether that object is deleted), for linked records."""
+    linked: dict[int, tuple[str, bool]] = {}
+    for ids in chunks(user_ids):
+        # Two index probes, not a join: PostgreSQL hashed the join against a scan of every
+        # mirrored Entra user.
+        objects = {
+            str(object_id): int(uid)
+            for uid, object_id in session.execute(
+                select(UserRow.id, UserRow.entra_object_id).where(
+                    UserRow.id.in_(ids), UserRow.entra_object_id.is_not(None)
+                )
+            )
+        }
+        if not objects:
+            continue
+        for object_id, deleted_at in session.execute(
+            select(EntraUserRow.object_id, EntraUserRow.deleted_at).where(
+                EntraUserRow.object_id.in_(sorted(objects))
+            )
+        ):
+            linked[objects[object_id]] = (str(object_id), deleted_at is not None)
+    return linked
+
+
+def _live_holders(
+    session: Session, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], set[str]]:
+    """Key -> the live Entra objects that list it as their UPN or an address."""
+    holders: dict[tuple[str, str], set[str]] = {}
+    for kind, values in by_kind(keys).items():
+        for chunk in chunks(values):
+            for value, object_id in session.execute(
+                select(EntraKeyRow.value, EntraKeyRow.object_id)
+                .join(EntraUserRow, EntraUserRow.object_id == EntraKeyRow.object_id)
+                .where(
+                    EntraKeyRow.kind == kind,
+                    EntraKeyRow.value.in_(chunk),
+                    EntraKeyRow.rank <= RANK_ADDRESS,
+                    EntraUserRow.deleted_at.is_(None),
+                )
+            ):
+                holders.setdefault((kind, value), set()).add(object_id)
+    return holders
 
 
 def retired_identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
@@ -304,6 +348,17 @@ def identifiers_by_user(
         )
         for uid, kind, value in rows:
             found[int(uid)].append({"kind": kind, "value": value})
+    return found
+
+
+def user_states(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """User id -> (tracking, status), as plain rows (ingest's lookups: no ORM objects)."""
+    found: dict[int, tuple[str, str]] = {}
+    for chunk in chunks(list(user_ids)):
+        rows = session.execute(
+            select(UserRow.id, UserRow.tracking, UserRow.status).where(UserRow.id.in_(chunk))
+        )
+        found.update({int(uid): (str(tracking), str(status)) for uid, tracking, status in rows})
     return found
 
 
