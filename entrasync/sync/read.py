@@ -124,36 +124,53 @@ def read_and_plan(
     scope: Scope = lambda: store.unit_of_work(now, run_id=run_id)  # noqa: E731
     read = _apply_read(scope, start, users, groups, config, now)
     crashpoint("mirror-read")
-    linked = link_ahead(scope)
+    linked = link_ahead(scope, now)
     with store.reading() as session:
         return Planned(read, *plan_now(session, config, now), linked=linked)
 
 
-# Unlinked records per link-ahead transaction; below this many unlinked records in all, the
-# plan links them itself (its memory for them is bounded by this number).
+# Unlinked records per link-ahead transaction; below this many unlinked records, or Entra
+# objects changed since the last completed cycle, the plan links them itself (its memory for
+# them is bounded by this number).
 LINK_BATCH = 10_000
 
 
-def link_ahead(scope: Scope) -> int:
+def link_ahead(scope: Scope, now: datetime) -> int:
     """Link, batch by batch, the records the plan would link anyway (domain/linking.py), so
     that a first sync never holds the whole tenant in memory: memory follows `LINK_BATCH`,
     not the tenant. Each batch is its own transaction; a crash keeps what was linked and the
-    next cycle goes on. Returns how many records were linked."""
+    next cycle goes on. Returns how many records were linked.
+
+    It runs only when at least `LINK_BATCH` Entra objects changed since the last completed
+    cycle (a first sync, one after a first sync cut short, a full round): records that never
+    link (local accounts, ambiguous matches) do not cost every steady cycle a pass."""
+    with scope() as uow:
+        since = _changed_since(uow.session, now)
+        if linking.objects_changed_since(uow.session, since, LINK_BATCH) < LINK_BATCH:
+            return 0
     linked, after = 0, 0
     while True:
         with scope() as uow:
-            ids = linking.unlinked_after(uow.session, after, LINK_BATCH)
-            if len(ids) < LINK_BATCH and after == 0:
-                return 0  # few unlinked records: the plan links them
-            if not ids:
+            batch = linking.unlinked_after(uow.session, after, LINK_BATCH)
+            if not batch:
                 return linked
-            matches = linking.live_matches(uow.session, ids)
-            single = sorted(
-                {o for objects in matches.values() if len(objects) == 1 for o in objects}
-            )
-            pairs = sure_links(matches, linking.claimants(uow.session, single))
-            linked += link_users(uow.session, pairs) if pairs else 0
-        after = ids[-1]
+            linked += _link_batch(uow.session, batch)
+        after = batch[-1][0]
+
+
+def _link_batch(session: Session, batch: list[tuple[int, bool]]) -> int:
+    matches = linking.live_matches(session, [uid for uid, _ in batch])
+    single = sorted({o for objects in matches.values() if len(objects) == 1 for o in objects})
+    tracked = {uid for uid, is_tracked in batch if is_tracked}
+    pairs = sure_links(matches, linking.claimants(session, single), tracked)
+    return link_users(session, pairs) if pairs else 0
+
+
+def _changed_since(session: Session, now: datetime) -> datetime:
+    """Objects changed since the last completed cycle started are re-examined (a crashed
+    cycle's changes are not lost); before any completed cycle, every object."""
+    last = runs.last_completed_start(session)
+    return min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
 
 
 def plan_now(
@@ -161,11 +178,7 @@ def plan_now(
 ) -> tuple[Plan, int]:
     """The plan from the store's state, and the live records it counts thresholds from;
     with `person` (`sync --user`), the plan for that person only."""
-    last = runs.last_completed_start(session)
-    # Objects changed since the last completed cycle started are re-examined for identifier
-    # reuse, so a crashed cycle's changes are not lost.
-    since = min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
-    gathered = facts.gather(session, changed_since=since, sync=config.sync)
+    gathered = facts.gather(session, changed_since=_changed_since(session, now), sync=config.sync)
     policy = _policy(config, now, session)
     the_plan = plan(gathered, policy) if person is None else plan_person(gathered, policy, person)
     return the_plan, facts.total_users(session)

@@ -7,14 +7,19 @@ the next one."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from syncworld import World, later, report
 
+from entrasync.domain.actions import ActionKind
 from entrasync.services.audit_review import verify
 from entrasync.store.actions import link_users
+from entrasync.store.db import Store
 from entrasync.store.schema import AuditRow, IdentifierRow, UserRow
 from entrasync.sync import read
 
@@ -139,3 +144,125 @@ def test_a_cycle_cut_between_link_batches_is_finished_by_the_next(
     records = _records(world)
     assert records["user.merged"] == 1 and records["user.untracked"] == 2
     assert verify(world.store).problem is None
+
+
+def _disabled_and_dnt(world: World) -> None:
+    """Six people, three of them disabled in Entra, and Dana in the DNT group; disabled
+    accounts are untracked, and one untrack is the most a cycle may make."""
+    t = world.tenant
+    ids = [t.add_user(f"p{i}@contoso.com") for i in range(6)]
+    t.add_member(world.dnt, t.add_user("dana@contoso.com"))
+    for oid in ids[:3]:
+        t.set_account_enabled(oid, False)
+    world.ingest(
+        *(report(f"CONTOSO\\p{i}", f"PC-{i}", upn=f"p{i}@contoso.com") for i in range(6)),
+        report("CONTOSO\\dana", "PC-D", upn="dana@contoso.com"),
+    )
+    world.configure('[sync]\non_user_disabled = "untrack"\n')
+    text_ = world.config_path.read_text().replace("max_untracks = 50", "max_untracks = 1")
+    world.config_path.write_text(text_)
+
+
+@pytest.mark.parametrize("batch", [3, 10_000])
+def test_records_of_disabled_accounts_are_left_to_the_plan(
+    world: World, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """Linked ahead, the disabled accounts' records would be untracked in the first cycle
+    (not the second, as the plan alone does) and push its untracks over the threshold:
+    Dana's Do Not Track untrack would be held. They are not linked ahead."""
+    monkeypatch.setattr(read, "LINK_BATCH", batch)
+    _disabled_and_dnt(world)
+    preview = world.sync(later(0), dry_run=True)
+    first = world.sync(later(0))
+    assert first.applied["link"] == 7 and first.applied["untrack"] == 1
+    assert first.held == Counter() and dict(preview.held) == {}
+    assert len(preview.plan.of_kind(ActionKind.UNTRACK)) == 1
+    second = world.sync(later(1))
+    assert second.held == Counter({"untrack": 3})  # the three disabled accounts, as before
+
+
+class _Counting:
+    """A session that counts the rows each statement returns."""
+
+    def __init__(self, session: Any, rows: list[int]) -> None:
+        self._session, self._rows = session, rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        result = list(self._session.execute(*args, **kwargs))
+        self._rows.append(len(result))
+        return result
+
+    def scalars(self, *args: Any, **kwargs: Any) -> Any:
+        result = list(self._session.scalars(*args, **kwargs))
+        self._rows.append(len(result))
+        return result
+
+    def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        self._rows.append(1)
+        return self._session.scalar(*args, **kwargs)
+
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _linked_store(store: Store, records: int, every: int) -> None:
+    """`records` records linked to Entra objects, but every `every`-th: a local account
+    that matches nothing."""
+    users, idents, entra, keys = [], [], [], []
+    for i in range(1, records + 1):
+        obj = None if i % every == 0 else f"obj-{i:06d}"
+        users.append({"id": i, "obj": obj, "now": NOW})
+        if obj is None:
+            idents.append({"uid": i, "kind": "logon", "value": f"pc-{i}\\admin"})
+            continue
+        idents.append({"uid": i, "kind": "upn", "value": f"u{i}@contoso.com"})
+        entra.append({"obj": obj, "upn": f"u{i}@contoso.com", "now": NOW})
+        keys.append({"kind": "upn", "value": f"u{i}@contoso.com", "obj": obj, "rank": 1})
+    with store.engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO users (id, tracking, status, entra_object_id, created_at) "
+                "VALUES (:id, 'tracked', 'active', :obj, :now)"
+            ),
+            users,
+        )
+        c.execute(
+            text("INSERT INTO identifiers (user_id, kind, value) VALUES (:uid, :kind, :value)"),
+            idents,
+        )
+        c.execute(
+            text(
+                "INSERT INTO entra_users (object_id, upn, proxy_addresses, previous_upns, "
+                "updated_at) VALUES (:obj, :upn, '[]', '[]', :now)"
+            ),
+            entra,
+        )
+        c.execute(
+            text(
+                "INSERT INTO entra_keys (kind, value, object_id, rank) "
+                "VALUES (:kind, :value, :obj, :rank)"
+            ),
+            keys,
+        )
+
+
+def test_a_pass_reads_only_what_the_unlinked_records_hold(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """600 records, 30 of them local accounts that never link: a pass (every object counts
+    as changed: no cycle has completed) reads their identifiers, not every linked record's."""
+    _linked_store(store, 600, 20)
+    monkeypatch.setattr(read, "LINK_BATCH", 10)
+    rows: list[int] = []
+
+    @contextmanager
+    def scope() -> Iterator[Any]:
+        with store.unit_of_work(NOW) as uow:
+            yield type("Uow", (), {"session": _Counting(uow.session, rows)})()
+
+    assert read.link_ahead(scope, NOW) == 0
+    assert len(rows) > 3  # the pass ran
+    assert sum(rows) <= 4 * 30, rows

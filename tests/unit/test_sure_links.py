@@ -72,8 +72,9 @@ def test_linking_sure_pairs_first_changes_nothing_but_when(
             claimants[obj] += 1
     # The store leaves linked objects out of the count of claimants (the link is refused).
     sure = sure_links(
-        {uid: set(objs) for uid, objs in matches.items()},
+        {uid: dict.fromkeys(objs, True) for uid, objs in matches.items()},
         {o: n for o, n in claimants.items() if o not in linked},
+        set(matches),
     )
     planned_links = {(a.user_id, a.object_id) for a in before.actions if a.kind == ActionKind.LINK}
     assert set(sure.items()) <= planned_links
@@ -92,7 +93,16 @@ def test_linking_sure_pairs_first_changes_nothing_but_when(
     assert _key(after) == expected
 
 
-def test_only_a_one_to_one_match_is_sure() -> None:
-    matches = {1: {"a"}, 2: {"b"}, 3: {"b"}, 4: {"c", "d"}, 5: {"e"}}
-    claimants = {"a": 1, "b": 2, "c": 1, "d": 1}  # "e" is linked to a record already
-    assert sure_links(matches, claimants) == {1: "a"}
+def test_only_a_one_to_one_match_of_a_tracked_record_and_an_enabled_account_is_sure() -> None:
+    matches = {
+        1: {"a": True},
+        2: {"b": True},
+        3: {"b": True},
+        4: {"c": True, "d": True},
+        5: {"e": True},  # "e" is linked to a record already
+        6: {"f": False},  # a disabled account
+        7: {"g": True},  # an untracked record
+        8: {"h": True, "i": False},  # a disabled account still counts as a match
+    }
+    claimants = {"a": 1, "b": 2, "c": 1, "d": 1, "f": 1, "g": 1, "h": 1, "i": 1}
+    assert sure_links(matches, claimants, {1, 2, 3, 4, 5, 6, 8}) == {1: "a"}
