@@ -76,13 +76,21 @@ class DeltaRound(Generic[P]):
     * `streams`: for group reads, the group ids each stream covers.
     """
 
-    def __init__(self, pages: Iterator[P], state: RoundState) -> None:
+    def __init__(
+        self, pages: Iterator[P], state: RoundState, abandon: Callable[[], None] = lambda: None
+    ) -> None:
         self._pages = pages
         self._state = state
+        self._abandon = abandon
 
     def __iter__(self) -> Iterator[P]:
         yield from self._pages
         self._state.done = True
+
+    def abandon(self) -> None:
+        """The reader gives up on this round (from any thread): the request in flight is
+        cancelled and the client sends no other."""
+        self._abandon()
 
     def _finished(self) -> RoundState:
         if not self._state.done:

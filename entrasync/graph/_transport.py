@@ -99,6 +99,10 @@ class Transport:
     ) -> None:
         self.settings = settings
         self.cancel = cancel
+        # Set when a reader gives up on a round (sync/prefetch.py): the request in flight is
+        # cancelled and no other is sent by this client. The caller's `cancel` (the daemon's
+        # stop) outlives the client; this one does not.
+        self._abandoned = threading.Event()
         self.host = urlsplit(settings.graph_url).netloc
         context = trust_context(settings.ca_bundle) if settings.ca_bundle else None
         self.tokens = TokenSource(settings, counters, context, caches, cancel)
@@ -116,6 +120,13 @@ class Transport:
         adapter = GraphRequestAdapter(auth, client=self._http)
         adapter.base_url = settings.graph_base
         self.sdk: Any = GraphServiceClient(request_adapter=adapter)
+
+    def abandon(self) -> None:
+        """Cancel the request in flight (its retry waits included) and refuse later ones."""
+        self._abandoned.set()
+
+    def _stopped(self) -> bool:
+        return self._abandoned.is_set() or (self.cancel is not None and self.cancel.is_set())
 
     def close(self) -> None:
         if not self._loop.is_closed():
@@ -149,20 +160,19 @@ class Transport:
 
     def run(self, call: Callable[[], Awaitable[T]], what: str, permission: str) -> T:
         """Run one request (with its retries) to completion; map failures to errors."""
-        if self.cancel is not None and self.cancel.is_set():
+        if self._stopped():
             raise Cancelled(f"{what}: cancelled")
         work = self._with_retries(call, what, permission)
         return self._loop.run_until_complete(self._cancellable(work, what))
 
     async def _cancellable(self, work: Awaitable[T], what: str) -> T:
         """Run `work` (a request with its retries) until done or until the cancel event is
-        set; then cancel it (the connection is dropped, a retry wait ends) and raise."""
-        if self.cancel is None:
-            return await work
+        set or the client abandoned; then cancel it (the connection is dropped, a retry wait
+        ends) and raise."""
         task = asyncio.ensure_future(work)
         while not task.done():
             await asyncio.wait({task}, timeout=CANCEL_POLL)
-            if not task.done() and self.cancel.is_set():
+            if not task.done() and self._stopped():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task

@@ -186,7 +186,7 @@ class GraphClient:
         """One `users/delta` round; `links` may hold a `users` link from the last round."""
         state = RoundState()
         pages = DeltaReader(self._transport, state).user_pages(links.get(USERS_STREAM))
-        return DeltaRound(pages, state)
+        return DeltaRound(pages, state, self._transport.abandon)
 
     def read_groups(
         self,
@@ -207,7 +207,7 @@ class GraphClient:
         state = RoundState()
         reader = DeltaReader(self._transport, state)
         pages = reader.group_pages(roots, known if nested else [], links, nested)
-        return DeltaRound(pages, state)
+        return DeltaRound(pages, state, self._transport.abandon)
 
     def check_member_groups(
         self, user_ids: Sequence[str], group_ids: Sequence[str]

@@ -22,10 +22,13 @@ Rules it keeps:
   the same exception object, after the pages fetched before it: the consumer sees exactly
   the sequence it would have seen reading the round itself.
 * **Stopping is prompt and complete.** When the block ends for any reason (the round's
-  end, a store failure, the daemon's cancel event making the round raise), the worker is
-  told to stop and joined: it starts no request after that point, and the block waits only
-  for the request already in flight (bounded by the client's timeout, retry policy and
-  cancel event). No thread outlives the block.
+  end, a store failure, Ctrl-C, the daemon's cancel event making the round raise), the
+  worker is told to stop and joined: it starts no request after that point. When the block
+  ends with an exception, the round is also *abandoned* (`abandon`, the client's
+  `Transport.abandon`): the request in flight and its retry waits are cancelled at once, as
+  Ctrl-C did when the round was read on the calling thread. A second Ctrl-C while waiting
+  for the worker abandons again and is raised once the worker is gone. No thread outlives
+  the block.
 * **The round's links are read after the block**, when the worker has been joined (the
   join is the happens-before edge for `delta_links` / `full_streams`).
 
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -45,6 +48,7 @@ from typing import Generic, TypeVar
 P = TypeVar("P")
 
 DEFAULT_DEPTH = 1  # pages waiting for the consumer; the worker fetches one more meanwhile
+CANCEL_POLL = 0.1  # seconds between looks at the worker while waiting for it to stop
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,10 @@ class ReadAhead(Generic[P]):
     """Iterate `pages` on a worker thread, at most `depth` pages ahead. Use as a context
     manager (the worker is started on entry and joined on exit); iterate once."""
 
-    def __init__(self, pages: Iterable[P], depth: int) -> None:
+    def __init__(self, pages: Iterable[P], depth: int, abandon: Callable[[], None]) -> None:
         self._pages = pages
         self._depth = depth
+        self._abandon = abandon
         self._handoff: queue.Queue[P | _Failed | _End] = queue.Queue(maxsize=max(depth, 1))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,7 +89,7 @@ class ReadAhead(Generic[P]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self.close(abandon=exc_type is not None)
 
     def __iter__(self) -> Iterator[P]:
         if self._thread is None:
@@ -100,15 +105,26 @@ class ReadAhead(Generic[P]):
                 raise item.error
             yield item
 
-    def close(self) -> None:
-        """Tell the worker to stop, unblock it, and wait for it (idempotent)."""
+    def close(self, *, abandon: bool = False) -> None:
+        """Tell the worker to stop (and with `abandon`, cancel its request in flight),
+        unblock it, and wait for it (idempotent)."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._stop.set()
-        self._drain()  # a worker blocked handing over a page can now finish that one put
-        thread.join()
+        if abandon:
+            self._abandon()
+        interrupted: BaseException | None = None
+        while thread.is_alive():
+            self._drain()  # a worker blocked handing over a page can now finish that one put
+            try:
+                thread.join(CANCEL_POLL)
+            except BaseException as exc:  # a second Ctrl-C: raised once the worker is gone
+                interrupted = exc
+                self._abandon()
         self._drain()  # drop the reference to whatever it handed over last
+        if interrupted is not None:
+            raise interrupted
 
     def _drain(self) -> None:
         while True:
@@ -132,6 +148,9 @@ class ReadAhead(Generic[P]):
                 self._handoff.put(_Failed(exc))
 
 
-def read_ahead(pages: Iterable[P], depth: int | None = None) -> ReadAhead[P]:
-    """`pages` (a delta round) read ahead on a worker thread; see the module docstring."""
-    return ReadAhead(pages, DEFAULT_DEPTH if depth is None else depth)
+def read_ahead(
+    pages: Iterable[P], depth: int | None = None, abandon: Callable[[], None] = lambda: None
+) -> ReadAhead[P]:
+    """`pages` (a delta round) read ahead on a worker thread; `abandon` cancels the request
+    in flight when the reader gives up; see the module docstring."""
+    return ReadAhead(pages, DEFAULT_DEPTH if depth is None else depth, abandon)

@@ -67,6 +67,8 @@ class Round(Protocol[PageCo]):
     @property
     def full_streams(self) -> frozenset[str]: ...
 
+    def abandon(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class _Prefetched(Generic[Page]):
@@ -78,6 +80,9 @@ class _Prefetched(Generic[Page]):
 
     def __iter__(self) -> Iterator[Page]:
         return iter(self.pages)
+
+    def abandon(self) -> None:
+        pass  # read to the end already: nothing in flight
 
     @classmethod
     def read(cls, delta: Round[Page]) -> _Prefetched[Page]:
@@ -233,7 +238,7 @@ def _apply_read(
     # While a page is stored, the next one is fetched (sync/prefetch.py); a dry run's rounds
     # are already read to the end. The links are read once the worker has been joined.
     depth = 0 if isinstance(users, _Prefetched) else None
-    with read_ahead(users, depth) as user_pages:
+    with read_ahead(users, depth, users.abandon) as user_pages:
         for user_page in user_pages:
             with scope() as uow:
                 mirror.apply_user_page(uow.session, user_page, maps, now, user_stats)
@@ -242,7 +247,7 @@ def _apply_read(
         sync_state.save_links(uow.session, users.delta_links, now, users.full_streams)
     group_stats = mirror.GroupRoundStats()
     depth = 0 if isinstance(groups, _Prefetched) else None
-    with read_ahead(groups, depth) as group_pages:
+    with read_ahead(groups, depth, groups.abandon) as group_pages:
         for group_page in group_pages:
             with scope() as uow:
                 mirror.apply_group_page(uow.session, group_page, now, group_stats)

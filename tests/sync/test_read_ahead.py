@@ -306,3 +306,33 @@ def test_a_consumer_that_stops_early_stops_the_reading() -> None:
     assert _workers() == []
     # The page it took, the one queued behind it and the one being fetched: no more.
     assert 1 <= len(stepped) <= 1 + prefetch.DEFAULT_DEPTH + 1
+
+
+def test_ctrl_c_while_a_page_is_stored_stops_graph_at_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`entrasync sync` has no cancel event: when the reader gives up (Ctrl-C here) while
+    the worker waits out Graph's Retry-After on the next page, the round is abandoned: the
+    request in flight is cancelled and no retry is sent, as when the round was read on the
+    calling thread."""
+    users_delta, page2 = r"/v1\.0/users/delta", r"/v1\.0/users/delta.*skiptoken"
+    for i in range(6):
+        world.tenant.add_user(f"u{i}@contoso.com")
+    world.emu.page_size = 2
+    world.emu.faults.add(page2, status=429, retry_after=0.4, times=4)
+    at_interrupt: dict[str, int] = {}
+
+    def interrupted(*_args: Any) -> None:
+        for _ in range(500):  # until the worker's first try of page 2 was throttled
+            if world.emu.log.count(page2, status=429) >= 1:
+                break
+            threading.Event().wait(0.01)
+        at_interrupt["requests"] = world.emu.log.count(users_delta)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mirror, "apply_user_page", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        world.sync()
+    assert world.emu.log.count(page2, status=429) >= 1
+    assert world.emu.log.count(users_delta) <= at_interrupt["requests"] + 1
+    assert not [t for t in threading.enumerate() if t.name == "entrasync-read-ahead"]
