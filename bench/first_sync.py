@@ -4,7 +4,8 @@ sync and the steady cycle only, at sizes where the whole bench takes too long.
 Per size and store: the tenant of the full scenario's shape (`sized(N)`: 10 activity rows
 per user), the store built by bench/storegen.py, the first cycle in a process of its own
 (bench/initial_sync.py: `initial_sync_s`, `initial_sync_peak_rss_mb`, the whole process),
-then five steady cycles in this process after one to settle (`steady_cycle_ms`, median).
+then five steady cycles in this process after one that settles the purges
+(`steady_cycle_ms`, median).
 Prints one JSON object. For the purge, churn and ingest figures use `python -m bench`.
 """
 
@@ -80,7 +81,9 @@ def _steady(config_path: Path, emu: EntraEmulator, rounds: int = 5) -> dict[str,
     store = Store(config.store.url)
     try:
         factory = graph_factory(config, MsalCaches())
-        now = T0 + timedelta(hours=1)
+        # As `python -m bench`: one cycle after the purge delay to settle (it purges the
+        # Delete members), then the measured ones.
+        now = T0 + timedelta(hours=26)
         run_cycle(store, config, factory, now)
         times, requests = [], []
         for i in range(rounds):

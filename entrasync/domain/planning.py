@@ -16,6 +16,7 @@ is purged once `purge_delay` has passed since entrasync first saw the membership
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -181,10 +182,8 @@ def _plan_membership(
 
 
 def _plan_member(member: WatchedMember, user: StoreUser | None, policy: Policy, out: Plan) -> None:
-    label = group_label(member.kind)
-    since = (
-        f"member of {label} group {policy.group(member.via_group)} "
-        f"since {member.first_seen_at:%Y-%m-%d %H:%M} UTC"
+    since = _member_since(
+        group_label(member.kind), policy.group(member.via_group), member.first_seen_at
     )
     if user is None:
         out.actions.append(
@@ -214,6 +213,13 @@ def _plan_member(member: WatchedMember, user: StoreUser | None, policy: Policy, 
             policy,
             out,
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _member_since(label: str, group: str, first_seen_at: datetime) -> str:
+    """The reason of a member's actions: one string for all who joined a group at one
+    time (a first sync plans one action per member of the watched groups)."""
+    return f"member of {label} group {group} since {first_seen_at:%Y-%m-%d %H:%M} UTC"
 
 
 def _plan_purge(

@@ -7,6 +7,7 @@ planning costs a handful of indexed queries whatever the size of the tenant.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -204,45 +205,82 @@ def total_users(session: Session) -> int:
     return tally.live_users(session)
 
 
-def _watched(session: Session) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class _WatchedRow:
+    """A watched member that calls for an action, with its linked record's columns
+    (`_USER_COLUMNS`; `id` None when there is none) and its group's `suspect` reason."""
+
+    via_group: str
+    object_id: str
+    kind: str
+    first_seen_at: datetime
+    id: int | None
+    entra_object_id: str | None
+    tracking: str | None
+    untracked_by: str | None
+    status: str | None
+    last_activity_at: datetime | None
+    suspect: str | None
+
+
+def _watched(session: Session) -> list[_WatchedRow]:
     """Members that call for an action (not in the store yet, still tracked, or a Delete
-    member with agents), as plain rows: the membership's columns, the linked record's
-    (`_USER_COLUMNS`, `id` None when there is none) and the group's `suspect` reason."""
+    member with agents). A first sync finds most of the watched groups here, so the rows are
+    read as they stream and the values they share (group, kind, states, times) are held once."""
+    shared: dict[Any, Any] = {}
+    once = shared.setdefault
+    return [
+        _WatchedRow(
+            once(row.via_group, row.via_group),
+            row.object_id,
+            once(row.kind, row.kind),
+            once(row.first_seen_at, row.first_seen_at),
+            row.id,
+            row.object_id if row.id is not None else None,
+            once(row.tracking, row.tracking),
+            once(row.untracked_by, row.untracked_by),
+            once(row.status, row.status),
+            row.last_activity_at,
+            once(row.suspect, row.suspect),
+        )
+        for row in session.execute(_watched_query().execution_options(yield_per=2_000))
+    ]
+
+
+def _watched_query() -> Any:
     membership = (
         WatchedMemberRow.via_group,
         WatchedMemberRow.object_id,
         WatchedMemberRow.kind,
         WatchedMemberRow.first_seen_at,
     )
-    return list(
-        session.execute(
-            select(*membership, *_USER_COLUMNS, EntraGroupRow.suspect)
-            .join(
-                EntraUserRow,
+    return (
+        select(*membership, *_USER_COLUMNS, EntraGroupRow.suspect)
+        .join(
+            EntraUserRow,
+            and_(
+                EntraUserRow.object_id == WatchedMemberRow.object_id,
+                EntraUserRow.deleted_at.is_(None),
+            ),
+        )
+        .outerjoin(
+            UserRow,
+            and_(
+                UserRow.entra_object_id == WatchedMemberRow.object_id,
+                UserRow.merged_into_id.is_(None),
+            ),
+        )
+        .outerjoin(EntraGroupRow, EntraGroupRow.id == WatchedMemberRow.via_group)
+        .where(
+            or_(
+                UserRow.id.is_(None),
+                UserRow.tracking == Tracking.TRACKED,
                 and_(
-                    EntraUserRow.object_id == WatchedMemberRow.object_id,
-                    EntraUserRow.deleted_at.is_(None),
+                    WatchedMemberRow.kind == GroupKind.DELETE,
+                    exists().where(AgentRow.user_id == UserRow.id),
                 ),
             )
-            .outerjoin(
-                UserRow,
-                and_(
-                    UserRow.entra_object_id == WatchedMemberRow.object_id,
-                    UserRow.merged_into_id.is_(None),
-                ),
-            )
-            .outerjoin(EntraGroupRow, EntraGroupRow.id == WatchedMemberRow.via_group)
-            .where(
-                or_(
-                    UserRow.id.is_(None),
-                    UserRow.tracking == Tracking.TRACKED,
-                    and_(
-                        WatchedMemberRow.kind == GroupKind.DELETE,
-                        exists().where(AgentRow.user_id == UserRow.id),
-                    ),
-                )
-            )
-        ).all()
+        )
     )
 
 
