@@ -61,6 +61,8 @@ def measure(users: int, backends: list[str], pg_url: str) -> dict[str, Any]:
                 config_path = write_config(Path(tmp) / f"{name}.toml", emu, gen, backend.url)
                 _log(f"{users:,} users, {name}: first sync")
                 first = initial_sync_in_subprocess(config_path, T0)
+                if name == "postgresql":
+                    storegen.analyze_pg(backend.url)  # as `python -m bench` does
                 _log(f"{users:,} users, {name}: steady cycles")
                 steady = _steady(config_path, emu)
                 result[name] = {
