@@ -10,15 +10,15 @@ mirror-key lookup were full scans of `identifiers` and `entra_keys` on SQLite.""
 from __future__ import annotations
 
 import json
-import re
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from storecost import Cost, measured
 from testkit import BACKENDS
 
 from bench import storegen
@@ -34,62 +34,6 @@ REPORTING = 30  # users that report, the same ones at both sizes
 EVENTS = 4
 # Tables whose size follows the tenant or its history: never read whole by ingest.
 BIG = ("users", "identifiers", "agents", "agent_logons", "activity", "entra_users", "entra_keys")
-_SCAN = re.compile(r"^SCAN (\w+)(?! USING (?:COVERING )?INDEX)")
-
-
-@dataclass
-class Cost:
-    statements: list[str] = field(default_factory=list)
-    steps: int = 0  # SQLite: hundreds of virtual-machine instructions
-    selects: list[tuple[str, Any]] = field(default_factory=list)
-
-    def full_scans(self, store: Store) -> list[str]:
-        """The SELECTs that read a table of BIG whole (SQLite query plans)."""
-        found = []
-        raw = store.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            for sql, params in self.selects:
-                for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall():
-                    match = _SCAN.match(row[-1])
-                    if match and match.group(1) in BIG:
-                        found.append(f"{match.group(1)}: {sql[:160]}")
-        finally:
-            raw.close()
-        return found
-
-
-def _measured(store: Store, run: Any) -> Cost:
-    cost = Cost()
-    sqlite = store.dialect == "sqlite"
-
-    def count(*_: Any) -> int:
-        cost.steps += 1
-        return 0
-
-    def checkout(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.set_progress_handler(count, 100)
-
-    def checkin(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.set_progress_handler(None, 100)
-
-    def before(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
-        cost.statements.append(statement)
-        if sqlite and not many and statement.lstrip().upper().startswith("SELECT"):
-            cost.selects.append((statement, params))
-
-    listeners: list[tuple[str, Any]] = [("before_cursor_execute", before)]
-    if sqlite:
-        store.engine.dispose()  # new connections get the handler at checkout
-        listeners += [("checkout", checkout), ("checkin", checkin)]
-    for name, fn in listeners:
-        event.listen(store.engine, name, fn)
-    try:
-        run()
-    finally:
-        for name, fn in listeners:
-            event.remove(store.engine, name, fn)
-    return cost
 
 
 def _reports(week: int) -> list[AgentReport]:
@@ -159,7 +103,7 @@ def _ingest(world: _Sized, week: int) -> tuple[Cost, IngestSummary]:
     reports = _reports(week)
     now = T0 + timedelta(days=2 + 7 * week)
     done: list[IngestSummary] = []
-    cost = _measured(
+    cost = measured(
         world.store,
         lambda: done.append(ingest_reports(world.store, world.config, reports, now, "test")),
     )
@@ -180,7 +124,7 @@ def test_ingest_costs_the_same_on_a_store_ten_times_larger(sized_store: Any) -> 
         # ten times the store, (almost) the same work: a scan of the identifiers would cost
         # about ten times as much here
         assert cost_l.steps <= cost_s.steps * 1.25 + 20, (week, cost_s.steps, cost_l.steps)
-        assert cost_l.full_scans(large.store) == []
+        assert cost_l.full_scans(large.store, BIG) == Counter()
 
 
 def test_events_are_stored_once_and_in_file_order(sized_store: Any) -> None:
