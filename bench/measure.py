@@ -108,9 +108,14 @@ def _initial(config_path: Path, emu: EntraEmulator, model: RequestModel) -> dict
 
 def initial_sync_in_subprocess(config_path: Path, now: datetime) -> dict[str, Any]:
     """The first cycle in a process of its own (bench/initial_sync.py): its peak RSS is its own."""
+    return run_json("bench.initial_sync", str(config_path), now.isoformat())
+
+
+def run_json(module: str, *args: str) -> dict[str, Any]:
+    """`python -m MODULE ARGS…` in a process of its own; its stdout, one JSON object."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run(
-        [sys.executable, "-m", "bench.initial_sync", str(config_path), now.isoformat()],
+        [sys.executable, "-m", module, *args],
         check=True,
         capture_output=True,
         text=True,

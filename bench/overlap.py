@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe
+from bench.measure import run_json
 from bench.scenario import sized
 from bench.world import CLIENT_ID, GRAPH_PATH, SECRET, load, write_config
 from entrasync.bootstrap import graph_factory, open_store
@@ -123,17 +122,7 @@ def _sync_child(config_path: Path, read_ahead: bool, profile: Path | None) -> di
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.overlap", "--child", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    return run_json("bench.overlap", "--child", *args)
 
 
 # -- the parent --------------------------------------------------------------------------------
