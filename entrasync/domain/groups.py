@@ -52,7 +52,9 @@ class GroupRead:
     seen: bool  # an item for the group, without `@removed`
     deleted: bool  # an item with `@removed`
     full: bool  # the group's stream was read as a full round
-    members_before: int  # direct members in the mirror before the round
+    # Direct members in the mirror before and after the round: counted only where the
+    # judgement uses them (a full read, a deletion, a suspect group), else 0.
+    members_before: int
     members_after: int
 
 

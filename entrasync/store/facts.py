@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select, union
 from sqlalchemy.orm import Session, aliased
 
 from entrasync.config import SyncConfig
@@ -30,6 +31,7 @@ from entrasync.domain.status import Tracking, UntrackedBy
 from entrasync.store import queries, tally
 from entrasync.store.schema import (
     AgentRow,
+    ChangedObjectRow,
     EntraGroupRow,
     EntraKeyRow,
     EntraUserRow,
@@ -42,6 +44,37 @@ from entrasync.store.schema import (
 # Identifier kinds that UPN reuse can move to another person. Logons are not: a known logon
 # keeps matching its record (a restored account reporting from its old computer).
 RETIRABLE_KINDS = ("upn", "email")
+
+
+class Examine(StrEnum):
+    """Which Entra objects the membership queries (watched members, re-tracking) look at."""
+
+    # Those queued in `changed_objects` since they were last in line (triggers queue every
+    # change that can move them; migration 0010, store/changes.py), and those with a purge
+    # scheduled: what a cycle plans from, so that it costs what changed.
+    QUEUED = "queued"
+    # Every one: a dry run's scratch copy (it has no triggers), and the check of the queue
+    # on a full read.
+    EVERY = "every"
+
+
+Objects = Sequence[str] | None  # Entra object ids to examine; None: every one
+
+
+def _examined(session: Session, examine: Examine) -> Iterable[Objects]:
+    """The object ids to examine, 500 at a time (given as literal lists: SQLite's planner
+    without statistics would rather read a whole index than follow a subquery); one None
+    for every object."""
+    if examine == Examine.EVERY:
+        return [None]
+    queued = set(session.scalars(select(ChangedObjectRow.object_id).distinct()))
+    queued.update(session.scalars(select(ScheduledPurgeRow.object_id)))
+    return queries.chunks(sorted(queued))
+
+
+def _restrict(query: Any, column: Any, objects: Objects) -> Any:
+    return query if objects is None else query.where(column.in_(objects))
+
 
 # The user columns the planner needs. The first cycle of a tenant links every record, so the
 # records it loads are read as plain rows (about a tenth of the memory of ORM objects).
@@ -223,7 +256,7 @@ class _WatchedRow:
     suspect: str | None
 
 
-def _watched(session: Session) -> list[_WatchedRow]:
+def _watched(session: Session, examine: Examine) -> list[_WatchedRow]:
     """Members that call for an action (not in the store yet, still tracked, or a Delete
     member with agents). A first sync finds most of the watched groups here, so the rows are
     read as they stream and the values they share (group, kind, states, times) are held once."""
@@ -243,19 +276,26 @@ def _watched(session: Session) -> list[_WatchedRow]:
             row.last_activity_at,
             once(row.suspect, row.suspect),
         )
-        for row in session.execute(_watched_query().execution_options(yield_per=2_000))
+        for objects in _examined(session, examine)
+        for row in session.execute(_watched_query(objects).execution_options(yield_per=2_000))
     ]
 
 
-def _watched_query() -> Any:
-    membership = (
-        WatchedMemberRow.via_group,
-        WatchedMemberRow.object_id,
-        WatchedMemberRow.kind,
-        WatchedMemberRow.first_seen_at,
-    )
-    return (
-        select(*membership, *_USER_COLUMNS, EntraGroupRow.suspect)
+_MEMBERSHIP = (
+    WatchedMemberRow.via_group,
+    WatchedMemberRow.object_id,
+    WatchedMemberRow.kind,
+    WatchedMemberRow.first_seen_at,
+)
+
+
+def _watched_query(objects: Objects, columns: Sequence[Any] = ()) -> Any:
+    """Watched members that call for an action (`columns`: what to return, by default
+    the membership, the linked record's `_USER_COLUMNS` and the group's suspect state)."""
+    wanted = columns or (*_MEMBERSHIP, *_USER_COLUMNS, EntraGroupRow.suspect)
+    query = (
+        select(*wanted)
+        .select_from(WatchedMemberRow)
         .join(
             EntraUserRow,
             and_(
@@ -279,12 +319,21 @@ def _watched_query() -> Any:
                     WatchedMemberRow.kind == GroupKind.DELETE,
                     exists().where(AgentRow.user_id == UserRow.id),
                 ),
-            )
+            ),
         )
     )
+    return _restrict(query, WatchedMemberRow.object_id, objects)
 
 
-def _retrack_rows(session: Session, on_user_disabled: str) -> list[UserRow]:
+def _retrack_rows(session: Session, on_user_disabled: str, examine: Examine) -> list[UserRow]:
+    return [
+        row
+        for objects in _examined(session, examine)
+        for row in session.scalars(_retrack_query(on_user_disabled, objects, (UserRow,)))
+    ]
+
+
+def _retrack_query(on_user_disabled: str, objects: Objects, columns: Sequence[Any]) -> Any:
     """Tracked again only: untracked by entrasync for a membership (or for a disabled account
     that is enabled again), Entra account live (a deleted account leaves every group: a
     departure, not a return), history never purged, and in no watched group (a suspect
@@ -295,19 +344,30 @@ def _retrack_rows(session: Session, on_user_disabled: str) -> list[UserRow]:
     if on_user_disabled == "untrack":
         by_membership = and_(by_membership, enabled)
     by_disabled = and_(UserRow.untracked_by == UntrackedBy.ENTRA_DISABLED, enabled)
-    return list(
-        session.scalars(
-            select(UserRow)
-            .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
-            .where(
-                or_(by_membership, by_disabled),
-                UserRow.tracking == Tracking.UNTRACKED,
-                UserRow.merged_into_id.is_(None),
-                UserRow.purged_at.is_(None),
-                EntraUserRow.deleted_at.is_(None),
-                ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
-            )
-        ).all()
+    # a handful of queued objects: found by their ids, not among every untracked record
+    tracking = UserRow.tracking if objects is None else queries.unindexed(UserRow.tracking)
+    query = (
+        select(*columns)
+        .select_from(UserRow)
+        .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
+        .where(
+            or_(by_membership, by_disabled),
+            tracking == Tracking.UNTRACKED,
+            UserRow.merged_into_id.is_(None),
+            UserRow.purged_at.is_(None),
+            EntraUserRow.deleted_at.is_(None),
+            ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
+        )
+    )
+    return _restrict(query, UserRow.entra_object_id, objects)
+
+
+def out_of_line(objects: Objects, on_user_disabled: str) -> Any:
+    """Which of `objects` the watched-member or the re-tracking query returns, as one
+    SELECT of object ids: the objects a cycle must keep examining (store/changes.py)."""
+    return union(
+        _watched_query(objects, (WatchedMemberRow.object_id,)),
+        _retrack_query(on_user_disabled, objects, (UserRow.entra_object_id,)),
     )
 
 
@@ -352,12 +412,18 @@ def _disabled_rows(session: Session, on_user_disabled: str) -> list[UserRow]:
     )
 
 
-def gather(session: Session, *, changed_since: datetime | None, sync: SyncConfig) -> Facts:
+def gather(
+    session: Session,
+    *,
+    changed_since: datetime | None,
+    sync: SyncConfig,
+    examine: Examine = Examine.QUEUED,
+) -> Facts:
     identity = _identity_rows(session)
     objects = sorted({o for o, _, _ in identity})
     linked_rows = _user_rows(session, UserRow.entra_object_id, objects)
-    watched = _watched(session)
-    retrack_rows = _retrack_rows(session, sync.on_user_disabled)
+    watched = _watched(session, examine)
+    retrack_rows = _retrack_rows(session, sync.on_user_disabled, examine)
     deleted_pairs = _deleted_pairs(session, sync.on_user_deleted)
     disabled_rows = _disabled_rows(session, sync.on_user_disabled)
     identity_users = _user_rows(session, UserRow.id, sorted({u for _, _, u in identity}))

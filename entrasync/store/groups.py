@@ -3,12 +3,13 @@ and their materialised effective membership (`watched_members`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from entrasync.store.queries import chunks
 from entrasync.store.schema import EntraGroupRow, WatchedMemberRow
 from entrasync.store.upsert import insert_for
 
@@ -64,6 +65,29 @@ def drop_unconfigured_members(session: Session, configured: list[str]) -> None:
     session.execute(delete(WatchedMemberRow).where(WatchedMemberRow.via_group.not_in(configured)))
 
 
+def set_watched_subset(
+    session: Session,
+    kind: str,
+    group: str,
+    examined: Sequence[str],
+    members: set[str],
+    now: datetime,
+) -> tuple[int, int]:
+    """Of the `examined` objects, the group's rows become those in `members`; the others'
+    rows are left alone. Continuing members keep `first_seen_at`. Returns (added, removed)."""
+    old: set[str] = set()
+    for chunk in chunks(list(examined)):
+        old.update(
+            session.scalars(
+                select(WatchedMemberRow.object_id).where(
+                    WatchedMemberRow.via_group == group, WatchedMemberRow.object_id.in_(chunk)
+                )
+            )
+        )
+    wanted = members & set(examined)
+    return _write_watched(session, kind, group, sorted(wanted - old), sorted(old - wanted), now)
+
+
 def set_watched_members(
     session: Session, kind: str, group: str, members: Iterable[str], now: datetime
 ) -> tuple[int, int]:
@@ -75,8 +99,12 @@ def set_watched_members(
             select(WatchedMemberRow.object_id).where(WatchedMemberRow.via_group == group)
         )
     )
-    added = sorted(wanted - old)
-    removed = sorted(old - wanted)
+    return _write_watched(session, kind, group, sorted(wanted - old), sorted(old - wanted), now)
+
+
+def _write_watched(
+    session: Session, kind: str, group: str, added: list[str], removed: list[str], now: datetime
+) -> tuple[int, int]:
     if added:
         session.execute(
             insert_for(session, WatchedMemberRow).on_conflict_do_nothing(),

@@ -6,7 +6,7 @@ tenant applies hundreds of pages. Only `entrasync.sync.mirror` decides what to w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from entrasync.domain.entra import EntraUser, MembershipChange, MembershipEdge
 from entrasync.domain.evidence import MergeMaps, identity_keys
 from entrasync.domain.identity import normalize
+from entrasync.store.queries import chunks
 from entrasync.store.schema import EntraKeyRow, EntraMemberRow, EntraUserRow
 from entrasync.store.upsert import insert_for
 
@@ -219,6 +220,21 @@ def mirror_edges(session: Session, member_type: str | None = None) -> list[Membe
         MembershipEdge(g, m, kind)  # type: ignore[arg-type]
         for g, m, kind in session.execute(query)
     ]
+
+
+def members_of_any(session: Session, groups: Sequence[str], members: Sequence[str]) -> set[str]:
+    """Which of `members` are direct members of at least one of `groups` (from each member's
+    edges: `ix_entra_members_member`)."""
+    found: set[str] = set()
+    for chunk in chunks(list(members)):
+        found.update(
+            session.scalars(
+                select(EntraMemberRow.member_id)
+                .where(EntraMemberRow.member_id.in_(chunk), EntraMemberRow.group_id.in_(groups))
+                .distinct()
+            )
+        )
+    return found
 
 
 def direct_counts(session: Session, groups: Iterable[str]) -> dict[str, int]:

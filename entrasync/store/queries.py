@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Exists, Select, exists, func, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
@@ -31,6 +33,25 @@ _CHUNK = 500  # keeps IN lists under every backend's parameter limit
 def chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
+
+
+class unindexed(FunctionElement[Any]):
+    """`column`, in a condition that must not choose an index: SQLite's unary `+`. Without
+    statistics SQLite prefers any equality on an index to a list of ids on a unique one,
+    and reads the whole range (every untracked record, say) to find a handful."""
+
+    inherit_cache = True
+    name = "unindexed"
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return "+" + str(compiler.process(element.clauses, **kw))
+
+
+@compiles(unindexed)
+def _unindexed(element: unindexed, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
 
 
 def has_history() -> Exists:

@@ -21,8 +21,8 @@ from entrasync.domain.status import RunStatus
 from entrasync.domain.thresholds import Threshold
 from entrasync.errors import EntrasyncError
 from entrasync.graph import GraphClient
+from entrasync.store import changes, runs
 from entrasync.store import held as held_rows
-from entrasync.store import runs
 from entrasync.store.db import Store
 from entrasync.store.outbox import enqueue
 from entrasync.sync.apply import ActionApplier
@@ -142,8 +142,12 @@ def _cycle(
         on_hold = [a for a in the_plan.actions if a.kind in held]
         hold(store, config, run_id, now, on_hold, planned.total_users)
         result.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
-    with store.unit_of_work(now, run_id=run_id, account=config.account, notify=config.notify):
-        pass  # the settings + compliance tail, once, after every action of the run
+    with store.unit_of_work(
+        now, run_id=run_id, account=config.account, notify=config.notify
+    ) as uow:
+        # the settings + compliance tail, once, after every action of the run; and the
+        # objects now in line leave the queue the next plan examines
+        changes.settle(uow.session, config.sync.on_user_disabled)
     return result
 
 

@@ -8,7 +8,6 @@ unit of work (`group.suspect` with one email to the admins, `group.recovered`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,12 +44,13 @@ def configured_groups(config: Config) -> dict[str, list[str]]:
     }
 
 
-def judge(
-    uow: UnitOfWork, config: Config, stats: GroupRoundStats, before: Mapping[str, int]
-) -> dict[str, str]:
-    """Apply one round's reads to each configured group; returns suspect group -> why."""
+def judge(uow: UnitOfWork, config: Config, stats: GroupRoundStats) -> dict[str, str]:
+    """Apply one round's reads to each configured group; returns suspect group -> why.
+    Only the groups the round mentioned are counted (`stats.before`): one it said nothing
+    about reads as silent, whatever its size."""
     session, now = uow.session, uow.now
     roots = configured_groups(config)
+    before = stats.before
     after = mirror_rows.direct_counts(session, before)
     found = rows.group_rows(session)
     events: list[AuditEvent] = []

@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from entrasync.domain.entra import GroupPage, MembershipEdge, UserPage, effective_members
+from entrasync.domain.entra import (
+    GroupPage,
+    MembershipEdge,
+    UserPage,
+    effective_members,
+    reachable_groups,
+)
 from entrasync.domain.evidence import MergeMaps
 from entrasync.store import groups as group_rows
 from entrasync.store import mirror as rows
@@ -67,6 +73,19 @@ class GroupRoundStats(RoundStats):
     # memory across the round's page transactions; the diff runs after the last page.
     seen_edges: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     covered: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The watched groups, those suspect when the round began, and the direct members in
+    # the mirror of each group whose judgement needs them (read fully, reported deleted, or
+    # suspect and mentioned), counted before the round's first change to it. Other groups
+    # are not counted: a silent or normal incremental read is judged without them, so a
+    # cycle does not count every member of the watched groups.
+    watched: frozenset[str] = frozenset()
+    suspect: frozenset[str] = frozenset()
+    before: dict[str, int] = field(default_factory=dict)
+    # The user edges this round added or removed, and whether any other change could move
+    # a watched group's effective membership (nesting added or removed, a removal of an
+    # unknown kind): the watched rows follow the first alone unless the second is set.
+    user_changes: set[tuple[str, str]] = field(default_factory=set)
+    nesting_moved: bool = False
 
     def note(self, page: GroupPage) -> None:
         """What the page says about the round, before its changes are applied."""
@@ -84,6 +103,11 @@ class GroupRoundStats(RoundStats):
         self.covered[page.stream] = page.groups
         self.deleted_groups.update(page.deleted_groups)
         self.membership_changes += len(page.changes)
+        for change in page.changes:
+            if change.member_kind == "user":
+                self.user_changes.add((change.group_id, change.member_id))
+            elif change.member_kind == "group" or change.removed:
+                self.nesting_moved = True
 
 
 def apply_group_page(
@@ -94,6 +118,7 @@ def apply_group_page(
     removal deletes only its own edge, so replays and reordering converge."""
     if page.changes or page.deleted_groups:
         forget_link(session, page.stream)
+    _count_before(session, page, stats)
     stats.note(page)
     for change in page.changes:
         if change.removed:
@@ -101,6 +126,14 @@ def apply_group_page(
     rows.add_edges(session, [c for c in page.changes if not c.removed], now)
     for group in page.deleted_groups:
         rows.drop_group_edges(session, group)
+
+
+def _count_before(session: Session, page: GroupPage, stats: GroupRoundStats) -> None:
+    mentioned = {c.group_id for c in page.changes}.union(page.seen_groups) & stats.suspect
+    mentioned.update(page.deleted_groups, page.groups if page.full else ())
+    new = (mentioned & stats.watched) - stats.before.keys()
+    if new:
+        stats.before.update(rows.direct_counts(session, sorted(new)))
 
 
 def finish_group_round(session: Session, stats: GroupRoundStats) -> None:
@@ -130,6 +163,32 @@ def update_watched(
         effective = effective_members(edges, [g for g in groups if g not in suspect])
         for group, members in effective.items():
             added, removed = group_rows.set_watched_members(session, kind, group, members, now)
+            result.added += added
+            result.removed += removed
+    return result
+
+
+def follow_user_changes(
+    session: Session,
+    roots: Mapping[str, list[str]],
+    changes: set[tuple[str, str]],
+    suspect: set[str],
+    now: datetime,
+) -> WatchedUpdate:
+    """`update_watched` for a round that only added or removed users (no nesting moved, no
+    group's role or state): only the users whose edges changed are looked at, so the cost
+    follows the changes, not the size of the watched groups. A user stays a member of a
+    root while any group nested in it (or the root) still has them."""
+    result = WatchedUpdate()
+    nesting = rows.mirror_edges(session, member_type="group")
+    for kind, groups in roots.items():
+        for root in (g for g in groups if g not in suspect):
+            inside = reachable_groups(nesting, [root])
+            moved = sorted({member for group, member in changes if group in inside})
+            if not moved:
+                continue
+            members = rows.members_of_any(session, sorted(inside), moved)
+            added, removed = group_rows.set_watched_subset(session, kind, root, moved, members, now)
             result.added += added
             result.removed += removed
     return result

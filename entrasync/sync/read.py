@@ -9,6 +9,7 @@ nothing, not even the delta links, and works on a read-only store.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from entrasync.domain.linking import sure_links
 from entrasync.domain.one_user import Person, plan_person
 from entrasync.domain.planning import Plan, Policy, plan
 from entrasync.graph import GraphClient, child_group_id
-from entrasync.store import facts, linking, runs, sync_state
+from entrasync.store import changes, facts, linking, runs, sync_state
 from entrasync.store import groups as group_rows
 from entrasync.store import mirror as mirror_rows
 from entrasync.store.actions import link_users
 from entrasync.store.db import Store
+from entrasync.store.facts import Examine
 from entrasync.store.overlay import open_overlay
 from entrasync.store.session import Session
 from entrasync.store.uow import UnitOfWork
@@ -34,6 +36,8 @@ from entrasync.sync import mirror
 from entrasync.sync.crashpoints import crashpoint
 from entrasync.sync.groups import configured_groups, judge
 from entrasync.sync.prefetch import read_ahead
+
+log = logging.getLogger("entrasync.sync")
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ class _ReadStart:
     roots: dict[str, list[str]]
     watched: list[str]
     children: list[str]
-    before: dict[str, int]  # direct members of each watched group in the mirror
+    suspect: frozenset[str]  # watched groups suspect before the round
 
 
 def read_and_plan(
@@ -125,11 +129,14 @@ def read_and_plan(
         with open_overlay(store, now) as uow:
             read = _apply_read(lambda: nullcontext(uow), start, users, groups, config, now)
             uow.session.flush()
-            return Planned(read, *plan_now(uow.session, config, now))
+            # the scratch copy has no triggers to queue changed objects: examine every one
+            return Planned(read, *plan_now(uow.session, config, now, examine=Examine.EVERY))
     scope: Scope = lambda: store.unit_of_work(now, run_id=run_id)  # noqa: E731
     read = _apply_read(scope, start, users, groups, config, now)
     crashpoint("mirror-read")
     linked = link_ahead(scope, now)
+    if read.resync or read.full or not start.links:
+        check_queue(scope, config)
     with store.reading() as session:
         return Planned(read, *plan_now(session, config, now), linked=linked)
 
@@ -178,12 +185,33 @@ def _changed_since(session: Session, now: datetime) -> datetime:
     return min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
 
 
+def check_queue(scope: Scope, config: Config) -> None:
+    """On a full read (first sync, resync, periodic), check that every object out of line
+    is queued for the plan (store/changes.py), and queue any the triggers missed."""
+    with scope() as uow:
+        missed = changes.reconcile(uow.session, config.sync.on_user_disabled)
+    if missed:
+        log.warning(
+            "%d Entra objects were out of line without being queued for the plan "
+            "(a change bypassed the store's triggers); queued now",
+            missed,
+            extra={"missed": missed},
+        )
+
+
 def plan_now(
-    session: Session, config: Config, now: datetime, person: Person | None = None
+    session: Session,
+    config: Config,
+    now: datetime,
+    person: Person | None = None,
+    *,
+    examine: Examine = Examine.QUEUED,
 ) -> tuple[Plan, int]:
     """The plan from the store's state, and the live records it counts thresholds from;
     with `person` (`sync --user`), the plan for that person only."""
-    gathered = facts.gather(session, changed_since=_changed_since(session, now), sync=config.sync)
+    gathered = facts.gather(
+        session, changed_since=_changed_since(session, now), sync=config.sync, examine=examine
+    )
     policy = _policy(config, now, session)
     the_plan = plan(gathered, policy) if person is None else plan_person(gathered, policy, person)
     return the_plan, facts.total_users(session)
@@ -221,7 +249,7 @@ def _read_start(session: Session, config: Config, now: datetime) -> _ReadStart:
         roots,
         watched,
         children,
-        mirror_rows.direct_counts(session, watched),
+        frozenset(group_rows.group_states(session)[1]),
     )
 
 
@@ -245,7 +273,7 @@ def _apply_read(
     with scope() as uow:
         mirror.finish_user_round(uow.session, user_stats, now)
         sync_state.save_links(uow.session, users.delta_links, now, users.full_streams)
-    group_stats = mirror.GroupRoundStats()
+    group_stats = mirror.GroupRoundStats(watched=frozenset(start.watched), suspect=start.suspect)
     depth = 0 if isinstance(groups, _Prefetched) else None
     with read_ahead(groups, depth, groups.abandon) as group_pages:
         for group_page in group_pages:
@@ -273,15 +301,33 @@ def _finish_groups(
     ]
     sync_state.drop_streams(session, [s for s in stale if s not in groups.delta_links])
     before = _group_states(session)
-    suspect = judge(uow, config, stats, start.before)
-    if _watched_may_change(start, stats, before, _group_states(session)):
-        group_rows.drop_unconfigured_members(session, start.watched)
-        edges = mirror_rows.mirror_edges(session)
-        mirror.update_watched(session, start.roots, edges, set(suspect), now)
+    suspect = judge(uow, config, stats)
+    after = _group_states(session)
+    if not _watched_may_change(start, stats, before, after):
+        return suspect
+    if _only_users_moved(start, stats, before, after):
+        mirror.follow_user_changes(session, start.roots, stats.user_changes, set(suspect), now)
+        return suspect
+    group_rows.drop_unconfigured_members(session, start.watched)
+    edges = mirror_rows.mirror_edges(session)
+    mirror.update_watched(session, start.roots, edges, set(suspect), now)
     return suspect
 
 
 GroupStates = dict[str, tuple[str, bool]]  # watched group id -> (role, suspect)
+
+
+def _only_users_moved(
+    start: _ReadStart, stats: mirror.GroupRoundStats, before: GroupStates, after: GroupStates
+) -> bool:
+    """An incremental round that only added or removed users, with every group's role and
+    state as before and as configured: the watched rows follow those users alone
+    (`follow_user_changes`). A full round, a deleted group, nesting that moved or a removal
+    of unknown kind re-derive every watched group."""
+    configured = {g: str(kind) for kind, groups in start.roots.items() for g in groups}
+    roles = {g: role for g, (role, _) in before.items()}
+    incremental = not (stats.full or stats.resync or stats.deleted_groups or stats.seen_edges)
+    return incremental and not stats.nesting_moved and before == after and roles == configured
 
 
 def _group_states(session: Session) -> GroupStates:

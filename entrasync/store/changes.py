@@ -1,0 +1,54 @@
+"""The queue of Entra objects a cycle re-examines (table `changed_objects`, migration 0010).
+
+Triggers queue an object whenever something that decides its watched-group consequences
+changes (membership, a record's tracking, link, merge or purge, a Delete member's agents,
+the account deleted, restored, disabled or enabled), whoever writes it. The planner's
+membership queries look only at queued objects (store/facts.py `Examine.QUEUED`), so a
+steady cycle costs what changed, not the size of the watched groups.
+
+An object leaves the queue only when it is in line: `settle` reads the entries, asks the two
+membership queries which of their objects are still out of line, and deletes the entries it
+read of the others, by `seq`. An object whose action was held, failed, not confirmed or
+suspended (suspect group) stays queued; an entry written after the read (a concurrent
+writer, on PostgreSQL) is not among those deleted. So every object out of line is queued,
+and planning from the queue plans what planning from every member would.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, exists, func, insert, select
+
+from entrasync.store import facts, queries
+from entrasync.store.schema import ChangedObjectRow
+from entrasync.store.session import Session
+
+
+def settle(session: Session, on_user_disabled: str) -> int:
+    """Delete the entries of queued objects that are in line now; returns how many."""
+    entries: dict[str, list[int]] = {}
+    for seq, object_id in session.execute(select(ChangedObjectRow.seq, ChangedObjectRow.object_id)):
+        entries.setdefault(object_id, []).append(seq)
+    settled: list[int] = []
+    for objects in queries.chunks(sorted(entries)):
+        still = set(session.scalars(facts.out_of_line(objects, on_user_disabled)))
+        settled += [seq for o in objects if o not in still for seq in entries[o]]
+    for seqs in queries.chunks(settled):
+        session.execute(delete(ChangedObjectRow).where(ChangedObjectRow.seq.in_(seqs)))
+    return len(settled)
+
+
+def reconcile(session: Session, on_user_disabled: str) -> int:
+    """Queue every object out of line that is not queued, and say how many there were: a
+    full read's check of the triggers (0 unless a change bypassed them). It reads every
+    watched member, as a full read reads every Entra object anyway."""
+    every = facts.out_of_line(None, on_user_disabled).subquery()
+    missed = select(every.c.object_id).where(
+        ~exists().where(ChangedObjectRow.object_id == every.c.object_id)
+    )
+    result = session.execute(insert(ChangedObjectRow).from_select(["object_id"], missed))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def queued(session: Session) -> int:
+    """Entries in the queue (an object may be queued more than once)."""
+    return int(session.scalar(select(func.count()).select_from(ChangedObjectRow)) or 0)
