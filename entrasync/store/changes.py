@@ -42,11 +42,16 @@ def reconcile(session: Session, on_user_disabled: str) -> int:
     full read's check of the triggers (0 unless a change bypassed them). It reads every
     watched member, as a full read reads every Entra object anyway."""
     every = facts.out_of_line(None, on_user_disabled).subquery()
-    missed = select(every.c.object_id).where(
-        ~exists().where(ChangedObjectRow.object_id == every.c.object_id)
+    missed = list(
+        session.scalars(
+            select(every.c.object_id).where(
+                ~exists().where(ChangedObjectRow.object_id == every.c.object_id)
+            )
+        )
     )
-    result = session.execute(insert(ChangedObjectRow).from_select(["object_id"], missed))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if missed:
+        session.execute(insert(ChangedObjectRow), [{"object_id": o} for o in missed])
+    return len(missed)
 
 
 def queued(session: Session) -> int:
