@@ -16,25 +16,34 @@ and planning from the queue plans what planning from every member would.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy import delete, exists, insert, select
 
 from entrasync.store import facts, queries
 from entrasync.store.schema import ChangedObjectRow
 from entrasync.store.session import Session
 
 
-def settle(session: Session, on_user_disabled: str) -> int:
-    """Delete the entries of queued objects that are in line now; returns how many."""
-    entries: dict[str, list[int]] = {}
-    for seq, object_id in session.execute(select(ChangedObjectRow.seq, ChangedObjectRow.object_id)):
-        entries.setdefault(object_id, []).append(seq)
-    settled: list[int] = []
-    for objects in queries.chunks(sorted(entries)):
-        still = set(session.scalars(facts.out_of_line(objects, on_user_disabled)))
-        settled += [seq for o in objects if o not in still for seq in entries[o]]
-    for seqs in queries.chunks(settled):
-        session.execute(delete(ChangedObjectRow).where(ChangedObjectRow.seq.in_(seqs)))
-    return len(settled)
+def settle(session: Session, on_user_disabled: str, page: int = 5_000) -> int:
+    """Delete the entries of queued objects that are in line now, `page` entries at a time
+    (a first sync queues every watched member several times); returns how many."""
+    after, settled = 0, 0
+    while True:
+        entries = session.execute(
+            select(ChangedObjectRow.seq, ChangedObjectRow.object_id)
+            .where(ChangedObjectRow.seq > after)
+            .order_by(ChangedObjectRow.seq)
+            .limit(page)
+        ).all()
+        if not entries:
+            return settled
+        after = entries[-1].seq
+        still: set[str] = set()
+        for objects in queries.chunks(sorted({o for _, o in entries})):
+            still.update(session.scalars(facts.out_of_line(objects, on_user_disabled)))
+        gone = [seq for seq, o in entries if o not in still]
+        for seqs in queries.chunks(gone):
+            session.execute(delete(ChangedObjectRow).where(ChangedObjectRow.seq.in_(seqs)))
+        settled += len(gone)
 
 
 def reconcile(session: Session, on_user_disabled: str) -> int:
@@ -52,8 +61,3 @@ def reconcile(session: Session, on_user_disabled: str) -> int:
     if missed:
         session.execute(insert(ChangedObjectRow), [{"object_id": o} for o in missed])
     return len(missed)
-
-
-def queued(session: Session) -> int:
-    """Entries in the queue (an object may be queued more than once)."""
-    return int(session.scalar(select(func.count()).select_from(ChangedObjectRow)) or 0)
