@@ -65,11 +65,20 @@ def _examined(session: Session, examine: Examine) -> Iterable[Objects]:
     """The object ids to examine, 500 at a time (given as literal lists: SQLite's planner
     without statistics would rather read a whole index than follow a subquery); one None
     for every object."""
-    if examine == Examine.EVERY:
+    if examine == Examine.EVERY or _queue_length(session) > QUEUED_AT_MOST:
         return [None]
     queued = set(session.scalars(select(ChangedObjectRow.object_id).distinct()))
     queued.update(session.scalars(select(ScheduledPurgeRow.object_id)))
     return queries.chunks(sorted(queued))
+
+
+# Above this many queue entries (a first sync, a mass change) the queries examine every
+# object at once: cheaper than hundreds of lists of ids, and held in memory as rows only.
+QUEUED_AT_MOST = 20_000
+
+
+def _queue_length(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(ChangedObjectRow)) or 0)
 
 
 def _restrict(query: Any, column: Any, objects: Objects) -> Any:
