@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from sqlalchemy import delete, exists, insert, select
 
-from entrasync.store import facts, queries
+from entrasync.store import daemon_state, facts, queries
+from entrasync.store.facts import Rules
 from entrasync.store.schema import ChangedObjectRow
 from entrasync.store.session import Session
+from entrasync.store.uow import UnitOfWork
 
 
-def settle(session: Session, on_user_disabled: str, page: int = 5_000) -> int:
+def settle(session: Session, rules: Rules, page: int = 5_000) -> int:
     """Delete the entries of queued objects that are in line now, `page` entries at a time
     (a first sync queues every watched member several times); returns how many."""
     after, settled = 0, 0
@@ -39,18 +41,30 @@ def settle(session: Session, on_user_disabled: str, page: int = 5_000) -> int:
         after = entries[-1].seq
         still: set[str] = set()
         for objects in queries.chunks(sorted({o for _, o in entries})):
-            still.update(session.scalars(facts.out_of_line(objects, on_user_disabled)))
+            still.update(session.scalars(facts.out_of_line(objects, rules)))
         gone = [seq for seq, o in entries if o not in still]
         for seqs in queries.chunks(gone):
             session.execute(delete(ChangedObjectRow).where(ChangedObjectRow.seq.in_(seqs)))
         settled += len(gone)
 
 
-def reconcile(session: Session, on_user_disabled: str) -> int:
-    """Queue every object out of line that is not queued, and say how many there were: a
-    full read's check of the triggers (0 unless a change bypassed them). It reads every
-    watched member, as a full read reads every Entra object anyway."""
-    every = facts.out_of_line(None, on_user_disabled).subquery()
+RULES_KEY = "changed_objects"  # daemon_state: the `Rules` the queue was last checked under
+
+
+def rules_changed(session: Session, rules: Rules) -> bool:
+    """Whether the settings that decide what is out of line changed since the queue was last
+    checked (an object in line under the old ones may be out of line now, unqueued)."""
+    return daemon_state.get(session, RULES_KEY) != rules.as_dict()
+
+
+def reconcile(uow: UnitOfWork, rules: Rules) -> int:
+    """Queue every object out of line that is not queued, and say how many there were, and
+    remember `rules`: a full read's check of the triggers (0 unless a change bypassed them),
+    and the re-examination after a change of the rules. It reads every watched member, as a
+    full read reads every Entra object anyway."""
+    session = uow.session
+    daemon_state.put(uow, RULES_KEY, rules.as_dict())
+    every = facts.out_of_line(None, rules).subquery()
     missed = list(
         session.scalars(
             select(every.c.object_id).where(

@@ -8,6 +8,8 @@ One row per key, a JSON value:
 * ``cycles`` — the failure streak of the scheduled cycles (consecutive failures, when the
   streak began, whether the admins were emailed): kept in the store so that a standby that
   takes over continues the streak instead of alerting a second time.
+* ``changed_objects`` — the settings the queue of changed objects was last checked under
+  (store/changes.py): a cycle that finds them changed re-examines every object once.
 
 Instances write their row on every heartbeat and delete it on a clean stop; a row whose
 heartbeat is older than ``STALE_AFTER`` belongs to a process that died and is ignored (and

@@ -371,12 +371,30 @@ def _retrack_query(on_user_disabled: str, objects: Objects, columns: Sequence[An
     return _restrict(query, UserRow.entra_object_id, objects)
 
 
-def out_of_line(objects: Objects, on_user_disabled: str) -> Any:
+@dataclass(frozen=True)
+class Rules:
+    """The settings that decide whether an object is out of line: `sync.on_user_disabled`
+    and `safety.retrack_on_removal` (when it is off, nobody is tracked again, so a departed
+    member is in line). The queue remembers them; a change re-examines every object."""
+
+    on_user_disabled: str
+    retrack_on_removal: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "on_user_disabled": self.on_user_disabled,
+            "retrack_on_removal": self.retrack_on_removal,
+        }
+
+
+def out_of_line(objects: Objects, rules: Rules) -> Any:
     """Which of `objects` the watched-member or the re-tracking query returns, as one
     SELECT of object ids: the objects a cycle must keep examining (store/changes.py)."""
+    watched = _watched_query(objects, (WatchedMemberRow.object_id,))
+    if not rules.retrack_on_removal:
+        return watched
     return union(
-        _watched_query(objects, (WatchedMemberRow.object_id,)),
-        _retrack_query(on_user_disabled, objects, (UserRow.entra_object_id,)),
+        watched, _retrack_query(rules.on_user_disabled, objects, (UserRow.entra_object_id,))
     )
 
 

@@ -29,7 +29,7 @@ from entrasync.sync.apply import ActionApplier
 from entrasync.sync.confirm import confirm_purges
 from entrasync.sync.crashpoints import crashpoint
 from entrasync.sync.groups import configured_groups
-from entrasync.sync.read import Planned, read_and_plan
+from entrasync.sync.read import Planned, queue_rules, read_and_plan
 
 GraphFactory = Callable[[], GraphClient]
 Clock = Callable[[], datetime]
@@ -147,7 +147,7 @@ def _cycle(
     ) as uow:
         # the settings + compliance tail, once, after every action of the run; and the
         # objects now in line leave the queue the next plan examines
-        changes.settle(uow.session, config.sync.on_user_disabled)
+        changes.settle(uow.session, queue_rules(config))
     return result
 
 

@@ -135,8 +135,7 @@ def read_and_plan(
     read = _apply_read(scope, start, users, groups, config, now)
     crashpoint("mirror-read")
     linked = link_ahead(scope, now)
-    if read.resync or read.full or not start.links:
-        check_queue(scope, config)
+    check_queue(scope, config, full=read.resync or read.full or not start.links)
     with store.reading() as session:
         return Planned(read, *plan_now(session, config, now), linked=linked)
 
@@ -185,12 +184,20 @@ def _changed_since(session: Session, now: datetime) -> datetime:
     return min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
 
 
-def check_queue(scope: Scope, config: Config) -> None:
+def queue_rules(config: Config) -> facts.Rules:
+    return facts.Rules(config.sync.on_user_disabled, config.safety.retrack_on_removal)
+
+
+def check_queue(scope: Scope, config: Config, *, full: bool) -> None:
     """On a full read (first sync, resync, periodic), check that every object out of line
-    is queued for the plan (store/changes.py), and queue any the triggers missed."""
+    is queued for the plan (store/changes.py), and queue any the triggers missed; after a
+    change of the settings that decide what is out of line, queue what they put out of line."""
+    rules = queue_rules(config)
     with scope() as uow:
-        missed = changes.reconcile(uow.session, config.sync.on_user_disabled)
-    if missed:
+        if not (full or changes.rules_changed(uow.session, rules)):
+            return
+        missed = changes.reconcile(uow, rules)
+    if missed and full:
         log.warning(
             "%d Entra objects were out of line without being queued for the plan "
             "(a change bypassed the store's triggers); queued now",
