@@ -16,6 +16,8 @@ and planning from the queue plans what planning from every member would.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete, exists, insert, select
 
 from entrasync.store import daemon_state, facts, queries
@@ -75,3 +77,10 @@ def reconcile(uow: UnitOfWork, rules: Rules) -> int:
     if missed:
         session.execute(insert(ChangedObjectRow), [{"object_id": o} for o in missed])
     return len(missed)
+
+
+def enqueue(session: Session, object_ids: Sequence[str]) -> None:
+    """Queue these objects for the next plan whatever changed (`sync --user` examines its
+    person even when nothing about them changed, e.g. after the settings did)."""
+    if object_ids:
+        session.execute(insert(ChangedObjectRow), [{"object_id": o} for o in object_ids])

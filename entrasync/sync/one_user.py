@@ -31,10 +31,10 @@ from entrasync.domain.one_user import Person, groups_to_check, membership_fix, w
 from entrasync.domain.status import RunStatus
 from entrasync.errors import EntrasyncError, GraphUnavailable, NotFound
 from entrasync.graph import GraphClient
+from entrasync.store import changes, runs
 from entrasync.store import groups as group_rows
 from entrasync.store import mirror as mirror_rows
 from entrasync.store import one_user as person_rows
-from entrasync.store import runs
 from entrasync.store.db import Store
 from entrasync.store.one_user import Known, Membership
 from entrasync.store.session import Session
@@ -215,6 +215,7 @@ def _write_mirror(uow: UnitOfWork, read: PersonRead, config: Config) -> None:
     trusted = [g for groups in read.roots.values() for g in groups]
     wanted = watched_rows(read.roots, read.member_of)
     person_rows.set_watched_of(session, oid, wanted, trusted, now)
+    changes.enqueue(session, [oid])
 
 
 def _sync(
