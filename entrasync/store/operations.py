@@ -90,13 +90,17 @@ def purge_users(
     The deletes do not fetch the deleted keys back into the session (the ORM's default for a
     DELETE … IN (subquery) is RETURNING every id: a million ids for a heavy user), and the
     users are updated in one statement, then expired so they read the new state back.
-    `counts` (from `purge_counts`) saves the counting query when the caller already ran it."""
+    `counts` (from `purge_counts`, taken with the users after `tally.lock`) saves the
+    counting query and the tally's reading before the purge."""
     if counts is None:
         counts = purge_counts(session, [u.id for u in users])
+        if apply:
+            tally.before(session, [u.id for u in users])
+    else:
+        tally.known(session, {u.id: _held(u, counts) for u in users})
     details = {u.id: _purge_details(u, counts.get(u.id, (0, 0, 0))) for u in users}
     if not apply:
         return details
-    tally.before(session, [u.id for u in users])
     unsynced = {"synchronize_session": False}
     for chunk in chunks([u.id for u in users]):
         owned = _one_of(session, AgentRow.user_id, chunk)
@@ -142,6 +146,14 @@ def purge_counts(session: Session, user_ids: Sequence[int]) -> PurgeCounts:
             agents, total, holding = counts.get(int(uid), (0, 0, 0))
             counts[int(uid)] = (agents + 1, total + int(rows), holding + (rows > 0))
     return counts
+
+
+def _held(user: UserRow, counts: PurgeCounts) -> tuple[int, int]:
+    """(licenses, live) of `user` before its purge: its agents holding history count when it
+    is active (queries.licensed_agents_query, the license rule)."""
+    holding = counts.get(user.id, (0, 0, 0))[2]
+    licenses = holding if user.status == UserStatus.ACTIVE.value else 0
+    return licenses, 1 if user.merged_into_id is None else 0
 
 
 def _one_of(

@@ -20,7 +20,7 @@ full count after a mix of all of them, on both stores.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, Index, Integer, event, func, select, update
@@ -101,6 +101,21 @@ def before(session: Session, user_ids: Iterable[int]) -> None:
     for uid in new:
         watch.licenses[uid] = licenses.get(uid, 0)
         watch.live[uid] = 1 if uid in live else 0
+
+
+def lock(session: Session) -> None:
+    """Take the writers' lock now: readings taken after it (say, a purge's counts) can stand
+    for `before`'s, passed to `known`."""
+    _watch(session)
+
+
+def known(session: Session, readings: Mapping[int, tuple[int, int]]) -> None:
+    """`before` from readings the caller took after `lock` in this transaction: user id ->
+    (licenses held, 1 if live else 0). Saves counting what the caller counted already."""
+    watch = _watch(session)
+    for uid, (licenses, live) in readings.items():
+        watch.licenses.setdefault(int(uid), licenses)
+        watch.live.setdefault(int(uid), live)
 
 
 def created(session: Session, user_ids: Iterable[int]) -> None:

@@ -22,7 +22,7 @@ from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
 from entrasync.domain.planning import PlannedAction
 from entrasync.store import actions as rows
 from entrasync.store import groups as group_rows
-from entrasync.store import operations, queries
+from entrasync.store import operations, queries, tally
 from entrasync.store.db import Store
 from entrasync.store.schema import UserRow
 from entrasync.store.uow import UnitOfWork
@@ -89,6 +89,7 @@ class ActionApplier:
 
     def _purge_batch(self, uow: UnitOfWork, actions: list[PlannedAction]) -> list[PlannedAction]:
         session = uow.session
+        tally.lock(session)  # the users and counts read next stand for the tally's readings
         targets = _purge_targets(uow, actions)
         # Users without agents have nothing left to purge (a re-run after a crash, say).
         counts = operations.purge_counts(session, list(targets))
