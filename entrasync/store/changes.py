@@ -6,7 +6,8 @@ the account deleted, restored, disabled or enabled), whoever writes it. The plan
 membership queries look only at queued objects (store/facts.py `Examine.QUEUED`), so a
 steady cycle costs what changed, not the size of the watched groups.
 
-An object leaves the queue only when it is in line: `settle` reads the entries, asks the two
+An object leaves the queue only when it is in line: `settle`, under the writers' lock and the
+settings the queue was last checked under, reads the entries, asks the two
 membership queries which of their objects are still out of line, and deletes the entries it
 read of the others, by `seq`. An object whose action was held, failed, not confirmed or
 suspended (suspect group) stays queued; an entry written after the read (a concurrent
@@ -27,9 +28,18 @@ from entrasync.store.session import Session
 from entrasync.store.uow import UnitOfWork
 
 
-def settle(session: Session, rules: Rules, page: int = 5_000) -> int:
+def settle(uow: UnitOfWork, rules: Rules, page: int = 5_000) -> int:
     """Delete the entries of queued objects that are in line now, `page` entries at a time
-    (a first sync queues every watched member several times); returns how many."""
+    (a first sync queues every watched member several times); returns how many.
+
+    Only under the rules the queue was last checked under: a process still on older
+    settings (a daemon not yet reloaded, beside an admin's `sync` on new ones) would judge
+    "in line" by them and drop what the new ones put out of line. It deletes nothing then;
+    its next cycle re-examines every object under its own settings."""
+    uow.lock()
+    session = uow.session
+    if rules_changed(session, rules):
+        return 0
     after, settled = 0, 0
     while True:
         entries = session.execute(
@@ -64,6 +74,7 @@ def reconcile(uow: UnitOfWork, rules: Rules) -> int:
     remember `rules`: a full read's check of the triggers (0 unless a change bypassed them),
     and the re-examination after a change of the rules. It reads every watched member, as a
     full read reads every Entra object anyway."""
+    uow.lock()
     session = uow.session
     daemon_state.put(uow, RULES_KEY, rules.as_dict())
     every = facts.out_of_line(None, rules).subquery()

@@ -223,14 +223,19 @@ def mirror_edges(session: Session, member_type: str | None = None) -> list[Membe
 
 
 def members_of_any(session: Session, groups: Sequence[str], members: Sequence[str]) -> set[str]:
-    """Which of `members` are direct members of at least one of `groups` (from each member's
-    edges: `ix_entra_members_member`)."""
+    """Which of `members` are direct user members of at least one of `groups` (from each
+    member's edges: `ix_entra_members_member`; only user edges make a member, as in
+    `effective_members`)."""
     found: set[str] = set()
     for chunk in chunks(list(members)):
         found.update(
             session.scalars(
                 select(EntraMemberRow.member_id)
-                .where(EntraMemberRow.member_id.in_(chunk), EntraMemberRow.group_id.in_(groups))
+                .where(
+                    EntraMemberRow.member_id.in_(chunk),
+                    EntraMemberRow.group_id.in_(groups),
+                    EntraMemberRow.member_type == "user",
+                )
                 .distinct()
             )
         )

@@ -92,15 +92,16 @@ def purge_users(
     users are updated in one statement, then expired so they read the new state back.
     `counts` (from `purge_counts`, taken with the users after `tally.lock`) saves the
     counting query and the tally's reading before the purge."""
+    counted = counts is not None
     if counts is None:
         counts = purge_counts(session, [u.id for u in users])
-        if apply:
-            tally.before(session, [u.id for u in users])
-    else:
-        tally.known(session, {u.id: _held(u, counts) for u in users})
     details = {u.id: _purge_details(u, counts.get(u.id, (0, 0, 0))) for u in users}
     if not apply:
         return details
+    if counted:
+        tally.known(session, {u.id: _held(u, counts) for u in users})
+    else:
+        tally.before(session, [u.id for u in users])
     unsynced = {"synchronize_session": False}
     for chunk in chunks([u.id for u in users]):
         owned = _one_of(session, AgentRow.user_id, chunk)

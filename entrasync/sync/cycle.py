@@ -147,7 +147,7 @@ def _cycle(
     ) as uow:
         # the settings + compliance tail, once, after every action of the run; and the
         # objects now in line leave the queue the next plan examines
-        changes.settle(uow.session, queue_rules(config))
+        changes.settle(uow, queue_rules(config))
     return result
 
 

@@ -194,6 +194,7 @@ def check_queue(scope: Scope, config: Config, *, full: bool) -> None:
     change of the settings that decide what is out of line, queue what they put out of line."""
     rules = queue_rules(config)
     with scope() as uow:
+        uow.lock()  # the rules read are the rules another writer's `settle` goes by
         if not (full or changes.rules_changed(uow.session, rules)):
             return
         missed = changes.reconcile(uow, rules)

@@ -25,11 +25,11 @@ from testkit import BACKENDS
 
 from entrasync.cli import main
 from entrasync.domain.entra import effective_members
-from entrasync.store import facts
+from entrasync.store import changes, facts
 from entrasync.store import mirror as mirror_rows
 from entrasync.store.db import Store
-from entrasync.store.schema import EntraGroupRow, WatchedMemberRow
-from entrasync.sync.read import plan_now
+from entrasync.store.schema import EntraGroupRow, UserRow, WatchedMemberRow
+from entrasync.sync.read import check_queue, plan_now, queue_rules
 
 PEOPLE = 6
 Step = tuple[str, int]
@@ -208,3 +208,33 @@ def test_a_cycle_from_the_queue_sees_what_every_object_shows(
             run.sync()
 
     check()
+
+
+def test_a_process_on_older_settings_leaves_the_queue_alone(world: World) -> None:
+    """A daemon not yet reloaded (retrack_on_removal off) settles after an admin's run on
+    the new settings (on) queued a departed member: the member stays queued, and the next
+    cycle on the new settings tracks them again (review finding: two processes)."""
+    dana = world.tenant.add_user("dana@contoso.com")
+    world.ingest(report("CONTOSO\\dana", "PC", upn="dana@contoso.com"))
+    world.tenant.add_member(world.dnt, dana)
+    world.configure("")
+    text = world.config_path.read_text().replace(
+        "[safety]\n", "[safety]\nretrack_on_removal = false\n"
+    )
+    world.config_path.write_text(text)
+    old = world.config()
+    world.sync(later(1))
+    world.tenant.remove_member(world.dnt, dana)
+    world.sync(later(2))  # not tracked again: retrack_on_removal is off
+    world.config_path.write_text(
+        text.replace("retrack_on_removal = false", "retrack_on_removal = true")
+    )
+    new = world.config()
+    scope = lambda: world.store.unit_of_work(later(3))  # noqa: E731
+    check_queue(scope, new, full=False)  # the admin's run on the new settings, before its plan
+    with world.store.unit_of_work(later(3)) as uow:
+        assert changes.settle(uow, queue_rules(old)) == 0  # the daemon, still on the old ones
+    result = world.sync(later(4))
+    assert result.applied["retrack"] == 1
+    with world.store.reading() as s:
+        assert s.scalar(select(UserRow.tracking)) == "tracked"
