@@ -134,8 +134,12 @@ def read_and_plan(
     scope: Scope = lambda: store.unit_of_work(now, run_id=run_id)  # noqa: E731
     read = _apply_read(scope, start, users, groups, config, now)
     crashpoint("mirror-read")
+    full = read.resync or read.full or not start.links
+    if full:
+        with scope() as uow:
+            mirror_rows.refresh_statistics(uow.session)
     linked = link_ahead(scope, now)
-    check_queue(scope, config, full=read.resync or read.full or not start.links)
+    check_queue(scope, config, full=full)
     with store.reading() as session:
         return Planned(read, *plan_now(session, config, now), linked=linked)
 
