@@ -84,9 +84,7 @@ def test_held_untracks_stay_planned_until_approved(world: World, es: Any) -> Non
     verified(es)
 
 
-def test_a_dnt_member_reporting_from_a_new_computer_stays_untracked(
-    world: World, es: Any
-) -> None:
+def test_a_dnt_member_reporting_from_a_new_computer_stays_untracked(world: World, es: Any) -> None:
     _dana_in_dnt(world, es)
     quiet(es, world)
     ingest(es, world, report("CONTOSO\\dana", "PC-NEW", upn="dana@contoso.com", events=2))
