@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, exists, insert, select
 
-from entrasync.store import daemon_state, facts, queries
-from entrasync.store.facts import Rules
-from entrasync.store.schema import ChangedObjectRow
+from entrasync.store import daemon_state, membership, queries
+from entrasync.store.changed_rows import ChangedObjectRow
+from entrasync.store.membership import Rules
 from entrasync.store.session import Session
 from entrasync.store.uow import UnitOfWork
 
@@ -53,7 +53,7 @@ def settle(uow: UnitOfWork, rules: Rules, page: int = 5_000) -> int:
         after = entries[-1].seq
         still: set[str] = set()
         for objects in queries.chunks(sorted({o for _, o in entries})):
-            still.update(session.scalars(facts.out_of_line(objects, rules)))
+            still.update(session.scalars(membership.out_of_line(objects, rules)))
         gone = [seq for seq, o in entries if o not in still]
         for seqs in queries.chunks(gone):
             session.execute(delete(ChangedObjectRow).where(ChangedObjectRow.seq.in_(seqs)))
@@ -77,7 +77,7 @@ def reconcile(uow: UnitOfWork, rules: Rules) -> int:
     uow.lock()
     session = uow.session
     daemon_state.put(uow, RULES_KEY, rules.as_dict())
-    every = facts.out_of_line(None, rules).subquery()
+    every = membership.out_of_line(None, rules).subquery()
     missed = list(
         session.scalars(
             select(every.c.object_id).where(

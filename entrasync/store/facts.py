@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, or_, select, union
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from entrasync.config import SyncConfig
@@ -27,12 +26,10 @@ from entrasync.domain.planning import (
     StoreUser,
     WatchedMember,
 )
-from entrasync.domain.status import Tracking, UntrackedBy
-from entrasync.store import queries, tally
+from entrasync.domain.status import Tracking
+from entrasync.store import membership, queries, tally
 from entrasync.store.schema import (
     AgentRow,
-    ChangedObjectRow,
-    EntraGroupRow,
     EntraKeyRow,
     EntraUserRow,
     IdentifierRow,
@@ -46,71 +43,22 @@ from entrasync.store.schema import (
 RETIRABLE_KINDS = ("upn", "email")
 
 
-class Examine(StrEnum):
-    """Which Entra objects the membership queries (watched members, re-tracking) look at."""
-
-    # Those queued in `changed_objects` since they were last in line (triggers queue every
-    # change that can move them; migration 0010, store/changes.py), and those with a purge
-    # scheduled: what a cycle plans from, so that it costs what changed.
-    QUEUED = "queued"
-    # Every one: a dry run's scratch copy (it has no triggers), and the check of the queue
-    # on a full read.
-    EVERY = "every"
-
-
-Objects = Sequence[str] | None  # Entra object ids to examine; None: every one
-
-
-def _examined(session: Session, examine: Examine) -> Iterable[Objects]:
-    """The object ids to examine, 500 at a time (given as literal lists: SQLite's planner
-    without statistics would rather read a whole index than follow a subquery); one None
-    for every object."""
-    if examine == Examine.EVERY or _queue_length(session) > QUEUED_AT_MOST:
-        return [None]
-    queued = set(session.scalars(select(ChangedObjectRow.object_id).distinct()))
-    queued.update(session.scalars(select(ScheduledPurgeRow.object_id)))
-    return queries.chunks(sorted(queued))
-
-
-# Above this many queue entries (a first sync, a mass change) the queries examine every
-# object at once: cheaper than hundreds of lists of ids, and held in memory as rows only.
-QUEUED_AT_MOST = 20_000
-
-
-def _queue_length(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(ChangedObjectRow)) or 0)
-
-
-def _restrict(query: Any, column: Any, objects: Objects) -> Any:
-    return query if objects is None else query.where(column.in_(objects))
-
-
-# The user columns the planner needs. The first cycle of a tenant links every record, so the
-# records it loads are read as plain rows (about a tenth of the memory of ORM objects).
-_USER_COLUMNS = (
-    UserRow.id,
-    UserRow.entra_object_id,
-    UserRow.tracking,
-    UserRow.untracked_by,
-    UserRow.status,
-    UserRow.last_activity_at,
-)
-
-
 def _user_rows(session: Session, column: Any, values: Sequence[Any]) -> list[Any]:
     """Live records whose `column` is one of `values`, 500 at a time, as plain rows."""
     found: list[Any] = []
     for chunk in queries.chunks(list(values)):
         found.extend(
             session.execute(
-                select(*_USER_COLUMNS).where(column.in_(chunk), UserRow.merged_into_id.is_(None))
+                select(*membership.USER_COLUMNS).where(
+                    column.in_(chunk), UserRow.merged_into_id.is_(None)
+                )
             )
         )
     return found
 
 
 def _store_users(session: Session, rows: Iterable[Any]) -> dict[int, StoreUser]:
-    """`rows`: UserRow objects or plain rows with the columns of `_USER_COLUMNS`."""
+    """`rows`: UserRow objects or plain rows with the columns of `membership.USER_COLUMNS`."""
     users = {row.id: row for row in rows}
     ids = sorted(users)
     licenses = queries.user_license_counts(session, ids)
@@ -250,7 +198,7 @@ def total_users(session: Session) -> int:
 @dataclass(frozen=True, slots=True)
 class _WatchedRow:
     """A watched member that calls for an action, with its linked record's columns
-    (`_USER_COLUMNS`; `id` None when there is none) and its group's `suspect` reason."""
+    (`membership.USER_COLUMNS`; `id` None when there is none) and its group's `suspect` reason."""
 
     via_group: str
     object_id: str
@@ -265,7 +213,7 @@ class _WatchedRow:
     suspect: str | None
 
 
-def _watched(session: Session, examine: Examine) -> list[_WatchedRow]:
+def _watched(session: Session, examine: membership.Examine) -> list[_WatchedRow]:
     """Members that call for an action (not in the store yet, still tracked, or a Delete
     member with agents). A first sync finds most of the watched groups here, so the rows are
     read as they stream and the values they share (group, kind, states, times) are held once."""
@@ -285,117 +233,21 @@ def _watched(session: Session, examine: Examine) -> list[_WatchedRow]:
             row.last_activity_at,
             once(row.suspect, row.suspect),
         )
-        for objects in _examined(session, examine)
-        for row in session.execute(_watched_query(objects).execution_options(yield_per=2_000))
+        for objects in membership.examined(session, examine)
+        for row in session.execute(
+            membership.watched_query(objects).execution_options(yield_per=2_000)
+        )
     ]
 
 
-_MEMBERSHIP = (
-    WatchedMemberRow.via_group,
-    WatchedMemberRow.object_id,
-    WatchedMemberRow.kind,
-    WatchedMemberRow.first_seen_at,
-)
-
-
-def _watched_query(objects: Objects, columns: Sequence[Any] = ()) -> Any:
-    """Watched members that call for an action (`columns`: what to return, by default
-    the membership, the linked record's `_USER_COLUMNS` and the group's suspect state)."""
-    wanted = columns or (*_MEMBERSHIP, *_USER_COLUMNS, EntraGroupRow.suspect)
-    query = (
-        select(*wanted)
-        .select_from(WatchedMemberRow)
-        .join(
-            EntraUserRow,
-            and_(
-                EntraUserRow.object_id == WatchedMemberRow.object_id,
-                EntraUserRow.deleted_at.is_(None),
-            ),
-        )
-        .outerjoin(
-            UserRow,
-            and_(
-                UserRow.entra_object_id == WatchedMemberRow.object_id,
-                UserRow.merged_into_id.is_(None),
-            ),
-        )
-        .outerjoin(EntraGroupRow, EntraGroupRow.id == WatchedMemberRow.via_group)
-        .where(
-            or_(
-                UserRow.id.is_(None),
-                UserRow.tracking == Tracking.TRACKED,
-                and_(
-                    WatchedMemberRow.kind == GroupKind.DELETE,
-                    exists().where(AgentRow.user_id == UserRow.id),
-                ),
-            ),
-        )
-    )
-    return _restrict(query, WatchedMemberRow.object_id, objects)
-
-
-def _retrack_rows(session: Session, on_user_disabled: str, examine: Examine) -> list[UserRow]:
+def _retrack_rows(
+    session: Session, on_user_disabled: str, examine: membership.Examine
+) -> list[UserRow]:
     return [
         row
-        for objects in _examined(session, examine)
-        for row in session.scalars(_retrack_query(on_user_disabled, objects, (UserRow,)))
+        for objects in membership.examined(session, examine)
+        for row in session.scalars(membership.retrack_query(on_user_disabled, objects, (UserRow,)))
     ]
-
-
-def _retrack_query(on_user_disabled: str, objects: Objects, columns: Sequence[Any]) -> Any:
-    """Tracked again only: untracked by entrasync for a membership (or for a disabled account
-    that is enabled again), Entra account live (a deleted account leaves every group: a
-    departure, not a return), history never purged, and in no watched group (a suspect
-    group's frozen rows count). While disabled accounts are untracked, a disabled member
-    leaving the groups stays untracked until the account is enabled."""
-    enabled = EntraUserRow.account_enabled.is_not(False)
-    by_membership = UserRow.untracked_by == UntrackedBy.ENTRASYNC
-    if on_user_disabled == "untrack":
-        by_membership = and_(by_membership, enabled)
-    by_disabled = and_(UserRow.untracked_by == UntrackedBy.ENTRA_DISABLED, enabled)
-    # a handful of queued objects: found by their ids, not among every untracked record
-    tracking = UserRow.tracking if objects is None else queries.unindexed(UserRow.tracking)
-    query = (
-        select(*columns)
-        .select_from(UserRow)
-        .join(EntraUserRow, EntraUserRow.object_id == UserRow.entra_object_id)
-        .where(
-            or_(by_membership, by_disabled),
-            tracking == Tracking.UNTRACKED,
-            UserRow.merged_into_id.is_(None),
-            UserRow.purged_at.is_(None),
-            EntraUserRow.deleted_at.is_(None),
-            ~exists().where(WatchedMemberRow.object_id == UserRow.entra_object_id),
-        )
-    )
-    return _restrict(query, UserRow.entra_object_id, objects)
-
-
-@dataclass(frozen=True)
-class Rules:
-    """The settings that decide whether an object is out of line: `sync.on_user_disabled`
-    and `safety.retrack_on_removal` (when it is off, nobody is tracked again, so a departed
-    member is in line). The queue remembers them; a change re-examines every object."""
-
-    on_user_disabled: str
-    retrack_on_removal: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "on_user_disabled": self.on_user_disabled,
-            "retrack_on_removal": self.retrack_on_removal,
-        }
-
-
-def out_of_line(objects: Objects, rules: Rules) -> Any:
-    """Which of `objects` the watched-member or the re-tracking query returns, as one
-    SELECT of object ids: the objects a cycle must keep examining (store/changes.py)."""
-    watched = _watched_query(objects, (WatchedMemberRow.object_id,))
-    if not rules.retrack_on_removal:
-        return watched
-    return union(
-        watched, _retrack_query(rules.on_user_disabled, objects, (UserRow.entra_object_id,))
-    )
 
 
 def _deleted_pairs(session: Session, on_user_deleted: str) -> list[tuple[UserRow, datetime]]:
@@ -444,11 +296,10 @@ def gather(
     *,
     changed_since: datetime | None,
     sync: SyncConfig,
-    examine: Examine = Examine.QUEUED,
+    examine: membership.Examine = membership.Examine.QUEUED,
 ) -> Facts:
     identity = _identity_rows(session)
-    objects = sorted({o for o, _, _ in identity})
-    linked_rows = _user_rows(session, UserRow.entra_object_id, objects)
+    linked_rows = _user_rows(session, UserRow.entra_object_id, sorted({o for o, _, _ in identity}))
     watched = _watched(session, examine)
     retrack_rows = _retrack_rows(session, sync.on_user_disabled, examine)
     deleted_pairs = _deleted_pairs(session, sync.on_user_deleted)

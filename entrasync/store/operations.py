@@ -87,21 +87,16 @@ def purge_users(
     """`purge_user` for many users at once: a fixed handful of statements per 500 users,
     whatever their number (the sync cycle purges a whole Delete group this way).
 
-    The deletes do not fetch the deleted keys back into the session (the ORM's default for a
-    DELETE … IN (subquery) is RETURNING every id: a million ids for a heavy user), and the
-    users are updated in one statement, then expired so they read the new state back.
-    `counts` (from `purge_counts`, taken with the users after `tally.lock`) saves the
-    counting query and the tally's reading before the purge."""
+    The deletes do not fetch the deleted keys back (the ORM's default for a DELETE … IN
+    (subquery) is RETURNING every id); the users are updated in one statement, then expired.
+    `counts` (from `purge_counts`, taken with the users after `tally.lock`) also stands for
+    the tally's reading before the purge."""
     counted = counts is not None
-    if counts is None:
-        counts = purge_counts(session, [u.id for u in users])
+    counts = counts if counts is not None else purge_counts(session, [u.id for u in users])
     details = {u.id: _purge_details(u, counts.get(u.id, (0, 0, 0))) for u in users}
     if not apply:
         return details
-    if counted:
-        tally.known(session, {u.id: _held(u, counts) for u in users})
-    else:
-        tally.before(session, [u.id for u in users])
+    _tally_before(session, users, counts if counted else None)
     unsynced = {"synchronize_session": False}
     for chunk in chunks([u.id for u in users]):
         owned = _one_of(session, AgentRow.user_id, chunk)
@@ -147,6 +142,13 @@ def purge_counts(session: Session, user_ids: Sequence[int]) -> PurgeCounts:
             agents, total, holding = counts.get(int(uid), (0, 0, 0))
             counts[int(uid)] = (agents + 1, total + int(rows), holding + (rows > 0))
     return counts
+
+
+def _tally_before(session: Session, users: Sequence[UserRow], counts: PurgeCounts | None) -> None:
+    if counts is None:
+        tally.before(session, [u.id for u in users])
+    else:
+        tally.known(session, {u.id: _held(u, counts) for u in users})
 
 
 def _held(user: UserRow, counts: PurgeCounts) -> tuple[int, int]:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -90,14 +89,7 @@ class UserRow(Base):
 
     __table_args__ = (
         Index("ix_users_status", "status"),
-        # Only merged records (finding what was merged into one): a live-records query
-        # (`merged_into_id IS NULL`) must not read this index whole (migration 0010).
-        Index(
-            "ix_users_merged_into",
-            "merged_into_id",
-            sqlite_where=text("merged_into_id IS NOT NULL"),
-            postgresql_where=text("merged_into_id IS NOT NULL"),
-        ),
+        # ix_users_merged_into: store/tally.py (a partial index, migration 0010)
     )
 
 
@@ -364,19 +356,6 @@ class WatchedMemberRow(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_watched_members_object", "object_id"),)
-
-
-class ChangedObjectRow(Base):
-    """An Entra object whose watched-group consequences may be out of line (migration 0010):
-    queued by triggers on every change to what decides them, removed by the cycle once the
-    object is in line (store/changes.py). One object may be queued several times."""
-
-    __tablename__ = "changed_objects"
-
-    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    object_id: Mapped[str] = mapped_column(String(64))
-
-    __table_args__ = (Index("ix_changed_objects_object", "object_id"),)
 
 
 class ScheduledPurgeRow(Base):

@@ -48,6 +48,14 @@ class LicenseTallyRow(Base):
 # tenant); records by tracking state (the re-tracking query reads the untracked ones only).
 Index("ix_entra_users_updated", EntraUserRow.updated_at)
 Index("ix_users_tracking", UserRow.tracking, UserRow.untracked_by)
+# Merged records only (what was merged into one; migration 0010): a live-records lookup
+# (`merged_into_id IS NULL AND … IN (ids)`) must not read it whole on SQLite.
+Index(
+    "ix_users_merged_into",
+    UserRow.merged_into_id,
+    sqlite_where=UserRow.merged_into_id.is_not(None),
+    postgresql_where=UserRow.merged_into_id.is_not(None),
+)
 # The nesting edges of the watched groups (which child groups a cycle reads), not every member.
 Index(
     "ix_entra_members_type",

@@ -23,12 +23,12 @@ from entrasync.domain.linking import sure_links
 from entrasync.domain.one_user import Person, plan_person
 from entrasync.domain.planning import Plan, Policy, plan
 from entrasync.graph import GraphClient, child_group_id
-from entrasync.store import changes, facts, linking, runs, sync_state
+from entrasync.store import changes, facts, linking, membership, runs, sync_state
 from entrasync.store import groups as group_rows
 from entrasync.store import mirror as mirror_rows
 from entrasync.store.actions import link_users
 from entrasync.store.db import Store
-from entrasync.store.facts import Examine
+from entrasync.store.membership import Examine
 from entrasync.store.overlay import open_overlay
 from entrasync.store.session import Session
 from entrasync.store.uow import UnitOfWork
@@ -188,8 +188,8 @@ def _changed_since(session: Session, now: datetime) -> datetime:
     return min(last, now) if last is not None else datetime.min.replace(tzinfo=now.tzinfo)
 
 
-def queue_rules(config: Config) -> facts.Rules:
-    return facts.Rules(config.sync.on_user_disabled, config.safety.retrack_on_removal)
+def queue_rules(config: Config) -> membership.Rules:
+    return membership.Rules(config.sync.on_user_disabled, config.safety.retrack_on_removal)
 
 
 def check_queue(scope: Scope, config: Config, *, full: bool) -> None:

@@ -16,8 +16,9 @@ from test_safety_stories import actions, configure, ingest, user, verified
 from testkit import report
 
 from entrasync.errors import ExitCode
+from entrasync.store.changed_rows import ChangedObjectRow
 from entrasync.store.db import Store
-from entrasync.store.schema import ChangedObjectRow, UserRow
+from entrasync.store.schema import UserRow
 
 
 def queued(world: World) -> int:

@@ -25,7 +25,7 @@ from testkit import BACKENDS
 
 from entrasync.cli import main
 from entrasync.domain.entra import effective_members
-from entrasync.store import changes, facts
+from entrasync.store import changes, membership
 from entrasync.store import mirror as mirror_rows
 from entrasync.store.db import Store
 from entrasync.store.schema import EntraGroupRow, UserRow, WatchedMemberRow
@@ -89,8 +89,8 @@ def _queued_sees_everything(world: World, now: datetime) -> None:
     """The plan from the queued objects is the plan from every object."""
     config = world.config()
     with world.store.reading() as s:
-        queued, _ = plan_now(s, config, now, examine=facts.Examine.QUEUED)
-        every, _ = plan_now(s, config, now, examine=facts.Examine.EVERY)
+        queued, _ = plan_now(s, config, now, examine=membership.Examine.QUEUED)
+        every, _ = plan_now(s, config, now, examine=membership.Examine.EVERY)
     for part in ("actions", "scheduled", "suspended"):
         assert sorted(map(repr, getattr(queued, part))) == sorted(
             map(repr, getattr(every, part))
