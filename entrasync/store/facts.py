@@ -213,7 +213,7 @@ class _WatchedRow:
     suspect: str | None
 
 
-def _watched(session: Session, examine: membership.Examine) -> list[_WatchedRow]:
+def _watched(session: Session, examined: list[membership.Objects]) -> list[_WatchedRow]:
     """Members that call for an action (not in the store yet, still tracked, or a Delete
     member with agents). A first sync finds most of the watched groups here, so the rows are
     read as they stream and the values they share (group, kind, states, times) are held once."""
@@ -233,7 +233,7 @@ def _watched(session: Session, examine: membership.Examine) -> list[_WatchedRow]
             row.last_activity_at,
             once(row.suspect, row.suspect),
         )
-        for objects in membership.examined(session, examine)
+        for objects in examined
         for row in session.execute(
             membership.watched_query(objects).execution_options(yield_per=2_000)
         )
@@ -241,11 +241,11 @@ def _watched(session: Session, examine: membership.Examine) -> list[_WatchedRow]
 
 
 def _retrack_rows(
-    session: Session, on_user_disabled: str, examine: membership.Examine
+    session: Session, on_user_disabled: str, examined: list[membership.Objects]
 ) -> list[UserRow]:
     return [
         row
-        for objects in membership.examined(session, examine)
+        for objects in examined
         for row in session.scalars(membership.retrack_query(on_user_disabled, objects, (UserRow,)))
     ]
 
@@ -300,21 +300,16 @@ def gather(
 ) -> Facts:
     identity = _identity_rows(session)
     linked_rows = _user_rows(session, UserRow.entra_object_id, sorted({o for o, _, _ in identity}))
-    watched = _watched(session, examine)
-    retrack_rows = _retrack_rows(session, sync.on_user_disabled, examine)
+    examined = list(membership.examined(session, examine))  # the queue is read once
+    watched = _watched(session, examined)
+    retrack_rows = _retrack_rows(session, sync.on_user_disabled, examined)
     deleted_pairs = _deleted_pairs(session, sync.on_user_deleted)
     disabled_rows = _disabled_rows(session, sync.on_user_disabled)
     identity_users = _user_rows(session, UserRow.id, sorted({u for _, _, u in identity}))
+    with_ids = [w for w in watched if w.id is not None]
+    pairs = [row for row, _ in deleted_pairs]
     everyone = _store_users(
-        session,
-        [
-            *identity_users,
-            *linked_rows,
-            *(w for w in watched if w.id is not None),
-            *retrack_rows,
-            *(row for row, _ in deleted_pairs),
-            *disabled_rows,
-        ],
+        session, [*identity_users, *linked_rows, *with_ids, *retrack_rows, *pairs, *disabled_rows]
     )
     return Facts(
         identity_matches=[IdentityMatch(o, r, everyone[u]) for o, r, u in identity],
