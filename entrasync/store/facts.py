@@ -120,9 +120,12 @@ def _retirements(session: Session, changed_since: datetime | None) -> list[Retir
     query = _retirement_query(new_user, old_user)
     if changed_since is None:
         return _collect_retirements(session, [query])
+    # no more ids than the limit are read: a first sync changes every object of the tenant
     changed = list(
         session.scalars(
-            select(EntraUserRow.object_id).where(EntraUserRow.updated_at >= changed_since)
+            select(EntraUserRow.object_id)
+            .where(EntraUserRow.updated_at >= changed_since)
+            .limit(_CHANGED_SET_LIMIT + 1)
         )
     )
     if len(changed) > _CHANGED_SET_LIMIT:

@@ -3,17 +3,19 @@ and their materialised effective membership (`watched_members`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from entrasync.store.queries import chunks
-from entrasync.store.schema import EntraGroupRow, WatchedMemberRow
+from entrasync.store.schema import EntraGroupRow, EntraMemberRow, UtcDateTime, WatchedMemberRow
 from entrasync.store.upsert import insert_for
 
 _BATCH = 500
+_INSERT_BATCH = 5_000
 
 
 def group_rows(session: Session) -> dict[str, EntraGroupRow]:
@@ -88,29 +90,46 @@ def set_watched_subset(
     return _write_watched(session, kind, group, sorted(wanted - old), sorted(old - wanted), now)
 
 
-def set_watched_members(
-    session: Session, kind: str, group: str, members: Iterable[str], now: datetime
+def derive_watched(
+    session: Session, kind: str, group: str, inside: Sequence[str], now: datetime
 ) -> tuple[int, int]:
-    """The group's rows become `members`; continuing members keep `first_seen_at`.
-    Returns (added, removed)."""
-    wanted = set(members)
-    old = set(
-        session.scalars(
-            select(WatchedMemberRow.object_id).where(WatchedMemberRow.via_group == group)
+    """The group's rows become the user members of the groups `inside` it (itself and
+    every group nested in it), in two statements: a first sync derives groups of any size
+    without holding their members. Continuing members keep `first_seen_at`. Returns
+    (added, removed)."""
+    members = select(EntraMemberRow.member_id).where(
+        EntraMemberRow.group_id.in_(inside), EntraMemberRow.member_type == "user"
+    )
+    removed = session.execute(
+        delete(WatchedMemberRow).where(
+            WatchedMemberRow.via_group == group, WatchedMemberRow.object_id.not_in(members)
         )
     )
-    return _write_watched(session, kind, group, sorted(wanted - old), sorted(old - wanted), now)
+    rows = members.add_columns(
+        literal(group, String()), literal(kind, String()), literal(now, UtcDateTime())
+    ).distinct()
+    added = session.execute(
+        insert_for(session, WatchedMemberRow)
+        .from_select(["object_id", "via_group", "kind", "first_seen_at"], rows)
+        .on_conflict_do_nothing()
+    )
+    return _rowcount(added), _rowcount(removed)
+
+
+def _rowcount(result: Any) -> int:
+    return int(result.rowcount or 0)
 
 
 def _write_watched(
     session: Session, kind: str, group: str, added: list[str], removed: list[str], now: datetime
 ) -> tuple[int, int]:
-    if added:
+    # a few thousand rows per statement: a first sync adds whole groups at once
+    for start in range(0, len(added), _INSERT_BATCH):
         session.execute(
             insert_for(session, WatchedMemberRow).on_conflict_do_nothing(),
             [
                 {"via_group": group, "object_id": o, "kind": kind, "first_seen_at": now}
-                for o in added
+                for o in added[start : start + _INSERT_BATCH]
             ],
         )
     for start in range(0, len(removed), _BATCH):

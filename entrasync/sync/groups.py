@@ -192,8 +192,7 @@ def accept_read(uow: UnitOfWork, config: Config, group_id: str) -> GroupStatus:
     row.accepted, row.accepted_at = reason, uow.now
     row.suspect = row.suspect_since = row.suspect_detail = None
     before = mirror_rows.direct_counts(session, [group])[group]
-    edges = mirror_rows.mirror_edges(session)
-    update = update_watched(session, {kind: [group]}, edges, set(), uow.now)
+    update = update_watched(session, {kind: [group]}, set(), uow.now)
     uow.audit(
         AuditEvent(
             "group.accepted",

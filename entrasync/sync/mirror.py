@@ -18,9 +18,7 @@ from datetime import datetime
 
 from entrasync.domain.entra import (
     GroupPage,
-    MembershipEdge,
     UserPage,
-    effective_members,
     reachable_groups,
 )
 from entrasync.domain.evidence import MergeMaps
@@ -103,9 +101,12 @@ class GroupRoundStats(RoundStats):
         self.covered[page.stream] = page.groups
         self.deleted_groups.update(page.deleted_groups)
         self.membership_changes += len(page.changes)
+        if self.full:  # every watched group is re-derived: no user is followed alone
+            self.user_changes.clear()
         for change in page.changes:
             if change.member_kind == "user":
-                self.user_changes.add((change.group_id, change.member_id))
+                if not self.full:
+                    self.user_changes.add((change.group_id, change.member_id))
             elif change.member_kind == "group" or change.removed:
                 self.nesting_moved = True
 
@@ -149,20 +150,18 @@ class WatchedUpdate:
 
 
 def update_watched(
-    session: Session,
-    roots: Mapping[str, list[str]],
-    edges: list[MembershipEdge],
-    suspect: set[str],
-    now: datetime,
+    session: Session, roots: Mapping[str, list[str]], suspect: set[str], now: datetime
 ) -> WatchedUpdate:
     """Materialise the effective (transitive) membership of the groups in `roots`, one row
-    per group and member; continuing members keep `first_seen_at`. The rows of a `suspect`
-    group are frozen: left as they are until it reads normally or is accepted."""
+    per group and member, in SQL (store/groups.py `derive_watched`; the nesting alone is
+    read here); continuing members keep `first_seen_at`. The rows of a `suspect` group are
+    frozen: left as they are until it reads normally or is accepted."""
     result = WatchedUpdate()
+    nesting = rows.mirror_edges(session, member_type="group")
     for kind, groups in roots.items():
-        effective = effective_members(edges, [g for g in groups if g not in suspect])
-        for group, members in effective.items():
-            added, removed = group_rows.set_watched_members(session, kind, group, members, now)
+        for root in (g for g in groups if g not in suspect):
+            inside = sorted(reachable_groups(nesting, [root]))
+            added, removed = group_rows.derive_watched(session, kind, root, inside, now)
             result.added += added
             result.removed += removed
     return result

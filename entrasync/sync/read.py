@@ -321,8 +321,7 @@ def _finish_groups(
         mirror.follow_user_changes(session, start.roots, stats.user_changes, set(suspect), now)
         return suspect
     group_rows.drop_unconfigured_members(session, start.watched)
-    edges = mirror_rows.mirror_edges(session)
-    mirror.update_watched(session, start.roots, edges, set(suspect), now)
+    mirror.update_watched(session, start.roots, set(suspect), now)
     return suspect
 
 

@@ -52,6 +52,9 @@ BOOKKEEPING = {"runs", "sync_state", "daemon_state", "outbox"}
 # `updated_at` of a mirrored user is when it was last read; run ids and the audit hashes
 # that cover them differ between any two runs.
 UNSTABLE_COLUMNS = {"updated_at", "run_id", "hash", "prev_hash"}
+# The queue of changed objects is a set: which objects are queued, not in what order or how
+# often (its `seq` follows the order of the writes, which retries and resyncs change).
+QUEUES = {"changed_objects": "seq"}
 FAST_RETRIES = RetryPolicy(
     max_attempts=2, max_total=5, backoff_base=0.01, backoff_max=0.05, max_retry_after=0.2
 )
@@ -223,6 +226,9 @@ def _comparable(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _rows(conn: Any, table: Any) -> list[tuple[Any, ...]]:
+    if table.name in QUEUES:
+        kept = [c for c in table.columns if c.name != QUEUES[table.name]]
+        return sorted({tuple(r) for r in conn.execute(select(*kept))})
     columns = [c for c in table.columns if c.name not in UNSTABLE_COLUMNS]
     order = [c for c in table.primary_key.columns if c.name not in UNSTABLE_COLUMNS] or columns
     return [tuple(r) for r in conn.execute(select(*columns).order_by(*order))]
