@@ -112,6 +112,8 @@ def derive_watched(
         insert_for(session, WatchedMemberRow)
         .from_select(["object_id", "via_group", "kind", "first_seen_at"], rows)
         .on_conflict_do_nothing()
+        # an INSERT's rowcount is kept only on request (SQLAlchemy 2.0.28; -1 on PostgreSQL)
+        .execution_options(preserve_rowcount=True)
     )
     return _rowcount(added), _rowcount(removed)
 

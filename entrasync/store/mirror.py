@@ -6,7 +6,7 @@ tenant applies hundreds of pages. Only `entrasync.sync.mirror` decides what to w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -194,13 +194,14 @@ def drop_group_edges(session: Session, group_id: str) -> None:
     session.execute(delete(EntraMemberRow).where(EntraMemberRow.group_id == group_id))
 
 
-def remove_unseen(session: Session, groups: Iterable[str], seen: set[tuple[str, str]]) -> None:
-    """Edges of `groups` a full round did not see are gone."""
+def remove_unseen(session: Session, groups: Iterable[str], seen: Mapping[str, set[str]]) -> None:
+    """Edges of `groups` a full round did not see (`seen`: group -> members) are gone."""
     for group in groups:
         existing = session.scalars(
             select(EntraMemberRow.member_id).where(EntraMemberRow.group_id == group)
         ).all()
-        stale = [m for m in existing if (group, m) not in seen]
+        members = seen.get(group, set())
+        stale = [m for m in existing if m not in members]
         for start in range(0, len(stale), _BATCH):
             session.execute(
                 delete(EntraMemberRow).where(

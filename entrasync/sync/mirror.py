@@ -69,7 +69,7 @@ class GroupRoundStats(RoundStats):
     names: dict[str, str] = field(default_factory=dict)
     # Per full stream: the edges seen so far, and the groups the stream covers. Kept in
     # memory across the round's page transactions; the diff runs after the last page.
-    seen_edges: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    seen_edges: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # group -> members
     covered: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # The watched groups, those suspect when the round began, and the direct members in
     # the mirror of each group whose judgement needs them (read fully, reported deleted, or
@@ -90,12 +90,13 @@ class GroupRoundStats(RoundStats):
         self.full |= page.full
         self.resync |= page.resync
         if page.full and page.first:
-            self.seen_edges[page.stream] = set()
+            self.seen_edges[page.stream] = {}
         if page.full:
             self.full_groups.update(page.groups)
-            self.seen_edges.setdefault(page.stream, set()).update(
-                (c.group_id, c.member_id) for c in page.changes if not c.removed
-            )
+            seen = self.seen_edges.setdefault(page.stream, {})
+            for c in page.changes:
+                if not c.removed:
+                    seen.setdefault(c.group_id, set()).add(c.member_id)
         self.seen_groups.update(page.seen_groups)
         self.names.update(page.names)
         self.covered[page.stream] = page.groups
