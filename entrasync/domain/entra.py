@@ -6,8 +6,9 @@ the adapter depends on msgraph-sdk. A delta round is delivered as pages (`UserPa
 read as a *full* round (first round, or a resync after Graph forgot the delta token) or as
 increments. See `entrasync.graph.client` for how a caller consumes them.
 
-`effective_members` computes transitive membership from the mirrored direct edges; it
-tolerates cycles in nesting (Entra allows a group to be nested, directly or indirectly, in
+`effective_members` computes transitive membership from the mirrored direct edges (the
+reference: the store derives the same rows in SQL, store/groups.py `derive_watched`, and
+tests hold the two equal); it tolerates cycles in nesting (Entra allows a group to be nested, directly or indirectly, in
 itself through hybrid sync and some admin tools, and the result must still terminate).
 """
 

@@ -16,7 +16,6 @@ from entrasync.store.schema import EntraGroupRow, EntraMemberRow, UtcDateTime, W
 from entrasync.store.upsert import insert_for
 
 _BATCH = 500
-_INSERT_BATCH = 5_000
 
 
 def group_rows(session: Session) -> dict[str, EntraGroupRow]:
@@ -98,23 +97,24 @@ def derive_watched(
     every group nested in it), in two statements: a first sync derives groups of any size
     without holding their members. Continuing members keep `first_seen_at`. Returns
     (added, removed)."""
-    members = select(EntraMemberRow.member_id).where(
-        EntraMemberRow.group_id.in_(inside), EntraMemberRow.member_type == "user"
-    )
+    user_edge = (EntraMemberRow.group_id.in_(inside), EntraMemberRow.member_type == "user")
     # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join; a NOT IN list larger
     # than work_mem would be scanned once per row
-    still = exists().where(
-        EntraMemberRow.member_id == WatchedMemberRow.object_id,
-        EntraMemberRow.group_id.in_(inside),
-        EntraMemberRow.member_type == "user",
-    )
+    still = exists().where(EntraMemberRow.member_id == WatchedMemberRow.object_id, *user_edge)
     with _hashed_anti_join(session):
         removed = session.execute(
             delete(WatchedMemberRow).where(WatchedMemberRow.via_group == group, ~still)
         )
-    rows = members.add_columns(
-        literal(group, String()), literal(kind, String()), literal(now, UtcDateTime())
-    ).distinct()
+    rows = (
+        select(
+            EntraMemberRow.member_id,
+            literal(group, String()),
+            literal(kind, String()),
+            literal(now, UtcDateTime()),
+        )
+        .where(*user_edge)
+        .distinct()
+    )
     added = session.execute(
         insert_for(session, WatchedMemberRow)
         .from_select(["object_id", "via_group", "kind", "first_seen_at"], rows)
@@ -148,13 +148,12 @@ def _rowcount(result: Any) -> int:
 def _write_watched(
     session: Session, kind: str, group: str, added: list[str], removed: list[str], now: datetime
 ) -> tuple[int, int]:
-    # a few thousand rows per statement: a first sync adds whole groups at once
-    for start in range(0, len(added), _INSERT_BATCH):
+    if added:
         session.execute(
             insert_for(session, WatchedMemberRow).on_conflict_do_nothing(),
             [
                 {"via_group": group, "object_id": o, "kind": kind, "first_seen_at": now}
-                for o in added[start : start + _INSERT_BATCH]
+                for o in added
             ],
         )
     for start in range(0, len(removed), _BATCH):

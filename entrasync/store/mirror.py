@@ -217,10 +217,8 @@ def mirror_edges(session: Session, member_type: str | None = None) -> list[Membe
     query = select(EntraMemberRow.group_id, EntraMemberRow.member_id, EntraMemberRow.member_type)
     if member_type is not None:
         query = query.where(EntraMemberRow.member_type == member_type)
-    shared: dict[str, str] = {}  # group ids and kinds repeat on every edge: held once
-    once = shared.setdefault
     return [
-        MembershipEdge(once(g, g), m, once(kind, kind))  # type: ignore[arg-type]
+        MembershipEdge(g, m, kind)  # type: ignore[arg-type]
         for g, m, kind in session.execute(query)
     ]
 

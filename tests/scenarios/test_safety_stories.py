@@ -157,6 +157,8 @@ def test_accepting_a_deleted_group_cancels_its_purges(world: World, es: Any) -> 
     assert accepted.code == 0, accepted.err
     (record,) = actions(es, "group.accepted")
     assert record["actor"] == "admin:jane"
+    # the deleted group's two members leave its watched rows (counted on both stores)
+    assert (record["details"]["members_removed"], record["details"]["members_added"]) == (2, 0)
     after = es("sync")
     assert after.code == 0, after.out
     assert len(actions(es, "purge.cancelled")) == 2
