@@ -36,21 +36,24 @@ def _action_json(a: PlannedAction) -> dict[str, Any]:
 
 
 def _kinds_json(result: CycleResult) -> dict[str, Any]:
-    """The planned actions by kind (kinds with none left out)."""
+    """The planned actions by kind (kinds with none left out). `count` is exact; a plan
+    made in parts (a first sync of a large tenant) lists `listed` of them."""
     groups = {}
+    tally = result.tally
     for kind in ActionKind:
-        actions = result.plan.of_kind(kind)
-        if actions:
+        if tally.count[kind]:
+            actions = result.plan.of_kind(kind)
             groups[kind.value] = {
-                "count": len(actions),
-                "licenses_freed": sum(a.licenses_freed for a in actions),
+                "count": tally.count[kind],
+                "licenses_freed": tally.licenses_freed[kind],
                 "held": kind.value in result.held,
+                "listed": len(actions),
                 "actions": [_action_json(a) for a in actions],
             }
     return groups
 
 
-def _purges_json(result: CycleResult) -> dict[str, list[dict[str, Any]]]:
+def _purges_json(result: CycleResult) -> dict[str, Any]:
     """Purges that are not actions of this cycle: later, suspended, or not confirmed."""
     the_plan = result.plan
     scheduled = [
@@ -73,7 +76,9 @@ def _purges_json(result: CycleResult) -> dict[str, list[dict[str, Any]]]:
     ]
     return {
         "scheduled_purges": scheduled,
+        "scheduled_purges_count": result.tally.scheduled,
         "suspended_purges": suspended,
+        "suspended_purges_count": result.tally.suspended,
         "unconfirmed_purges": unconfirmed,
     }
 
@@ -84,7 +89,7 @@ def plan_json(result: CycleResult) -> dict[str, Any]:
         "status": result.status,
         "resync": result.resync,
         "graph_requests": result.graph_requests,
-        "licenses_freed": sum(a.licenses_freed for a in result.plan.actions),
+        "licenses_freed": result.tally.licenses,
         "actions": _kinds_json(result),
         **_purges_json(result),
         "applied": dict(result.applied),
@@ -96,29 +101,27 @@ def plan_json(result: CycleResult) -> dict[str, Any]:
 
 def _kind_rows(result: CycleResult) -> list[list[Any]]:
     rows = []
+    tally = result.tally
     for kind in ActionKind:
-        actions = result.plan.of_kind(kind)
-        if actions:
+        if tally.count[kind]:
             held = " (HELD by safety threshold)" if kind.value in result.held else ""
-            rows.append(
-                [ACTIONS[kind].title + held, len(actions), sum(a.licenses_freed for a in actions)]
-            )
+            rows.append([ACTIONS[kind].title + held, tally.count[kind], tally.licenses_freed[kind]])
     return rows
 
 
 def print_plan(result: CycleResult, heading: str) -> None:
     the_plan: Plan = result.plan
-    total = sum(a.licenses_freed for a in the_plan.actions)
-    say(f"{heading}: {len(the_plan.actions)} actions, {total} licenses freed")
+    tally = result.tally
+    say(f"{heading}: {tally.actions} actions, {tally.licenses} licenses freed")
     rows = _kind_rows(result)
     if rows:
         print_table(None, ["action", "count", "licenses freed"], rows)
     if the_plan.scheduled:
-        say(f"{len(the_plan.scheduled)} purges scheduled for later:")
+        say(f"{tally.scheduled} purges scheduled for later:")
         for p in sorted(the_plan.scheduled, key=lambda p: p.due_at)[:20]:
             say(f"  user {p.user_id} at {p.due_at:%Y-%m-%d %H:%M} UTC ({p.licenses} licenses)")
     if the_plan.suspended:
-        say(f"{len(the_plan.suspended)} purges suspended (their group's read is suspect):")
+        say(f"{tally.suspended} purges suspended (their group's read is suspect):")
     for s in the_plan.suspended[:20]:
         say(f"  purge of user {s.user_id} suspended: {s.why}")
     for action, why in result.unconfirmed[:20]:

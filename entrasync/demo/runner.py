@@ -106,8 +106,7 @@ def _plan_and_sync(
     planned = demo.sync(now(), dry_run=True)
     steps.plan(planned)
     steps.end(
-        f"plan: {len(planned.plan.actions)} actions, "
-        f"{sum(a.licenses_freed for a in planned.plan.actions)} licenses would be freed"
+        f"plan: {planned.tally.actions} actions, {planned.tally.licenses} licenses would be freed"
     )
     steps.begin("entrasync sync")
     cycle = demo.sync(now())
@@ -168,8 +167,8 @@ def run_demo(
         tenant_people=len(demo.scene.tenant.users),
         before=before,
         after=after,
-        plan_actions=len(planned.plan.actions),
-        plan_licenses_freed=sum(a.licenses_freed for a in planned.plan.actions),
+        plan_actions=planned.tally.actions,
+        plan_licenses_freed=planned.tally.licenses,
         run_id=cycle.run_id,
         run_status=cycle.status,
         outcomes=outcomes(cycle, pending_before, left),

@@ -3,7 +3,8 @@ store, the policy from the config, and the plan (actions, purges scheduled or su
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -158,3 +159,55 @@ class Plan:
 
     def of_kind(self, kind: ActionKind) -> list[PlannedAction]:
         return [a for a in self.actions if a.kind == kind]
+
+
+@dataclass(slots=True)
+class Tally:
+    """Exact figures of a plan, whether it is held whole or was made and applied in parts
+    (then only `LISTED` actions of a kind are kept to show)."""
+
+    count: Counter[ActionKind] = field(default_factory=Counter)
+    licenses_freed: Counter[ActionKind] = field(default_factory=Counter)
+    scheduled: int = 0
+    suspended: int = 0
+
+    @classmethod
+    def of(cls, plan: Plan) -> Tally:
+        tally = cls()
+        tally.add(plan)
+        return tally
+
+    def add(self, part: Plan) -> None:
+        self.add_actions(part.actions)
+        self.scheduled += len(part.scheduled)
+        self.suspended += len(part.suspended)
+
+    def add_actions(self, actions: Iterable[PlannedAction]) -> None:
+        for action in actions:
+            self.count[action.kind] += 1
+            self.licenses_freed[action.kind] += action.licenses_freed
+
+    @property
+    def actions(self) -> int:
+        return sum(self.count.values())
+
+    @property
+    def licenses(self) -> int:
+        return sum(self.licenses_freed.values())
+
+
+# Actions of a kind (and scheduled or suspended purges) kept to show from a plan made in
+# parts: `sync --json` lists them, with the exact counts beside.
+LISTED = 1_000
+
+
+def keep_listed(listing: Plan, part: Plan, tally: Tally) -> None:
+    """Add `part` to `listing` up to `LISTED` of each kind (`tally`: the figures so far,
+    before `part`)."""
+    room = {kind: LISTED - n for kind, n in tally.count.items()}
+    for action in part.actions:
+        if room.get(action.kind, LISTED) > 0:
+            listing.actions.append(action)
+            room[action.kind] = room.get(action.kind, LISTED) - 1
+    listing.scheduled.extend(part.scheduled[: max(0, LISTED - tally.scheduled)])
+    listing.suspended.extend(part.suspended[: max(0, LISTED - tally.suspended)])

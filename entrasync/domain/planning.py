@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from datetime import UTC, datetime
 
 from entrasync.domain.actions import ActionKind
@@ -39,6 +39,12 @@ from entrasync.domain.plan_model import (
     SuspendedPurge,
     WatchedMember,
 )
+from entrasync.domain.purges import (
+    live_purges,
+    plan_cancellations,
+    plan_purge,
+    plan_scheduled,
+)
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 
 __all__ = [
@@ -54,22 +60,66 @@ __all__ = [
     "StoreUser",
     "SuspendedPurge",
     "WatchedMember",
+    "live_purges",
     "plan",
+    "plan_cancellations",
+    "plan_head",
+    "plan_members",
+    "plan_rest",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def plan(facts: Facts, policy: Policy) -> Plan:
+    result, resolved = plan_head(facts, policy)
+    _plan_membership(facts.watched, policy, resolved, result)
+    _plan_rest(facts, policy, result)
+    known = {s.user_id for s in facts.scheduled}
+    plan_scheduled(result.scheduled, known, policy, result)
+    result.actions.extend(plan_cancellations(facts.scheduled, live_purges(result), policy))
+    return result
+
+
+# A plan in parts, in the order `plan` makes it, for a cycle that plans the watched members
+# in batches (sync/batches.py): the head (identity), then the members batch by batch, then
+# the tail (re-tracking, deleted and disabled accounts, cancelled purges).
+
+
+def plan_head(facts: Facts, policy: Policy) -> tuple[Plan, dict[str, StoreUser]]:
+    """Retired identifiers, links and merges; and object -> the record that will stand for
+    it (what the membership part reads)."""
     result = Plan()
     _plan_retirements(facts, result)
-    resolved = _plan_identity(facts, policy, result)
-    _plan_membership(facts, policy, resolved, result)
-    _plan_retracks(facts, policy, result)
-    _plan_deleted(facts, policy, result)
-    _plan_disabled(facts, policy, result)
-    _plan_schedule(facts, policy, result)
+    return result, _plan_identity(facts, policy, result)
+
+
+def plan_members(
+    watched: list[WatchedMember],
+    policy: Policy,
+    resolved: Mapping[str, StoreUser],
+    known: Set[int],
+) -> Plan:
+    """One batch of watched members (all the memberships of each object in it), with the
+    audit of purges scheduled for the first time (`known`: users with a scheduled purge)."""
+    result = Plan()
+    _plan_membership(watched, policy, resolved, result)
+    plan_scheduled(result.scheduled, known, policy, result)
     return result
+
+
+def plan_rest(facts: Facts, policy: Policy, known: Set[int]) -> Plan:
+    """Re-tracking, deleted and disabled accounts, with their newly scheduled purges."""
+    result = Plan()
+    _plan_rest(facts, policy, result)
+    plan_scheduled(result.scheduled, known, policy, result)
+    return result
+
+
+def _plan_rest(facts: Facts, policy: Policy, out: Plan) -> None:
+    _plan_retracks(facts, policy, out)
+    _plan_deleted(facts, policy, out)
+    _plan_disabled(facts, policy, out)
 
 
 def _survivor_order(user: StoreUser) -> tuple[int, float, int]:
@@ -167,10 +217,10 @@ def _plan_retirements(facts: Facts, out: Plan) -> None:
 
 
 def _plan_membership(
-    facts: Facts, policy: Policy, resolved: Mapping[str, StoreUser], out: Plan
+    watched: Iterable[WatchedMember], policy: Policy, resolved: Mapping[str, StoreUser], out: Plan
 ) -> None:
     by_object: dict[str, list[WatchedMember]] = defaultdict(list)
-    for member in facts.watched:
+    for member in watched:
         by_object[member.object_id].append(member)
     for object_id in sorted(by_object):
         memberships = by_object[object_id]
@@ -203,7 +253,7 @@ def _plan_member(member: WatchedMember, user: StoreUser | None, policy: Policy, 
             )
         )
     if member.kind == GroupKind.DELETE and user.agents > 0:
-        _plan_purge(
+        plan_purge(
             user,
             member.object_id,
             member.first_seen_at + policy.purge_delay,
@@ -220,39 +270,6 @@ def _member_since(label: str, group: str, first_seen_at: datetime) -> str:
     """The reason of a member's actions: one string for all who joined a group at one
     time (a first sync plans one action per member of the watched groups)."""
     return f"member of {label} group {group} since {first_seen_at:%Y-%m-%d %H:%M} UTC"
-
-
-def _plan_purge(
-    user: StoreUser,
-    object_id: str,
-    due: datetime,
-    reason: str,
-    cause: PurgeCause,
-    group_id: str | None,
-    policy: Policy,
-    out: Plan,
-) -> None:
-    if due > policy.now:
-        out.scheduled.append(
-            ScheduledPurge(user.id, object_id, due, user.licenses, cause, group_id)
-        )
-        return
-    out.actions.append(
-        PlannedAction(
-            ActionKind.PURGE,
-            reason,
-            user.id,
-            object_id,
-            licenses_freed=user.licenses,
-            untracked_by=(
-                UntrackedBy.ENTRA_DELETED
-                if cause == PurgeCause.ENTRA_DELETED
-                else UntrackedBy.ENTRASYNC
-            ),
-            cause=cause,
-            group_id=group_id,
-        )
-    )
 
 
 def _plan_suspended(
@@ -337,50 +354,4 @@ def _plan_deleted(facts: Facts, policy: Policy, out: Plan) -> None:
             )
         if policy.on_user_deleted == "purge" and user.agents > 0:
             due = deleted_at + policy.purge_delay
-            _plan_purge(user, object_id, due, reason, PurgeCause.ENTRA_DELETED, None, policy, out)
-
-
-def _plan_schedule(facts: Facts, policy: Policy, out: Plan) -> None:
-    """Audit each scheduled purge once when first planned, and its cancellation: a scheduled
-    purge that is neither due, still waiting, nor suspended any more was called off."""
-    known = {s.user_id: s for s in facts.scheduled}
-    for s in out.scheduled:
-        if s.user_id not in known:
-            why = (
-                f"member of Delete group {policy.group(s.group_id)}"
-                if s.group_id
-                else f"Entra user {s.object_id} deleted"
-            )
-            reason = (
-                f"{why}: history will be purged at {s.due_at:%Y-%m-%d %H:%M} UTC "
-                f"(purge delay {format_duration(policy.purge_delay)})"
-            )
-            out.actions.append(_purge_record(ActionKind.SCHEDULE_PURGE, reason, s))
-    live = {s.user_id for s in out.scheduled} | {s.user_id for s in out.suspended}
-    live |= {a.user_id for a in out.actions if a.kind == ActionKind.PURGE and a.user_id}
-    for record in facts.scheduled:
-        if record.user_id in live:
-            continue
-        why = (
-            f"no longer a member of Delete group {policy.group(record.group_id)}"
-            if record.group_id is not None
-            else f"Entra user {record.object_id} is no longer deleted"
-        )
-        reason = f"{why}: the purge due {record.due_at:%Y-%m-%d %H:%M} UTC is cancelled"
-        out.actions.append(_purge_record(ActionKind.CANCEL_PURGE, reason, record))
-
-
-def _purge_record(
-    kind: ActionKind, reason: str, purge: ScheduledPurge | ScheduledRecord
-) -> PlannedAction:
-    """The audited action that schedules or cancels `purge`, carrying its cause, group and
-    due time."""
-    return PlannedAction(
-        kind,
-        reason,
-        purge.user_id,
-        purge.object_id,
-        cause=purge.cause,
-        group_id=purge.group_id,
-        due_at=purge.due_at,
-    )
+            plan_purge(user, object_id, due, reason, PurgeCause.ENTRA_DELETED, None, policy, out)

@@ -294,22 +294,40 @@ def _disabled_rows(session: Session, on_user_disabled: str) -> list[UserRow]:
     )
 
 
+def _member(w: _WatchedRow, users: dict[int, StoreUser]) -> WatchedMember:
+    user = users[w.id] if w.id is not None else None
+    return WatchedMember(
+        w.object_id, GroupKind(w.kind), w.via_group, w.first_seen_at, user, w.suspect is not None
+    )
+
+
+def watched_members(session: Session, objects: membership.Objects) -> list[WatchedMember]:
+    """The watched members among `objects` that call for an action (a batch of a plan made
+    in parts, sync/batches.py)."""
+    rows = _watched(session, [objects])
+    users = _store_users(session, [w for w in rows if w.id is not None])
+    return [_member(w, users) for w in rows]
+
+
 def gather(
     session: Session,
     *,
     changed_since: datetime | None,
     sync: SyncConfig,
     examine: membership.Examine = membership.Examine.QUEUED,
+    watched: bool = True,
 ) -> Facts:
+    """Every fact a plan needs; with `watched` False, all but the watched members (a plan
+    made in parts reads them batch by batch with `watched_members`)."""
     identity = _identity_rows(session)
     linked_rows = _user_rows(session, UserRow.entra_object_id, sorted({o for o, _, _ in identity}))
     examined = list(membership.examined(session, examine))  # the queue is read once
-    watched = _watched(session, examined)
+    watched_rows = _watched(session, examined) if watched else []
     retrack_rows = _retrack_rows(session, sync.on_user_disabled, examined)
     deleted_pairs = _deleted_pairs(session, sync.on_user_deleted)
     disabled_rows = _disabled_rows(session, sync.on_user_disabled)
     identity_users = _user_rows(session, UserRow.id, sorted({u for _, _, u in identity}))
-    with_ids = [w for w in watched if w.id is not None]
+    with_ids = [w for w in watched_rows if w.id is not None]
     pairs = [row for row, _ in deleted_pairs]
     everyone = _store_users(
         session, [*identity_users, *linked_rows, *with_ids, *retrack_rows, *pairs, *disabled_rows]
@@ -319,17 +337,7 @@ def gather(
         linked={
             row.entra_object_id: everyone[row.id] for row in linked_rows if row.entra_object_id
         },
-        watched=[
-            WatchedMember(
-                w.object_id,
-                GroupKind(w.kind),
-                w.via_group,
-                w.first_seen_at,
-                everyone[w.id] if w.id is not None else None,
-                suspect=w.suspect is not None,
-            )
-            for w in watched
-        ],
+        watched=[_member(w, everyone) for w in watched_rows],
         retrack=[everyone[row.id] for row in retrack_rows],
         deleted=[
             (row.entra_object_id or "", deleted_at, everyone[row.id])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, union
@@ -38,14 +39,24 @@ class Examine(StrEnum):
     EVERY = "every"
 
 
-Objects = Sequence[str] | None  # Entra object ids to examine; None: every one
+@dataclass(frozen=True)
+class Span:
+    """Entra object ids from `first` (inclusive) up to `before` (exclusive); None: unbounded.
+    A first sync plans the watched members span by span (sync/batches.py)."""
+
+    first: str | None
+    before: str | None
+
+
+# Entra object ids to examine: a list, a span of ids, or None for every one
+Objects = Sequence[str] | Span | None
 
 
 def examined(session: Session, examine: Examine) -> Iterable[Objects]:
     """The object ids to examine, 500 at a time (given as literal lists: SQLite's planner
     without statistics would rather read a whole index than follow a subquery); one None
     for every object."""
-    if examine == Examine.EVERY or _queue_length(session) > QUEUED_AT_MOST:
+    if examine == Examine.EVERY or examines_every(session):
         return [None]
     queued = set(session.scalars(select(ChangedObjectRow.object_id).distinct()))
     queued.update(session.scalars(select(ScheduledPurgeRow.object_id)))
@@ -57,12 +68,38 @@ def examined(session: Session, examine: Examine) -> Iterable[Objects]:
 QUEUED_AT_MOST = 20_000
 
 
-def _queue_length(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(ChangedObjectRow)) or 0)
+def examines_every(session: Session) -> bool:
+    """Whether a plan from the queue examines every object: the queue is longer than
+    `QUEUED_AT_MOST` entries (counted no further than that)."""
+    entries = select(ChangedObjectRow.seq).limit(QUEUED_AT_MOST + 1).subquery()
+    return int(session.scalar(select(func.count()).select_from(entries)) or 0) > QUEUED_AT_MOST
 
 
 def restrict(query: Any, column: Any, objects: Objects) -> Any:
-    return query if objects is None else query.where(column.in_(objects))
+    if objects is None:
+        return query
+    if not isinstance(objects, Span):
+        return query.where(column.in_(objects))
+    if objects.first is not None:
+        query = query.where(column >= objects.first)
+    return query if objects.before is None else query.where(column < objects.before)
+
+
+def watched_spans(session: Session, size: int) -> list[Span]:
+    """The watched members' objects cut into spans of `size` objects each (together: every
+    object id), read as they stream through ix_watched_members_object."""
+    bounds: list[str] = []
+    ids = session.scalars(
+        select(WatchedMemberRow.object_id)
+        .distinct()
+        .order_by(WatchedMemberRow.object_id)
+        .execution_options(yield_per=10_000)
+    )
+    for n, object_id in enumerate(ids):
+        if n and n % size == 0:
+            bounds.append(object_id)
+    edges: list[str | None] = [None, *bounds, None]
+    return [Span(first, before) for first, before in pairwise(edges)]
 
 
 # The user columns the planner needs. The first cycle of a tenant links every record, so the

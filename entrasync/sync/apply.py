@@ -48,7 +48,7 @@ class ActionApplier:
     now: datetime
     actor: str = SYSTEM_ACTOR
 
-    def _unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
         return self.store.unit_of_work(self.now, actor=self.actor, run_id=self.run_id)
 
     def apply(self, action: PlannedAction) -> Applied:
@@ -57,7 +57,7 @@ class ActionApplier:
             return Applied(action, bool(self.apply_purges([action])))
         if mode == ApplyMode.LINKS:
             return Applied(action, bool(self.apply_links([action])))
-        with self._unit_of_work() as uow:
+        with self.unit_of_work() as uow:
             events = HANDLERS[action.kind](uow, action, self.config)
             uow.audit(*(events or ()))
             crashpoint("mid-action")  # changes made, transaction not yet committed
@@ -71,7 +71,7 @@ class ActionApplier:
         pairs = {a.user_id: a.object_id for a in actions if a.user_id is not None and a.object_id}
         if not pairs:
             return 0
-        with self._unit_of_work() as uow:
+        with self.unit_of_work() as uow:
             return rows.link_users(uow.session, pairs)
 
     def apply_purges(self, actions: list[PlannedAction]) -> list[PlannedAction]:
@@ -81,7 +81,7 @@ class ActionApplier:
         Returns the actions that did something; a user already without agents is skipped."""
         done: list[PlannedAction] = []
         for start in range(0, len(actions), PURGE_BATCH):
-            with self._unit_of_work() as uow:
+            with self.unit_of_work() as uow:
                 done += self._purge_batch(uow, actions[start : start + PURGE_BATCH])
                 crashpoint("mid-action")
             crashpoint("between-actions")
@@ -125,7 +125,7 @@ class ActionApplier:
         """Purges Graph did not confirm: not run, audited `purge.unconfirmed`."""
         if not unconfirmed:
             return
-        with self._unit_of_work() as uow:
+        with self.unit_of_work() as uow:
             uow.audit(
                 *(
                     event(

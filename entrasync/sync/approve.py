@@ -18,15 +18,8 @@ from entrasync.store import held as held_rows
 from entrasync.store import runs
 from entrasync.store.db import Store
 from entrasync.sync.apply import ActionApplier
-from entrasync.sync.cycle import (
-    Clock,
-    CycleResult,
-    GraphFactory,
-    apply_all,
-    finish_run,
-    start_run,
-    wall_clock,
-)
+from entrasync.sync.cycle import Clock, CycleResult, GraphFactory, finish_run, start_run, wall_clock
+from entrasync.sync.execute import apply_all
 from entrasync.sync.read import read_and_plan
 
 

@@ -40,17 +40,8 @@ from entrasync.store.one_user import Known, Membership
 from entrasync.store.session import Session
 from entrasync.store.uow import UnitOfWork
 from entrasync.sync.apply import ActionApplier
-from entrasync.sync.cycle import (
-    Clock,
-    CycleResult,
-    GraphFactory,
-    apply_all,
-    finish_run,
-    held_kinds,
-    hold,
-    start_run,
-    wall_clock,
-)
+from entrasync.sync.cycle import Clock, CycleResult, GraphFactory, finish_run, start_run, wall_clock
+from entrasync.sync.execute import apply_whole, held_kinds
 from entrasync.sync.groups import configured_groups
 from entrasync.sync.read import plan_now
 
@@ -225,14 +216,10 @@ def _sync(
         _write_mirror(uow, read, config)
     with store.reading() as session:
         the_plan, total = plan_now(session, config, now, read.person)
-    held = held_kinds(config, the_plan, total)
-    status = RunStatus.HELD if held or read.suspect else RunStatus.OK
-    cycle = CycleResult(run_id, status, the_plan, suspect=dict(read.suspect))
+    cycle = CycleResult(run_id, RunStatus.OK, the_plan, suspect=dict(read.suspect))
     applier = ActionApplier(store, config, run_id, now)
-    apply_all(applier, graph, [a for a in the_plan.actions if a.kind not in held], cycle)
-    if held:
-        hold(store, config, run_id, now, [a for a in the_plan.actions if a.kind in held], total)
-        cycle.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
+    if apply_whole(applier, graph, the_plan, total, cycle) or read.suspect:
+        cycle.status = RunStatus.HELD
     with store.unit_of_work(now, run_id=run_id, account=config.account, notify=config.notify):
         pass  # the settings + compliance tail, as after a cycle
     with store.reading() as session:
@@ -248,8 +235,8 @@ def _dry_run(
         uow.session.flush()
         the_plan, total = plan_now(uow.session, config, now, read.person)
         cycle = CycleResult(run_id, RunStatus.DRY_RUN, the_plan, suspect=dict(read.suspect))
-        held = held_kinds(config, the_plan, total)
-        cycle.held.update({k.value: len(the_plan.of_kind(k)) for k in held})
+        held = held_kinds(config, cycle.tally.count, total)
+        cycle.held.update({k.value: cycle.tally.count[k] for k in held})
         result = _result(uow.session, cycle, read)
         uow.discard()
     return result

@@ -118,19 +118,26 @@ def read_and_plan(
 ) -> Planned:
     """Users round, then groups round, into the mirror; each watched group's read judged and
     its members materialised; then the plan."""
-    with store.reading() as session:
-        start = _read_start(session, config, now)
-    users: Round[UserPage] = graph.read_users(start.links)
-    groups: Round[GroupPage] = graph.read_groups(
-        start.watched, start.links, nested=config.groups.nested, children=start.children
-    )
-    if dry_run:
-        users, groups = _Prefetched.read(users), _Prefetched.read(groups)
-        with open_overlay(store, now) as uow:
-            read = _apply_read(lambda: nullcontext(uow), start, users, groups, config, now)
-            uow.session.flush()
-            # the scratch copy has no triggers to queue changed objects: examine every one
-            return Planned(read, *plan_now(uow.session, config, now, examine=Examine.EVERY))
+    if not dry_run:
+        read, linked = read_entra(store, graph, config, now, run_id=run_id)
+        with store.reading() as session:
+            return Planned(read, *plan_now(session, config, now), linked=linked)
+    start, users, groups = _rounds(store, graph, config, now)
+    users, groups = _Prefetched.read(users), _Prefetched.read(groups)
+    with open_overlay(store, now) as uow:
+        read = _apply_read(lambda: nullcontext(uow), start, users, groups, config, now)
+        uow.session.flush()
+        # the scratch copy has no triggers to queue changed objects: examine every one
+        return Planned(read, *plan_now(uow.session, config, now, examine=Examine.EVERY))
+
+
+def read_entra(
+    store: Store, graph: GraphClient, config: Config, now: datetime, *, run_id: str | None
+) -> tuple[ReadResult, int]:
+    """The read of a cycle that writes: the rounds into the mirror, then the records linked
+    ahead of the plan and the queue of objects it examines checked. Returns the read and
+    how many records were linked."""
+    start, users, groups = _rounds(store, graph, config, now)
     scope: Scope = lambda: store.unit_of_work(now, run_id=run_id)  # noqa: E731
     read = _apply_read(scope, start, users, groups, config, now)
     crashpoint("mirror-read")
@@ -140,8 +147,19 @@ def read_and_plan(
             mirror_rows.refresh_statistics(uow.session)
     linked = link_ahead(scope, now)
     check_queue(scope, config, full=full)
+    return read, linked
+
+
+def _rounds(
+    store: Store, graph: GraphClient, config: Config, now: datetime
+) -> tuple[_ReadStart, Round[UserPage], Round[GroupPage]]:
     with store.reading() as session:
-        return Planned(read, *plan_now(session, config, now), linked=linked)
+        start = _read_start(session, config, now)
+    users: Round[UserPage] = graph.read_users(start.links)
+    groups: Round[GroupPage] = graph.read_groups(
+        start.watched, start.links, nested=config.groups.nested, children=start.children
+    )
+    return start, users, groups
 
 
 # Unlinked records per link-ahead transaction; below this many unlinked records, or Entra
@@ -160,7 +178,7 @@ def link_ahead(scope: Scope, now: datetime) -> int:
     cycle (a first sync, one after a first sync cut short, a full round): records that never
     link (local accounts, ambiguous matches) do not cost every steady cycle a pass."""
     with scope() as uow:
-        since = _changed_since(uow.session, now)
+        since = changed_since(uow.session, now)
         if linking.objects_changed_since(uow.session, since, LINK_BATCH) < LINK_BATCH:
             return 0
     linked, after = 0, 0
@@ -181,7 +199,7 @@ def _link_batch(session: Session, batch: list[tuple[int, bool]]) -> int:
     return link_users(session, pairs) if pairs else 0
 
 
-def _changed_since(session: Session, now: datetime) -> datetime:
+def changed_since(session: Session, now: datetime) -> datetime:
     """Objects changed since the last completed cycle started are re-examined (a crashed
     cycle's changes are not lost); before any completed cycle, every object."""
     last = runs.last_completed_start(session)
@@ -222,14 +240,14 @@ def plan_now(
     """The plan from the store's state, and the live records it counts thresholds from;
     with `person` (`sync --user`), the plan for that person only."""
     gathered = facts.gather(
-        session, changed_since=_changed_since(session, now), sync=config.sync, examine=examine
+        session, changed_since=changed_since(session, now), sync=config.sync, examine=examine
     )
-    policy = _policy(config, now, session)
+    policy = plan_policy(config, now, session)
     the_plan = plan(gathered, policy) if person is None else plan_person(gathered, policy, person)
     return the_plan, facts.total_users(session)
 
 
-def _policy(config: Config, now: datetime, session: Session) -> Policy:
+def plan_policy(config: Config, now: datetime, session: Session) -> Policy:
     names, suspect = group_rows.group_states(session)
     return Policy(
         now=now,

@@ -1,6 +1,7 @@
 """Property: whatever Entra and the admins do between cycles, a cycle that examines only the
-queued objects (store/changes.py) sees what examining every object would, and the watched
-rows a round updated from its changes alone equal a re-derivation from every edge.
+queued objects (store/changes.py) sees what examining every object would, a plan made in
+parts (sync/batches.py) is the plan made whole, and the watched rows a round updated from
+its changes alone equal a re-derivation from every edge.
 
 Random steps against the emulator: members join and leave the DNT, Delete and a nested
 group, the nested group is nested and un-nested, accounts are deleted, restored, disabled
@@ -29,6 +30,7 @@ from entrasync.store import changes, membership
 from entrasync.store import mirror as mirror_rows
 from entrasync.store.db import Store
 from entrasync.store.schema import EntraGroupRow, UserRow, WatchedMemberRow
+from entrasync.sync import batches
 from entrasync.sync.read import check_queue, plan_now, queue_rules
 
 PEOPLE = 6
@@ -97,6 +99,22 @@ def _queued_sees_everything(world: World, now: datetime) -> None:
         ), part
 
 
+def _parts_plan_the_whole(world: World, now: datetime) -> None:
+    """The plan made in parts of one watched object each (sync/batches.py, a first sync of
+    a large tenant) is the plan made whole."""
+    config = world.config()
+    with world.store.reading() as s:
+        whole, _ = plan_now(s, config, now, examine=membership.Examine.EVERY)
+        parts = batches.parts_of(s, config, now, batch=1)
+    if parts is None:  # at most one watched object: planned whole in a cycle too
+        return
+    made = list(batches.planned_parts(world.store, parts))
+    assert len(made) == len(parts.spans) + 2
+    for part in ("actions", "scheduled", "suspended"):
+        pieces = [item for plan in made for item in getattr(plan, part)]
+        assert sorted(map(repr, pieces)) == sorted(map(repr, getattr(whole, part))), part
+
+
 def _watched_rows_are_derived(world: World) -> None:
     with world.store.reading() as s:
         edges = mirror_rows.mirror_edges(s)
@@ -133,6 +151,7 @@ class _Run:
         # again before the next one (with the steps in between)
         self.world.sync(self.now())
         _queued_sees_everything(self.world, self.now())
+        _parts_plan_the_whole(self.world, self.now())
         _watched_rows_are_derived(self.world)
 
     def toggle(self, setting: str) -> None:

@@ -1,0 +1,181 @@
+"""A first sync of a large tenant plans and applies the watched members in batches
+(sync/batches.py), so that its memory follows the batch, not the tenant. These stories run
+the CLI against the emulator with batches of a few objects (the production batch is 20,000)
+and check what the admin sees: the same store, audit records and exit codes as a plan made
+whole, exact counts with a capped listing, thresholds judged on the whole plan, and a crash
+between two batches finished by the next cycle."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from syncworld import SECRET, World, make_world
+from test_safety_stories import actions, configure, verified
+from testkit import report
+
+from entrasync.domain import plan_model
+from entrasync.errors import ExitCode
+from entrasync.services.audit_review import verify
+from entrasync.services.users import list_users
+from entrasync.store import membership
+from entrasync.store.db import Store
+from entrasync.store.schema import AuditRow, HeldActionRow
+from entrasync.sync import batches
+
+DNT, DELETE, NEW = 7, 4, 3  # tracked DNT members, Delete members with history, unknown members
+
+
+@pytest.fixture
+def in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 3 watched objects, and a first sync counts as one that examines every
+    object (the production limits are 20,000 each)."""
+    monkeypatch.setattr(batches, "BATCH", 3)
+    monkeypatch.setattr(membership, "QUEUED_AT_MOST", 2)
+
+
+def _tenant(world: World) -> None:
+    t = world.tenant
+    dnt = [t.add_user(f"d{i}@contoso.com") for i in range(DNT)]
+    dele = [t.add_user(f"x{i}@contoso.com") for i in range(DELETE)]
+    new = [t.add_user(f"n{i}@contoso.com") for i in range(NEW)]
+    t.add_members(world.dnt, [*dnt, *new[:2]])
+    t.add_members(world.delete, [*dele, new[2], dnt[0]])  # d0: Delete wins over DNT
+    lines = [report(f"CONTOSO\\d{i}", "PC", upn=f"d{i}@contoso.com") for i in range(DNT)]
+    lines += [report(f"CONTOSO\\x{i}", "PC", upn=f"x{i}@contoso.com") for i in range(DELETE)]
+    world.ingest(*lines)
+
+
+def _audit(world: World) -> Counter[str]:
+    with world.store.reading() as s:
+        return Counter(s.scalars(select(AuditRow.action)))
+
+
+def test_a_first_sync_in_parts_does_what_a_whole_plan_does(
+    world: World, es: Any, in_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan_model, "LISTED", 4)
+    _tenant(world)
+    first = es("sync", "--json")
+    assert first.code == 0, first.out + first.err
+    out = first.json()
+    untracks = DNT + DELETE  # d0 once, through the Delete group
+    assert out["actions"]["untrack"]["count"] == untracks
+    assert out["actions"]["untrack"]["listed"] == 4  # the listing is capped, the count exact
+    assert out["actions"]["preregister"]["count"] == NEW
+    assert out["actions"]["schedule_purge"]["count"] == DELETE + 1
+    assert out["scheduled_purges_count"] == DELETE + 1 and len(out["scheduled_purges"]) == 4
+    assert out["applied"] == {
+        "link": DNT + DELETE,
+        "untrack": untracks,
+        "preregister": NEW,
+        "schedule_purge": DELETE + 1,
+    }
+    records = _audit(world)
+    assert records["user.untracked"] == untracks and records["user.preregistered"] == NEW
+    assert records["purge.scheduled"] == DELETE + 1
+    assert all(u["tracking"] == "untracked" for u in list_users(world.store))
+    (d0,) = [r for r in actions(es, "purge.scheduled") if "d0@contoso.com" in str(r)]
+    assert "Delete" in d0["reason"]
+    again = es("sync", "--json")
+    assert again.code == 0 and again.json()["actions"] == {}, again.out
+    assert _audit(world) == records
+    verified(es)
+
+
+def test_a_threshold_judges_the_whole_plan_made_in_parts(
+    world: World, es: Any, in_parts: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch holds fewer untracks than the limit; together they exceed it: all are held,
+    one `action.held` record says how many, and `approve` releases them."""
+    monkeypatch.setattr(plan_model, "LISTED", 4)
+    configure(world, "max_untracks = 50", "max_untracks = 5")
+    _tenant(world)
+    first = es("sync", "--json")
+    assert first.code == ExitCode.HELD, first.out + first.err
+    untracks = DNT + DELETE
+    assert first.json()["held"] == {"untrack": untracks}
+    assert first.json()["actions"]["untrack"]["listed"] == 4  # planned in parts
+    (held,) = actions(es, "action.held")
+    assert held["details"]["count"] == untracks and held["details"]["limit"] == 5
+    with world.store.reading() as s:
+        assert s.scalar(select(func.count()).select_from(HeldActionRow)) == untracks
+    tracked = [u for u in list_users(world.store) if u["tracking"] == "tracked"]
+    assert len(tracked) == untracks  # nobody untracked; the pre-registrations ran
+    assert len(actions(es, "user.preregistered")) == NEW
+    approved = es("approve", first.json()["run_id"], "--actor", "jane", "--json")
+    assert approved.code == 0, approved.out + approved.err
+    assert len(actions(es, "user.untracked")) == untracks
+    assert all(u["tracking"] == "untracked" for u in list_users(world.store))
+    verified(es)
+
+
+def _sync(config: Path, crash: str | None) -> subprocess.CompletedProcess[str]:
+    """`entrasync sync` in a process of its own, with batches of 3 watched objects."""
+    env = {**os.environ, "ENTRASYNC_CLIENT_SECRET": SECRET}
+    env.pop("ENTRASYNC_CRASH_AT", None)
+    if crash:
+        env["ENTRASYNC_CRASH_AT"] = crash
+    bootstrap = (
+        "import sys\n"
+        "from entrasync.store import membership\n"
+        "from entrasync.sync import batches\n"
+        "from entrasync.cli import main\n"
+        "batches.BATCH, membership.QUEUED_AT_MOST = 3, 2\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", bootstrap, "--config", str(config), "sync"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _snapshot(store: Store) -> tuple[Any, Counter[str]]:
+    users = sorted(
+        (tuple(sorted(i["value"] for i in u["identifiers"])), u["tracking"], u["licenses"])
+        for u in list_users(store)
+    )
+    with store.reading() as s:
+        return users, Counter(s.scalars(select(AuditRow.action)))
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_crash_between_batches_is_finished_by_the_next_cycle(
+    tmp_path: Path, make_store_url: Any, backend: str
+) -> None:
+    """SIGKILL in the second and in the fourth batch, restart: the store and the audit end
+    as after a cycle that was not interrupted, and the chain verifies."""
+    results = {}
+    for case in (None, "between-actions:5", "mid-action:10"):
+        url = make_store_url(backend)
+        Store(url, check_schema=False).upgrade()
+        case_dir = tmp_path / (case or "reference").replace(":", "-")
+        case_dir.mkdir()
+        for world in make_world(case_dir, url):
+            _tenant(world)
+            if case is not None:
+                crashed = _sync(world.config_path, case)
+                assert crashed.returncode == -9, (case, crashed.stdout, crashed.stderr)
+            finished = _sync(world.config_path, None)
+            assert finished.returncode == 0, (case, finished.stdout, finished.stderr)
+            again = _sync(world.config_path, None)
+            assert again.returncode == 0 and "0 actions" in again.stdout, again.stdout
+            assert verify(world.store).problem is None
+            results[case] = _snapshot(world.store)
+    reference = results.pop(None)
+    assert reference[1]["user.untracked"] == DNT + DELETE
+    for case, snapshot in results.items():
+        assert snapshot == reference, case
