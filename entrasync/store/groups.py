@@ -97,14 +97,8 @@ def derive_watched(
     every group nested in it), in two statements: a first sync derives groups of any size
     without holding their members. Continuing members keep `first_seen_at`. Returns
     (added, removed)."""
-    user_edge = (EntraMemberRow.group_id.in_(inside), EntraMemberRow.member_type == "user")
-    # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join; a NOT IN list larger
-    # than work_mem would be scanned once per row
-    still = exists().where(EntraMemberRow.member_id == WatchedMemberRow.object_id, *user_edge)
-    with _hashed_anti_join(session):
-        removed = session.execute(
-            delete(WatchedMemberRow).where(WatchedMemberRow.via_group == group, ~still)
-        )
+    with hashed_anti_join(session):
+        removed = session.execute(stale_watched(group, inside))
     rows = (
         select(
             EntraMemberRow.member_id,
@@ -112,7 +106,7 @@ def derive_watched(
             literal(kind, String()),
             literal(now, UtcDateTime()),
         )
-        .where(*user_edge)
+        .where(*_user_edge(inside))
         .distinct()
     )
     added = session.execute(
@@ -125,8 +119,22 @@ def derive_watched(
     return _rowcount(added), _rowcount(removed)
 
 
+def _user_edge(inside: Sequence[str]) -> tuple[Any, Any]:
+    return EntraMemberRow.group_id.in_(inside), EntraMemberRow.member_type == "user"
+
+
+def stale_watched(group: str, inside: Sequence[str]) -> Any:
+    """The DELETE of the group's rows whose member is no user member of a group `inside`."""
+    # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join; a NOT IN list larger
+    # than work_mem would be scanned once per row
+    still = exists().where(
+        EntraMemberRow.member_id == WatchedMemberRow.object_id, *_user_edge(inside)
+    )
+    return delete(WatchedMemberRow).where(WatchedMemberRow.via_group == group, ~still)
+
+
 @contextmanager
-def _hashed_anti_join(session: Session) -> Iterator[None]:
+def hashed_anti_join(session: Session) -> Iterator[None]:
     """PostgreSQL plans the anti-join from the mirror's statistics; a group that grew since
     the last ANALYZE (or a table never analyzed) looks like one row, and a nested loop over
     it costs members squared (100,000 members: 480 s instead of 0.5 s). Nested loops are off
