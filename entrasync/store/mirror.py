@@ -6,11 +6,11 @@ tenant applies hundreds of pages. Only `entrasync.sync.mirror` decides what to w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from entrasync.domain.entra import EntraUser, MembershipChange, MembershipEdge
@@ -172,18 +172,30 @@ def remove_edge(session: Session, group_id: str, member_id: str) -> None:
     )
 
 
-def add_edges(session: Session, changes: list[MembershipChange], now: datetime) -> None:
-    """Idempotent: an edge already there keeps its `first_seen_at`."""
+def add_edges(
+    session: Session, changes: list[MembershipChange], now: datetime, seen_round: int | None = None
+) -> None:
+    """Idempotent: an edge already there keeps its `first_seen_at`. A full round stamps the
+    edges it sees with its id (`seen_round`), new or not."""
     if not changes:
         return
+    statement = insert_for(session, EntraMemberRow)
+    if seen_round is None:
+        statement = statement.on_conflict_do_nothing()
+    else:
+        statement = statement.on_conflict_do_update(
+            index_elements=["group_id", "member_id"],
+            set_={"seen_round": statement.excluded.seen_round},
+        )
     session.execute(
-        insert_for(session, EntraMemberRow).on_conflict_do_nothing(),
+        statement,
         [
             {
                 "group_id": c.group_id,
                 "member_id": c.member_id,
                 "member_type": c.member_kind,
                 "first_seen_at": now,
+                "seen_round": seen_round,
             }
             for c in changes
         ],
@@ -194,21 +206,15 @@ def drop_group_edges(session: Session, group_id: str) -> None:
     session.execute(delete(EntraMemberRow).where(EntraMemberRow.group_id == group_id))
 
 
-def remove_unseen(session: Session, groups: Iterable[str], seen: Mapping[str, set[str]]) -> None:
-    """Edges of `groups` a full round did not see (`seen`: group -> members) are gone."""
-    for group in groups:
-        existing = session.scalars(
-            select(EntraMemberRow.member_id).where(EntraMemberRow.group_id == group)
-        ).all()
-        members = seen.get(group, set())
-        stale = [m for m in existing if m not in members]
-        for start in range(0, len(stale), _BATCH):
-            session.execute(
-                delete(EntraMemberRow).where(
-                    EntraMemberRow.group_id == group,
-                    EntraMemberRow.member_id.in_(stale[start : start + _BATCH]),
-                )
+def remove_unseen(session: Session, groups: Sequence[str], seen_round: int) -> None:
+    """Edges of `groups` the full round `seen_round` did not stamp are gone."""
+    for chunk in chunks(list(groups)):
+        session.execute(
+            delete(EntraMemberRow).where(
+                EntraMemberRow.group_id.in_(chunk),
+                or_(EntraMemberRow.seen_round.is_(None), EntraMemberRow.seen_round != seen_round),
             )
+        )
 
 
 def mirror_edges(session: Session, member_type: str | None = None) -> list[MembershipEdge]:

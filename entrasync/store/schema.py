@@ -252,6 +252,9 @@ class EntraMemberRow(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     member_type: Mapped[str] = mapped_column(String(16))
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The full groups round that last saw the edge (a random id; migration 0011): at its end
+    # the round's groups lose the edges it did not stamp.
+    seen_round: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_entra_members_member", "member_id"),)
 

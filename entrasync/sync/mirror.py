@@ -12,6 +12,7 @@ edges not seen are removed — the increments of a resync are never trusted on t
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,9 +68,10 @@ class GroupRoundStats(RoundStats):
     seen_groups: set[str] = field(default_factory=set)
     full_groups: set[str] = field(default_factory=set)  # covered by a full round
     names: dict[str, str] = field(default_factory=dict)
-    # Per full stream: the edges seen so far, and the groups the stream covers. Kept in
-    # memory across the round's page transactions; the diff runs after the last page.
-    seen_edges: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # group -> members
+    # Per full stream: the id its edges are stamped with as they are seen
+    # (entra_members.seen_round), and the groups the stream covers; after the last page the
+    # covered groups lose the edges without the stamp.
+    full_rounds: dict[str, int] = field(default_factory=dict)
     covered: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # The watched groups, those suspect when the round began, and the direct members in
     # the mirror of each group whose judgement needs them (read fully, reported deleted, or
@@ -89,14 +91,11 @@ class GroupRoundStats(RoundStats):
         """What the page says about the round, before its changes are applied."""
         self.full |= page.full
         self.resync |= page.resync
-        if page.full and page.first:
-            self.seen_edges[page.stream] = {}
+        if page.full and (page.first or page.stream not in self.full_rounds):
+            # a stream that starts over (a resync inside the round) stamps with a new id
+            self.full_rounds[page.stream] = secrets.randbits(62)
         if page.full:
             self.full_groups.update(page.groups)
-            seen = self.seen_edges.setdefault(page.stream, {})
-            for c in page.changes:
-                if not c.removed:
-                    seen.setdefault(c.group_id, set()).add(c.member_id)
         self.seen_groups.update(page.seen_groups)
         self.names.update(page.names)
         self.covered[page.stream] = page.groups
@@ -125,7 +124,8 @@ def apply_group_page(
     for change in page.changes:
         if change.removed:
             rows.remove_edge(session, change.group_id, change.member_id)
-    rows.add_edges(session, [c for c in page.changes if not c.removed], now)
+    stamp = stats.full_rounds[page.stream] if page.full else None
+    rows.add_edges(session, [c for c in page.changes if not c.removed], now, stamp)
     for group in page.deleted_groups:
         rows.drop_group_edges(session, group)
 
@@ -140,8 +140,8 @@ def _count_before(session: Session, page: GroupPage, stats: GroupRoundStats) -> 
 
 def finish_group_round(session: Session, stats: GroupRoundStats) -> None:
     """After the last page: edges of a full stream's groups that were not seen are gone."""
-    for stream, edges in stats.seen_edges.items():
-        rows.remove_unseen(session, stats.covered.get(stream, ()), edges)
+    for stream, stamp in stats.full_rounds.items():
+        rows.remove_unseen(session, stats.covered.get(stream, ()), stamp)
 
 
 @dataclass

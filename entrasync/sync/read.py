@@ -355,7 +355,7 @@ def _only_users_moved(
     of unknown kind re-derive every watched group."""
     configured = {g: str(kind) for kind, groups in start.roots.items() for g in groups}
     roles = {g: role for g, (role, _) in before.items()}
-    incremental = not (stats.full or stats.resync or stats.deleted_groups or stats.seen_edges)
+    incremental = not (stats.full or stats.resync or stats.deleted_groups or stats.full_rounds)
     return incremental and not stats.nesting_moved and before == after and roles == configured
 
 
@@ -377,4 +377,4 @@ def _watched_may_change(
     configured = {g: str(kind) for kind, groups in start.roots.items() for g in groups}
     edges_moved = stats.membership_changes or stats.full or stats.resync or stats.deleted_groups
     roles = {g: role for g, (role, _) in before.items()}
-    return bool(edges_moved or stats.seen_edges) or before != after or roles != configured
+    return bool(edges_moved or stats.full_rounds) or before != after or roles != configured

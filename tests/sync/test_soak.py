@@ -51,7 +51,8 @@ DNT, DELETE, NESTED = (
 BOOKKEEPING = {"runs", "sync_state", "daemon_state", "outbox"}
 # `updated_at` of a mirrored user is when it was last read; run ids and the audit hashes
 # that cover them differ between any two runs.
-UNSTABLE_COLUMNS = {"updated_at", "run_id", "hash", "prev_hash"}
+# (`seen_round`: the random id of the full round that last saw a membership edge)
+UNSTABLE_COLUMNS = {"updated_at", "run_id", "hash", "prev_hash", "seen_round"}
 # The queue of changed objects is a set: which objects are queued, not in what order or how
 # often (its `seq` follows the order of the writes, which retries and resyncs change).
 QUEUES = {"changed_objects": "seq"}
