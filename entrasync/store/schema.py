@@ -244,7 +244,9 @@ class EntraGroupRow(Base):
 
 
 class EntraMemberRow(Base):
-    """Direct membership edge of the mirror, with the time entrasync first saw it."""
+    """Direct membership edge of the mirror, with the time entrasync first saw it and the
+    full groups round that last saw it (a random id, migration 0011: at the round's end its
+    groups lose the edges it did not stamp)."""
 
     __tablename__ = "entra_members"
 
@@ -252,9 +254,7 @@ class EntraMemberRow(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     member_type: Mapped[str] = mapped_column(String(16))
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    # The full groups round that last saw the edge (a random id; migration 0011): at its end
-    # the round's groups lose the edges it did not stamp.
-    seen_round: Mapped[int | None] = mapped_column(BigInteger)
+    seen_round: Mapped[int | None] = mapped_column(BigInteger)  # last full round to see it
 
     __table_args__ = (Index("ix_entra_members_member", "member_id"),)
 
