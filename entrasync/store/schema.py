@@ -237,16 +237,14 @@ class EntraGroupRow(Base):
     suspect: Mapped[str | None] = mapped_column(String(16))
     suspect_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     suspect_detail: Mapped[str | None] = mapped_column(Text)
-    # The SuspectReason an admin accepted with `groups accept` (not raised again while the
-    # group reads the same way).
+    # The SuspectReason an admin accepted (`groups accept`): not raised again for this read.
     accepted: Mapped[str | None] = mapped_column(String(16))
     accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class EntraMemberRow(Base):
     """Direct membership edge of the mirror, with the time entrasync first saw it and the
-    full groups round that last saw it (a random id, migration 0011: at the round's end its
-    groups lose the edges it did not stamp)."""
+    last full groups round that saw it (a random id: at its end, unstamped edges go)."""
 
     __tablename__ = "entra_members"
 
@@ -254,7 +252,7 @@ class EntraMemberRow(Base):
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     member_type: Mapped[str] = mapped_column(String(16))
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    seen_round: Mapped[int | None] = mapped_column(BigInteger)  # last full round to see it
+    seen_round: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_entra_members_member", "member_id"),)
 
