@@ -10,23 +10,37 @@ made in parts, in the order `plan` makes it (domain/planning.py):
 * the tail: re-tracking, deleted and disabled accounts, and the scheduled purges that
   nothing keeps any more (cancelled), found from the users each part keeps a purge for.
 
-Thresholds judge the whole plan, so the members are planned twice: first counted (only the
-figures and up to `LISTED` actions of each kind to show are kept), then planned again batch
-by batch from the store as the parts before left it, each batch applied (or recorded held)
-before the next is read. Memory follows the batch, not the tenant. A crash between batches
-keeps what was applied and the next cycle plans the rest: every action is derived from
-state. A dry run, `approve` and `sync --user` plan at once.
+The head is judged and applied first, on its own: it is the only part with merges, and what
+they move (a survivor's agents) is what the members are planned from. The rest is judged
+whole, so it is planned twice: first counted (only the figures and up to `LISTED` actions of
+each kind to show are kept), then planned again span by span from the store as the parts
+before left it, each span applied (or recorded held) before the next is read; no guarded kind
+runs more than its threshold, however a span planned afresh differs from the count
+(`_Budget`). Memory follows the batch, not the tenant. A crash between batches keeps what was
+applied and the next cycle plans the rest: every action is derived from state. A dry run,
+`approve` and `sync --user` plan at once.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 
 from entrasync.config import Config
 from entrasync.domain.actions import ActionKind
-from entrasync.domain.plan_model import LISTED, Facts, Plan, Policy, StoreUser, Tally, keep_listed
+from entrasync.domain.plan_model import (
+    LISTED,
+    Facts,
+    Plan,
+    PlannedAction,
+    Policy,
+    StoreUser,
+    Tally,
+    keep_listed,
+)
 from entrasync.domain.planning import (
     live_purges,
     plan_cancellations,
@@ -42,7 +56,7 @@ from entrasync.store.db import Store
 from entrasync.store.membership import Span
 from entrasync.store.session import Session
 from entrasync.sync.apply import ActionApplier
-from entrasync.sync.execute import announce_held, apply_all, held_kinds
+from entrasync.sync.execute import announce_held, apply_all, apply_whole, held_kinds, limits
 from entrasync.sync.read import ReadResult, changed_since, plan_policy
 from entrasync.sync.result import CycleResult
 
@@ -101,40 +115,99 @@ def parts_of(session: Session, config: Config, now: datetime, batch: int) -> Par
 def apply_in_parts(
     applier: ActionApplier, graph: GraphClient, read: ReadResult, linked: int, parts: Parts
 ) -> CycleResult:
-    tally, listing = _count(applier.store, parts)
-    held = held_kinds(applier.config, tally.count, parts.total_users)
-    status = RunStatus.HELD if held or read.suspect else RunStatus.OK
-    result = CycleResult(applier.run_id, status, listing, read.resync, tally=tally)
+    """The head first, judged and applied on its own (the only part with merges, so its
+    counts are whole; what the merges move is then what the members are planned from); then
+    the members and the tail counted, judged, and applied part by part within `_Budget`."""
+    config, total = applier.config, parts.total_users
+    head = Tally.of(parts.head)
+    result = CycleResult(applier.run_id, RunStatus.OK, Plan(), read.resync, tally=Tally())
     result.suspect, result.full_read = dict(read.suspect), read.full
     if linked:
         result.applied[ActionKind.LINK.value] += linked
-    on_hold = Tally()
+    if apply_whole(applier, graph, parts.head, total, result):
+        result.status = RunStatus.HELD
+    tally, listing = _count(applier.store, parts, parts.head)
+    budget = _Budget(
+        limits(config, total), held_kinds(config, tally.count - head.count, total), total
+    )
+    if budget.held:
+        _announce(applier, tally, budget.held, total)
     for part in planned_parts(applier.store, parts):
-        apply_all(applier, graph, [a for a in part.actions if a.kind not in held], result)
-        waiting = [a for a in part.actions if a.kind in held]
-        if waiting:
-            with applier.unit_of_work() as uow:
-                held_rows.hold(uow, waiting)
-            on_hold.add_actions(waiting)
-    if on_hold.count:
-        with applier.unit_of_work() as uow:
-            announce_held(uow, applier.config, on_hold, parts.total_users)
-        result.held.update({k.value: n for k, n in on_hold.count.items()})
+        _apply_part(applier, graph, part, budget, result)
+    result.plan, result.tally = listing, tally
+    if budget.held or read.suspect:
+        result.status = RunStatus.HELD
     return result
 
 
-def _count(store: Store, parts: Parts) -> tuple[Tally, Plan]:
-    """The first pass: the whole plan's figures, and what is kept of it to show."""
+@dataclass
+class _Budget:
+    """The guarded kinds held (judged on the counted plan), and what each other guarded kind
+    may still apply: a part planned afresh can hold more than was counted (agents reported,
+    an admin acted meanwhile), and no kind ever runs more than its threshold in one cycle.
+    A kind found over it here is held from that part on (`late`)."""
+
+    limits: dict[ActionKind, int]
+    held: set[ActionKind]
+    total: int  # the live records the limits are counted from
+    late: set[ActionKind] = field(default_factory=set)
+    spent: Counter[ActionKind] = field(default_factory=Counter)
+
+    def split(
+        self, actions: list[PlannedAction]
+    ) -> tuple[list[PlannedAction], list[PlannedAction]]:
+        """(to apply, to hold) of a part's actions."""
+        wanted = Counter(a.kind for a in actions if a.kind in self.limits)
+        over = {
+            k
+            for k, n in wanted.items()
+            if k not in self.held and self.spent[k] + n > self.limits[k]
+        }
+        self.held |= over
+        self.late |= over
+        run = [a for a in actions if a.kind not in self.held]
+        self.spent.update(a.kind for a in run if a.kind in self.limits)
+        return run, [a for a in actions if a.kind in self.held]
+
+
+def _announce(applier: ActionApplier, tally: Tally, kinds: set[ActionKind], total: int) -> None:
+    """One `action.held` record per kind held, with the counted plan's figures, before any
+    of its actions is recorded held (the rows follow part by part)."""
+    held = Tally()
+    held.count.update({k: tally.count[k] for k in kinds})
+    held.licenses_freed.update({k: tally.licenses_freed[k] for k in kinds})
+    with applier.unit_of_work() as uow:
+        announce_held(uow, applier.config, held, total)
+
+
+def _apply_part(
+    applier: ActionApplier, graph: GraphClient, part: Plan, budget: _Budget, result: CycleResult
+) -> None:
+    run, waiting = budget.split(part.actions)
+    apply_all(applier, graph, run, result)
+    if not waiting:
+        return
+    late = [a for a in waiting if a.kind in budget.late]
+    with applier.unit_of_work() as uow:
+        held_rows.hold(uow, waiting)
+        if late:  # held here, not when the plan was counted: announced with its rows
+            announce_held(uow, applier.config, Tally.of(Plan(late)), budget.total)
+    result.held.update(a.kind.value for a in waiting)
+
+
+def _count(store: Store, parts: Parts, head: Plan) -> tuple[Tally, Plan]:
+    """The first pass: the whole plan's figures (`head`'s with them), and what is kept of it
+    to show."""
     tally, listing = Tally(), Plan()
-    for part in planned_parts(store, parts):
+    for part in chain([head], planned_parts(store, parts)):
         keep_listed(listing, part, tally)
         tally.add(part)
     return tally, listing
 
 
 def planned_parts(store: Store, parts: Parts) -> Iterator[Plan]:
-    """Head, members span by span (each read afresh when it is its turn), tail."""
-    yield parts.head
+    """After the head: the members span by span (each read afresh when it is its turn),
+    then the tail."""
     live: set[int] = set()
     for span in parts.spans:
         with store.reading() as session:

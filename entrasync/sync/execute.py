@@ -24,7 +24,7 @@ from entrasync.sync.result import CycleResult
 log = logging.getLogger("entrasync.sync")
 
 
-def _limits(config: Config, total_users: int) -> dict[ActionKind, int]:
+def limits(config: Config, total_users: int) -> dict[ActionKind, int]:
     thresholds: dict[ActionKind, Threshold] = {
         kind: getattr(config.safety, str(ACTIONS[kind].threshold_key)) for kind in GUARDED
     }
@@ -35,8 +35,8 @@ def held_kinds(
     config: Config, counts: Mapping[ActionKind, int], total_users: int
 ) -> set[ActionKind]:
     """The kinds whose count in the plan (`counts`) is over their threshold."""
-    limits = _limits(config, total_users)
-    return {k for k in GUARDED if counts.get(k, 0) > limits[k]}
+    most = limits(config, total_users)
+    return {k for k in GUARDED if counts.get(k, 0) > most[k]}
 
 
 def apply_whole(
@@ -44,12 +44,13 @@ def apply_whole(
 ) -> set[ActionKind]:
     """A plan held whole: the kinds over their threshold recorded held (and returned), the
     others applied."""
-    held = held_kinds(applier.config, result.tally.count, total)
+    counts = Tally.of(the_plan).count
+    held = held_kinds(applier.config, counts, total)
     apply_all(applier, graph, [a for a in the_plan.actions if a.kind not in held], result)
     on_hold = [a for a in the_plan.actions if a.kind in held]
     if on_hold:
         hold(applier, on_hold, total)
-        result.held.update({k.value: result.tally.count[k] for k in held})
+        result.held.update({k.value: counts[k] for k in held})
     return held
 
 
@@ -90,22 +91,22 @@ def hold(applier: ActionApplier, actions: list[PlannedAction], total: int) -> No
 def announce_held(uow: UnitOfWork, config: Config, held: Tally, total: int) -> None:
     """One `action.held` record per kind held (`held`: what was recorded for `approve`),
     and the admins told."""
-    limits, run_id = _limits(config, total), uow.run_id
+    most, run_id = limits(config, total), uow.run_id
     events = [
         AuditEvent(
             "action.held",
             f"{n} {kind.value} actions exceed safety.max_{kind.value}s "
-            f"(limit {limits[kind]} for {total} users)",
+            f"(limit {most[kind]} for {total} users)",
             details={
                 "kind": kind.value,
                 "count": n,
-                "limit": limits[kind],
+                "limit": most[kind],
                 "licenses_freed": held.licenses_freed[kind],
             },
         )
         for kind, n in held.count.items()
     ]
-    summary = "\n".join(f"  {n} {k.value} (limit {limits[k]})" for k, n in held.count.items())
+    summary = "\n".join(f"  {n} {k.value} (limit {most[k]})" for k, n in held.count.items())
     uow.audit(*events)
     enqueue(
         uow.session,

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from syncworld import SECRET, World, make_world
+from syncworld import SECRET, World, later, make_world
 from test_safety_stories import actions, configure, verified
 from testkit import report
 
 from entrasync.domain import plan_model
+from entrasync.domain.actions import ActionKind
 from entrasync.errors import ExitCode
 from entrasync.services.audit_review import verify
 from entrasync.services.users import list_users
@@ -34,10 +35,10 @@ DNT, DELETE, NEW = 7, 4, 3  # tracked DNT members, Delete members with history, 
 
 @pytest.fixture
 def in_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches of 3 watched objects, and a first sync counts as one that examines every
-    object (the production limits are 20,000 each)."""
+    """Batches of 3 watched objects, and every cycle examines every object, as a first sync
+    does (the production limits are 20,000 each)."""
     monkeypatch.setattr(batches, "BATCH", 3)
-    monkeypatch.setattr(membership, "QUEUED_AT_MOST", 2)
+    monkeypatch.setattr(membership, "QUEUED_AT_MOST", -1)
 
 
 def _tenant(world: World) -> None:
@@ -147,6 +148,41 @@ def _snapshot(store: Store) -> tuple[Any, Counter[str]]:
     )
     with store.reading() as s:
         return users, Counter(s.scalars(select(AuditRow.action)))
+
+
+def test_a_merge_in_the_head_cannot_carry_a_purge_past_its_threshold(
+    world: World, in_parts: None
+) -> None:
+    """Eve is in the Delete group but not in the store: pre-registered, nothing to purge.
+    After a rename her agent reports the new UPN (a second record). The next cycle merges the
+    two in its head; her survivor then holds history and the purge delay has passed. The
+    purge the members' part now finds is judged by `max_purges = 0` and held; it never runs
+    unapproved (a review found it ran when the threshold judged the plan counted before the
+    merge)."""
+    configure(world, "max_purges = 50", "max_purges = 0")
+    t = world.tenant
+    dnt = [t.add_user(f"d{i}@contoso.com") for i in range(5)]
+    t.add_members(world.dnt, dnt)
+    eve = t.add_user("eve@contoso.com")
+    t.add_member(world.delete, eve)
+    world.ingest(*(report(f"CONTOSO\\d{i}", "PC", upn=f"d{i}@contoso.com") for i in range(5)))
+    assert world.sync(later(0)).applied["preregister"] == 1
+    t.rename_upn(eve, "eve@newco.com")
+    world.ingest(report("NEWCO\\eve", "PC-9", upn="eve@newco.com", events=3), now=later(1))
+    result = world.sync(later(30))
+    assert result.applied["merge"] == 1 and result.applied["purge"] == 0, result.applied
+    assert result.status == "held" and result.held == {"purge": 1}
+    assert result.tally.count[ActionKind.PURGE] == 1  # what the admin is shown was counted
+    records = _audit(world)
+    assert records["user.merged"] == 1 and records["user.purged"] == 0
+    with world.store.reading() as s:
+        details = [
+            d for a, d in s.execute(select(AuditRow.action, AuditRow.details)) if a == "action.held"
+        ]
+        assert [(d["kind"], d["count"], d["limit"]) for d in details] == [("purge", 1, 0)]
+        assert s.scalar(select(func.count()).select_from(HeldActionRow)) == 1
+    (eve_user,) = [u for u in list_users(world.store) if "eve@newco.com" in str(u["identifiers"])]
+    assert eve_user["activity_rows"] == 3  # history kept until an admin approves
 
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -108,7 +108,7 @@ def _parts_plan_the_whole(world: World, now: datetime) -> None:
         parts = batches.parts_of(s, config, now, batch=1)
     if parts is None:  # at most one watched object: planned whole in a cycle too
         return
-    made = list(batches.planned_parts(world.store, parts))
+    made = [parts.head, *batches.planned_parts(world.store, parts)]
     assert len(made) == len(parts.spans) + 2
     for part in ("actions", "scheduled", "suspended"):
         pieces = [item for plan in made for item in getattr(plan, part)]
@@ -195,6 +195,7 @@ class _Run:
             self.sync()
             return
         _queued_sees_everything(w, self.now())
+        _parts_plan_the_whole(w, self.now())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
