@@ -1,26 +1,31 @@
 """`entrasync approve RUN_ID`: release the actions a safety threshold held in a run.
 
 The held actions are not replayed: the store and Entra are read again, the plan is made
-afresh, and only the held actions still in it are applied (purges confirmed with Graph
+afresh (in parts when the cycle would make it in parts, sync/batches.py), and only the held
+actions still in it are applied (purges confirmed with Graph
 first, like in a cycle); the others are recorded obsolete.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 
 from entrasync.config import Config
+from entrasync.domain.actions import ActionKind
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
+from entrasync.domain.plan_model import Plan, keep_listed
 from entrasync.domain.status import RunStatus
 from entrasync.errors import NotFound
 from entrasync.store import held as held_rows
 from entrasync.store import runs
 from entrasync.store.db import Store
+from entrasync.sync import batches
 from entrasync.sync.apply import ActionApplier
 from entrasync.sync.cycle import Clock, CycleResult, GraphFactory, finish_run, start_run, wall_clock
 from entrasync.sync.execute import apply_all
-from entrasync.sync.read import read_and_plan
+from entrasync.sync.read import plan_now, read_entra
 
 
 def approve(
@@ -40,13 +45,20 @@ def approve(
         raise NotFound(f"run {run_id} has no held actions waiting for approval")
     new_run = str(uuid.uuid4())
     with graph_factory() as graph:
-        planned = read_and_plan(store, graph, config, now, run_id=new_run)
+        read, linked = read_entra(store, graph, config, now, run_id=new_run)
         start_run(store, new_run, runs.RunKind.APPROVE, now)
-        result = CycleResult.of(new_run, RunStatus.OK, planned)
+        result = CycleResult(new_run, RunStatus.OK, Plan(), read.resync, suspect=dict(read.suspect))
         applier = ActionApplier(store, config, new_run, now, actor)
-        apply_all(applier, graph, [a for a in planned.plan.actions if a.target in targets], result)
+        if linked:
+            result.applied[ActionKind.LINK.value] += linked
+        still_valid: set[str] = set()
+        for part in _plan(store, config, now):
+            keep_listed(result.plan, part, result.tally)  # the plan made afresh, to show
+            result.tally.add(part)
+            wanted = [a for a in part.actions if a.target in targets]
+            still_valid.update(a.target for a in wanted)
+            apply_all(applier, graph, wanted, result)
         result.graph_requests = graph.counters.total
-    still_valid = {a.target for a in planned.plan.actions}
     _release(store, config, run_id, new_run, targets, still_valid, actor, now)
     outcome = runs.RunOutcome(
         RunStatus.OK,
@@ -57,6 +69,19 @@ def approve(
     )
     finish_run(store, new_run, outcome, clock)
     return result
+
+
+def _plan(store: Store, config: Config, now: datetime) -> Iterator[Plan]:
+    """The plan from current state, whole, or in parts as the cycle makes it (a held first
+    sync of a large tenant): each part is planned once the parts before it were applied."""
+    with store.reading() as session:  # closed before anything is applied
+        parts = batches.stage(session, config, now)
+        whole = [plan_now(session, config, now)[0]] if parts is None else []
+    if parts is None:
+        yield from whole
+        return
+    yield parts.head
+    yield from batches.planned_parts(store, parts)
 
 
 def _release(

@@ -17,8 +17,8 @@ each kind to show are kept), then planned again span by span from the store as t
 before left it, each span applied (or recorded held) before the next is read; no guarded kind
 runs more than its threshold, however a span planned afresh differs from the count
 (`_Budget`). Memory follows the batch, not the tenant. A crash between batches keeps what was
-applied and the next cycle plans the rest: every action is derived from state. A dry run,
-`approve` and `sync --user` plan at once.
+applied and the next cycle plans the rest: every action is derived from state. `approve`
+makes the plan in parts too (sync/approve.py); a dry run and `sync --user` plan at once.
 """
 
 from __future__ import annotations

@@ -112,6 +112,9 @@ def test_a_threshold_judges_the_whole_plan_made_in_parts(
     assert len(actions(es, "user.preregistered")) == NEW
     approved = es("approve", first.json()["run_id"], "--actor", "jane", "--json")
     assert approved.code == 0, approved.out + approved.err
+    again = approved.json()["actions"]["untrack"]  # approve made the plan in parts too
+    assert (again["count"], again["listed"]) == (untracks, 4)
+    assert approved.json()["applied"] == {"untrack": untracks}
     assert len(actions(es, "user.untracked")) == untracks
     assert all(u["tracking"] == "untracked" for u in list_users(world.store))
     verified(es)
