@@ -187,6 +187,14 @@ class Tally:
             self.count[action.kind] += 1
             self.licenses_freed[action.kind] += action.licenses_freed
 
+    def only(self, kinds: Iterable[ActionKind]) -> Tally:
+        """The figures of `kinds` alone."""
+        part = Tally()
+        for kind in kinds:
+            part.count[kind] = self.count[kind]
+            part.licenses_freed[kind] = self.licenses_freed[kind]
+        return part
+
     @property
     def actions(self) -> int:
         return sum(self.count.values())
@@ -201,9 +209,9 @@ class Tally:
 LISTED = 1_000
 
 
-def keep_listed(listing: Plan, part: Plan, tally: Tally) -> None:
-    """Add `part` to `listing` up to `LISTED` of each kind (`tally`: the figures so far,
-    before `part`)."""
+def take(listing: Plan, tally: Tally, part: Plan) -> None:
+    """Add `part` of a plan made in parts: to `listing` up to `LISTED` of each kind, and
+    its figures to `tally`."""
     room = {kind: LISTED - n for kind, n in tally.count.items()}
     for action in part.actions:
         if room.get(action.kind, LISTED) > 0:
@@ -211,3 +219,4 @@ def keep_listed(listing: Plan, part: Plan, tally: Tally) -> None:
             room[action.kind] = room.get(action.kind, LISTED) - 1
     listing.scheduled.extend(part.scheduled[: max(0, LISTED - tally.scheduled)])
     listing.suspended.extend(part.suspended[: max(0, LISTED - tally.suspended)])
+    tally.add(part)

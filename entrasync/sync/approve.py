@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from entrasync.config import Config
-from entrasync.domain.actions import ActionKind
 from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
-from entrasync.domain.plan_model import Plan, keep_listed
+from entrasync.domain.plan_model import Plan, take
 from entrasync.domain.status import RunStatus
 from entrasync.errors import NotFound
 from entrasync.store import held as held_rows
@@ -47,14 +46,11 @@ def approve(
     with graph_factory() as graph:
         read, linked = read_entra(store, graph, config, now, run_id=new_run)
         start_run(store, new_run, runs.RunKind.APPROVE, now)
-        result = CycleResult(new_run, RunStatus.OK, Plan(), read.resync, suspect=dict(read.suspect))
+        result = CycleResult.started(new_run, RunStatus.OK, read, linked)
         applier = ActionApplier(store, config, new_run, now, actor)
-        if linked:
-            result.applied[ActionKind.LINK.value] += linked
         still_valid: set[str] = set()
         for part in _plan(store, config, now):
-            keep_listed(result.plan, part, result.tally)  # the plan made afresh, to show
-            result.tally.add(part)
+            take(result.plan, result.tally, part)  # the plan made afresh, to show
             wanted = [a for a in part.actions if a.target in targets]
             still_valid.update(a.target for a in wanted)
             apply_all(applier, graph, wanted, result)

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from itertools import chain
 
 from entrasync.config import Config
@@ -39,7 +40,7 @@ from entrasync.domain.plan_model import (
     Policy,
     StoreUser,
     Tally,
-    keep_listed,
+    take,
 )
 from entrasync.domain.planning import (
     live_purges,
@@ -73,10 +74,14 @@ class Parts:
     head: Plan
     resolved: dict[str, StoreUser]  # Entra object -> the record that will stand for it
     facts: Facts  # every fact but the watched members (the tail's, the scheduled purges)
-    known: frozenset[int]  # users with a purge scheduled by an earlier cycle
     spans: list[Span]
     policy: Policy
     total_users: int
+
+    @cached_property
+    def known(self) -> frozenset[int]:
+        """Users with a purge scheduled by an earlier cycle."""
+        return frozenset(s.user_id for s in self.facts.scheduled)
 
     def tail(self, live: set[int]) -> Plan:
         """The tail, given the users whose purge the parts before keep (`live`)."""
@@ -108,8 +113,7 @@ def parts_of(session: Session, config: Config, now: datetime, batch: int) -> Par
     )
     policy = plan_policy(config, now, session)
     head, resolved = plan_head(gathered, policy)
-    known = frozenset(s.user_id for s in gathered.scheduled)
-    return Parts(head, resolved, gathered, known, spans, policy, facts.total_users(session))
+    return Parts(head, resolved, gathered, spans, policy, facts.total_users(session))
 
 
 def apply_in_parts(
@@ -119,23 +123,20 @@ def apply_in_parts(
     counts are whole; what the merges move is then what the members are planned from); then
     the members and the tail counted, judged, and applied part by part within `_Budget`."""
     config, total = applier.config, parts.total_users
-    head = Tally.of(parts.head)
-    result = CycleResult(applier.run_id, RunStatus.OK, Plan(), read.resync, tally=Tally())
-    result.suspect, result.full_read = dict(read.suspect), read.full
-    if linked:
-        result.applied[ActionKind.LINK.value] += linked
-    if apply_whole(applier, graph, parts.head, total, result):
-        result.status = RunStatus.HELD
-    tally, listing = _count(applier.store, parts, parts.head)
-    budget = _Budget(
-        limits(config, total), held_kinds(config, tally.count - head.count, total), total
-    )
-    if budget.held:
-        _announce(applier, tally, budget.held, total)
+    result = CycleResult.started(applier.run_id, RunStatus.OK, read, linked)
+    head_held = apply_whole(applier, graph, parts.head, total, result)
+    listing, tally = Plan(), Tally()
+    for part in chain([parts.head], planned_parts(applier.store, parts)):  # counted first
+        take(listing, tally, part)
+    rest = tally.count - Tally.of(parts.head).count  # merges are the head's alone
+    budget = _Budget(limits(config, total), held_kinds(config, rest, total), total)
+    if budget.held:  # announced before any of its actions is recorded held
+        with applier.unit_of_work() as uow:
+            announce_held(uow, config, tally.only(budget.held), total)
     for part in planned_parts(applier.store, parts):
         _apply_part(applier, graph, part, budget, result)
     result.plan, result.tally = listing, tally
-    if budget.held or read.suspect:
+    if head_held or budget.held or read.suspect:
         result.status = RunStatus.HELD
     return result
 
@@ -170,16 +171,6 @@ class _Budget:
         return run, [a for a in actions if a.kind in self.held]
 
 
-def _announce(applier: ActionApplier, tally: Tally, kinds: set[ActionKind], total: int) -> None:
-    """One `action.held` record per kind held, with the counted plan's figures, before any
-    of its actions is recorded held (the rows follow part by part)."""
-    held = Tally()
-    held.count.update({k: tally.count[k] for k in kinds})
-    held.licenses_freed.update({k: tally.licenses_freed[k] for k in kinds})
-    with applier.unit_of_work() as uow:
-        announce_held(uow, applier.config, held, total)
-
-
 def _apply_part(
     applier: ActionApplier, graph: GraphClient, part: Plan, budget: _Budget, result: CycleResult
 ) -> None:
@@ -193,16 +184,6 @@ def _apply_part(
         if late:  # held here, not when the plan was counted: announced with its rows
             announce_held(uow, applier.config, Tally.of(Plan(late)), budget.total)
     result.held.update(a.kind.value for a in waiting)
-
-
-def _count(store: Store, parts: Parts, head: Plan) -> tuple[Tally, Plan]:
-    """The first pass: the whole plan's figures (`head`'s with them), and what is kept of it
-    to show."""
-    tally, listing = Tally(), Plan()
-    for part in chain([head], planned_parts(store, parts)):
-        keep_listed(listing, part, tally)
-        tally.add(part)
-    return tally, listing
 
 
 def planned_parts(store: Store, parts: Parts) -> Iterator[Plan]:

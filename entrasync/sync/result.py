@@ -12,7 +12,7 @@ from entrasync.domain.status import RunStatus
 from entrasync.store import runs
 
 if TYPE_CHECKING:
-    from entrasync.sync.read import Planned
+    from entrasync.sync.read import Planned, ReadResult
 
 
 @dataclass
@@ -37,11 +37,18 @@ class CycleResult:
 
     @classmethod
     def of(cls, run_id: str, status: RunStatus, planned: Planned) -> CycleResult:
-        read = planned.read
-        result = cls(run_id, status, planned.plan, read.resync, suspect=dict(read.suspect))
+        return cls.started(run_id, status, planned.read, planned.linked, planned.plan)
+
+    @classmethod
+    def started(
+        cls, run_id: str, status: RunStatus, read: ReadResult, linked: int, plan: Plan | None = None
+    ) -> CycleResult:
+        """A run after its read (and `linked` records linked ahead of the plan); `plan`:
+        the plan held whole, else one made in parts fills `plan` and `tally` as it goes."""
+        result = cls(run_id, status, plan or Plan(), read.resync, suspect=dict(read.suspect))
         result.full_read = read.full
-        if planned.linked:
-            result.applied[ActionKind.LINK.value] += planned.linked
+        if linked:
+            result.applied[ActionKind.LINK.value] += linked
         return result
 
     def outcome(self, status: RunStatus | None = None) -> runs.RunOutcome:
