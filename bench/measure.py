@@ -16,7 +16,7 @@ from typing import Any
 from bench import storegen
 from bench.backends import Backend, timed
 from bench.ingest import measure_ingest
-from bench.purge import measure_purge
+from bench.purge import delete_members, measure_purge
 from bench.scenario import T0, Scenario
 from bench.world import GRAPH_PATH, RequestModel, graph_factory, load, write_config
 from entrasync.config import Config
@@ -74,7 +74,8 @@ def _measure(
             store.engine.dispose()
             backend.make_copy()
         log(f"[{backend.name}] purging {scenario.purge_users} users: entrasync vs raw SQL")
-        figures.update(measure_purge(store, backend, config, gen, scenario))
+        targets = delete_members(store, gen, scenario.purge_users)
+        figures.update(measure_purge(store, backend, config, targets))
 
         log(f"[{backend.name}] steady cycles")
         caches = MsalCaches()  # the daemon keeps its token across cycles

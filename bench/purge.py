@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.backends import Backend, checkpoint
-from bench.scenario import T0, Scenario
+from bench.scenario import T0
 from entrasync.domain.actions import ActionKind
 from entrasync.domain.planning import PlannedAction
 from entrasync.sim.generate import GeneratedTenant
@@ -19,7 +19,7 @@ from entrasync.store.db import Store
 from entrasync.sync.apply import PURGE_BATCH, ActionApplier
 
 
-def _delete_members(store: Store, gen: GeneratedTenant, limit: int) -> list[tuple[int, str]]:
+def delete_members(store: Store, gen: GeneratedTenant, limit: int) -> list[tuple[int, str]]:
     """(store user id, object id) of Delete-group members, linked by the initial sync."""
     members = sorted(gen.tenant.groups[gen.delete_group].members)[:limit]
     with store.engine.connect() as conn:
@@ -31,9 +31,10 @@ def _delete_members(store: Store, gen: GeneratedTenant, limit: int) -> list[tupl
 
 
 def measure_purge(
-    store: Store, backend: Backend, config: Any, gen: GeneratedTenant, scenario: Scenario
+    store: Store, backend: Backend, config: Any, targets: list[tuple[int, str]]
 ) -> dict[str, Any]:
-    targets = _delete_members(store, gen, scenario.purge_users)
+    """entrasync purging `targets` ((store user id, object id)) against raw SQL deleting the
+    same rows from the copy."""
     user_ids = [uid for uid, _ in targets]
     now = T0 + timedelta(hours=25)
     rows = _count_rows(store.url, user_ids)

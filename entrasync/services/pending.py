@@ -21,7 +21,7 @@ from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent, format_at
 from entrasync.domain.status import UntrackedBy, UserStatus
 from entrasync.errors import ActionRefused, NotFound
 from entrasync.services.actions import ActionResult, Details, audited_action, label, merge_into
-from entrasync.store import operations, queries
+from entrasync.store import operations, purge, queries
 from entrasync.store import pending as queue
 from entrasync.store import users as user_rows
 from entrasync.store.account import account_row, terms_of
@@ -259,7 +259,7 @@ def remove(
     sync re-tracks them): their later reports are dropped. They leave the queue."""
 
     def operation(uow: UnitOfWork, user: UserRow, _apply: bool) -> tuple[str, Details]:
-        details = operations.purge_user(uow.session, user, UntrackedBy.ADMIN, apply=True)
+        details = purge.purge_user(uow.session, user, UntrackedBy.ADMIN, apply=True)
         user.untracked_by = UntrackedBy.ADMIN.value
         queue.leave_queue(user)
         return "removed from the pending queue by an administrator", details

@@ -15,6 +15,7 @@ from entrasync.services.actions import (
     merge_into,
 )
 from entrasync.store import operations, queries
+from entrasync.store import purge as purging
 from entrasync.store import users as user_rows
 from entrasync.store.db import Store
 from entrasync.store.schema import UserRow
@@ -62,7 +63,7 @@ def _set_tracking(tracking: Tracking, reason: str) -> Operation:
 
 
 def _purge(uow: UnitOfWork, user: UserRow, apply: bool) -> tuple[str, Details]:
-    details = operations.purge_user(uow.session, user, UntrackedBy.ADMIN, apply=apply)
+    details = purging.purge_user(uow.session, user, UntrackedBy.ADMIN, apply=apply)
     return "purged by an administrator", details
 
 

@@ -21,8 +21,9 @@ from collections.abc import Sequence
 
 from sqlalchemy import delete, exists, insert, select
 
-from entrasync.store import daemon_state, membership, queries
+from entrasync.store import daemon_state, membership
 from entrasync.store.changed_rows import ChangedObjectRow
+from entrasync.store.id_lists import chunks
 from entrasync.store.membership import Rules
 from entrasync.store.session import Session
 from entrasync.store.uow import UnitOfWork
@@ -52,10 +53,10 @@ def settle(uow: UnitOfWork, rules: Rules, page: int = 5_000) -> int:
             return settled
         after = entries[-1].seq
         still: set[str] = set()
-        for objects in queries.chunks(sorted({o for _, o in entries})):
+        for objects in chunks(sorted({o for _, o in entries})):
             still.update(session.scalars(membership.out_of_line(objects, rules)))
         gone = [seq for seq, o in entries if o not in still]
-        for seqs in queries.chunks(gone):
+        for seqs in chunks(gone):
             session.execute(delete(ChangedObjectRow).where(ChangedObjectRow.seq.in_(seqs)))
         settled += len(gone)
 

@@ -28,6 +28,7 @@ from entrasync.domain.planning import (
 )
 from entrasync.domain.status import Tracking
 from entrasync.store import membership, queries, tally
+from entrasync.store.id_lists import chunks
 from entrasync.store.schema import (
     AgentRow,
     EntraKeyRow,
@@ -46,7 +47,7 @@ RETIRABLE_KINDS = ("upn", "email")
 def _user_rows(session: Session, column: Any, values: Sequence[Any]) -> list[Any]:
     """Live records whose `column` is one of `values`, 500 at a time, as plain rows."""
     found: list[Any] = []
-    for chunk in queries.chunks(list(values)):
+    for chunk in chunks(list(values)):
         found.extend(
             session.execute(
                 select(*membership.USER_COLUMNS).where(
@@ -132,7 +133,7 @@ def _retirements(session: Session, changed_since: datetime | None) -> list[Retir
         since = or_(new_user.updated_at >= changed_since, old_user.updated_at >= changed_since)
         return _collect_retirements(session, [query.where(since)])
     queries_: list[Any] = []
-    for chunk in queries.chunks(changed):
+    for chunk in chunks(changed):
         queries_.append(query.where(new_user.object_id.in_(chunk)))
         queries_.append(query.where(UserRow.entra_object_id.in_(chunk)))
     return _collect_retirements(session, queries_)

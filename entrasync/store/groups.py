@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import String, delete, exists, func, literal, select, text
 from sqlalchemy.orm import Session
 
-from entrasync.store.queries import chunks
+from entrasync.store.id_lists import chunks
 from entrasync.store.schema import EntraGroupRow, EntraMemberRow, UtcDateTime, WatchedMemberRow
 from entrasync.store.upsert import insert_for
 

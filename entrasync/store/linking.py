@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from entrasync.domain.status import Tracking
 from entrasync.store import queries
+from entrasync.store.id_lists import chunks
 from entrasync.store.schema import EntraKeyRow, EntraUserRow, IdentifierRow, UserRow
 
 _UNLINKED = (UserRow.entra_object_id.is_(None), UserRow.merged_into_id.is_(None))
@@ -47,7 +48,7 @@ def live_matches(session: Session, ids: Sequence[int]) -> dict[int, dict[str, bo
     """Records `ids` -> {live Entra object whose keys match one of their identifiers: whether
     its account is enabled}; records matching none are left out."""
     keys_of: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for id_chunk in queries.chunks(list(ids)):
+    for id_chunk in chunks(list(ids)):
         for uid, kind, value in session.execute(
             select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value).where(
                 IdentifierRow.user_id.in_(id_chunk)
@@ -56,7 +57,7 @@ def live_matches(session: Session, ids: Sequence[int]) -> dict[int, dict[str, bo
             keys_of[(str(kind), str(value))].append(int(uid))
     holders: dict[str, set[int]] = defaultdict(set)
     for kind, values in queries.by_kind(keys_of).items():
-        for chunk in queries.chunks(values):
+        for chunk in chunks(values):
             for value, object_id in session.execute(
                 select(EntraKeyRow.value, EntraKeyRow.object_id).where(
                     EntraKeyRow.kind == kind, EntraKeyRow.value.in_(chunk)
@@ -64,7 +65,7 @@ def live_matches(session: Session, ids: Sequence[int]) -> dict[int, dict[str, bo
             ):
                 holders[str(object_id)].update(keys_of[(kind, str(value))])
     found: dict[int, dict[str, bool]] = defaultdict(dict)
-    for chunk in queries.chunks(sorted(holders)):
+    for chunk in chunks(sorted(holders)):
         for object_id, enabled in session.execute(
             select(EntraUserRow.object_id, EntraUserRow.account_enabled).where(
                 EntraUserRow.object_id.in_(chunk), EntraUserRow.deleted_at.is_(None)
@@ -78,7 +79,7 @@ def live_matches(session: Session, ids: Sequence[int]) -> dict[int, dict[str, bo
 def claimants(session: Session, objects: Sequence[str]) -> dict[str, int]:
     """object -> how many live unlinked records match its keys."""
     holders: dict[str, set[int]] = defaultdict(set)
-    for chunk in queries.chunks(list(objects)):
+    for chunk in chunks(list(objects)):
         for object_id, user_id in session.execute(
             select(EntraKeyRow.object_id, IdentifierRow.user_id)
             .join(
@@ -91,7 +92,7 @@ def claimants(session: Session, objects: Sequence[str]) -> dict[str, int]:
             holders[str(object_id)].add(int(user_id))
     users = sorted({u for held in holders.values() for u in held})
     unlinked: set[int] = set()
-    for chunk_ids in queries.chunks(users):
+    for chunk_ids in chunks(users):
         unlinked.update(
             session.scalars(select(UserRow.id).where(UserRow.id.in_(chunk_ids), *_UNLINKED))
         )

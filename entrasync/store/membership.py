@@ -17,6 +17,7 @@ from entrasync.domain.groups import GroupKind
 from entrasync.domain.status import Tracking, UntrackedBy
 from entrasync.store import queries
 from entrasync.store.changed_rows import ChangedObjectRow
+from entrasync.store.id_lists import chunks
 from entrasync.store.schema import (
     AgentRow,
     EntraGroupRow,
@@ -60,7 +61,7 @@ def examined(session: Session, examine: Examine) -> Iterable[Objects]:
         return [None]
     queued = set(session.scalars(select(ChangedObjectRow.object_id).distinct()))
     queued.update(session.scalars(select(ScheduledPurgeRow.object_id)))
-    return queries.chunks(sorted(queued))
+    return chunks(sorted(queued))
 
 
 # Above this many queue entries (a first sync, a mass change) the queries examine every

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from entrasync.domain.entra import EntraUser, MembershipChange, MembershipEdge
 from entrasync.domain.evidence import MergeMaps, identity_keys
 from entrasync.domain.identity import normalize
-from entrasync.store.queries import chunks
+from entrasync.store.id_lists import chunks
 from entrasync.store.schema import EntraKeyRow, EntraMemberRow, EntraUserRow
 from entrasync.store.upsert import insert_for
 

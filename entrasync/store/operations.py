@@ -9,42 +9,36 @@ so purging a user with a million rows is a handful of statements.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    ColumnElement,
     and_,
-    any_,
-    case,
     delete,
     exists,
     func,
-    literal,
     or_,
     select,
     update,
 )
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.orm import Session, aliased
 
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.errors import ActionRefused
 from entrasync.store import tally
-from entrasync.store.queries import chunks, has_history, user_license_counts
+from entrasync.store.queries import (
+    has_history,
+    user_license_counts,
+)
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
     AgentRow,
     IdentifierRow,
-    ScheduledPurgeRow,
     UserRow,
     event_title_key,
 )
 
 Details = dict[str, Any]
-PurgeCounts = dict[int, tuple[int, int, int]]
 
 
 def set_tracking(
@@ -67,122 +61,6 @@ def set_tracking(
         user.tracking = tracking.value
         user.untracked_by = untracked_by
     return details
-
-
-def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply: bool) -> Details:
-    """Delete all history and agents; identifiers (logons included) stay, user is Untracked.
-    A pending user leaves the queue: with no data left there is nothing to approve."""
-    return purge_users(session, [user], by, apply=apply)[user.id]
-
-
-def purge_users(
-    session: Session,
-    users: Sequence[UserRow],
-    by: UntrackedBy | str,
-    *,
-    apply: bool,
-    counts: PurgeCounts | None = None,
-    now: datetime | None = None,
-) -> dict[int, Details]:
-    """`purge_user` for many users at once: a fixed handful of statements per 500 users,
-    whatever their number (the sync cycle purges a whole Delete group this way).
-
-    The deletes do not fetch the deleted keys back (the ORM's default for a DELETE … IN
-    (subquery) is RETURNING every id); the users are updated in one statement, then expired.
-    `counts` (from `purge_counts`, taken with the users after `tally.lock`) also stands for
-    the tally's reading before the purge."""
-    counted = counts is not None
-    counts = counts if counts is not None else purge_counts(session, [u.id for u in users])
-    details = {u.id: _purge_details(u, counts.get(u.id, (0, 0, 0))) for u in users}
-    if not apply:
-        return details
-    _tally_before(session, users, counts if counted else None)
-    unsynced = {"synchronize_session": False}
-    for chunk in chunks([u.id for u in users]):
-        owned = _one_of(session, AgentRow.user_id, chunk)
-        agent_ids = select(AgentRow.id).where(owned).scalar_subquery()
-        for stmt in (
-            delete(ActivityRow).where(ActivityRow.agent_id.in_(agent_ids)),
-            delete(AgentLogonRow).where(AgentLogonRow.agent_id.in_(agent_ids)),
-            delete(AgentRow).where(owned),
-            update(UserRow)
-            .where(_one_of(session, UserRow.id, chunk))
-            .values(
-                # An earlier untracking keeps its author: an admin's decision outlives a purge.
-                untracked_by=case(
-                    (UserRow.tracking != Tracking.UNTRACKED.value, str(UntrackedBy(by))),
-                    else_=UserRow.untracked_by,
-                ),
-                tracking=Tracking.UNTRACKED.value,
-                status=UserStatus.ACTIVE.value,
-                pending_since=None,
-                purged_at=now or datetime.now(UTC),
-            ),
-            # A purge already done needs no scheduling any more.
-            delete(ScheduledPurgeRow).where(_one_of(session, ScheduledPurgeRow.user_id, chunk)),
-        ):
-            session.execute(stmt, execution_options=unsynced)
-    for user in users:
-        session.expire(user)
-    return details
-
-
-def purge_counts(session: Session, user_ids: Sequence[int]) -> PurgeCounts:
-    """User id -> (agents, activity rows, agents holding history), one query per 500 users.
-    Users without agents are absent."""
-    counts: PurgeCounts = {}
-    for chunk in chunks(list(user_ids)):
-        per_agent = session.execute(
-            select(AgentRow.user_id, func.count(ActivityRow.agent_id))
-            .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
-            .where(_one_of(session, AgentRow.user_id, chunk))
-            .group_by(AgentRow.user_id, AgentRow.id)
-        )
-        for uid, rows in per_agent:
-            agents, total, holding = counts.get(int(uid), (0, 0, 0))
-            counts[int(uid)] = (agents + 1, total + int(rows), holding + (rows > 0))
-    return counts
-
-
-def _tally_before(session: Session, users: Sequence[UserRow], counts: PurgeCounts | None) -> None:
-    if counts is None:
-        tally.before(session, [u.id for u in users])
-    else:
-        tally.known(session, {u.id: _held(u, counts) for u in users})
-
-
-def _held(user: UserRow, counts: PurgeCounts) -> tuple[int, int]:
-    """(licenses, live) of `user` before its purge: its agents holding history count when it
-    is active (queries.licensed_agents_query, the license rule)."""
-    holding = counts.get(user.id, (0, 0, 0))[2]
-    licenses = holding if user.status == UserStatus.ACTIVE.value else 0
-    return licenses, 1 if user.merged_into_id is None else 0
-
-
-def _one_of(
-    session: Session, column: InstrumentedAttribute[int], ids: Sequence[int]
-) -> ColumnElement[bool]:
-    """`column IN (ids)`. On PostgreSQL as `column = ANY(:ids)`, one array parameter: an IN
-    list of 500 ids is 500 bound parameters, each rendered by SQLAlchemy and the query text
-    re-parsed by psycopg (too long for its cache), about 2 ms of client CPU per statement,
-    more than several of a purge batch's statements take in the server. The plan is the same
-    (PostgreSQL turns an IN list into `= ANY(ARRAY[…])`), and the text no longer changes
-    with the batch, so psycopg caches its conversion and may prepare it."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(list(ids), ARRAY(BigInteger)))
-    return column.in_(ids)
-
-
-def _purge_details(user: UserRow, counts: tuple[int, int, int]) -> Details:
-    agents, rows, holding = counts
-    return {
-        "rows_purged": rows,
-        "agents_removed": agents,
-        # Agents holding history are licenses, except a pending user's (none held yet).
-        "licenses_freed": holding if user.status == UserStatus.ACTIVE else 0,
-        "before": {"tracking": user.tracking, "status": user.status},
-        "after": {"tracking": Tracking.UNTRACKED.value, "status": UserStatus.ACTIVE.value},
-    }
 
 
 def merge_users(

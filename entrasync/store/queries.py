@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, Exists, Select, exists, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Exists,
+    Select,
+    exists,
+    func,
+    select,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -15,6 +22,7 @@ from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
 from entrasync.domain.status import UserStatus
 from entrasync.errors import NotFound
+from entrasync.store.id_lists import chunks, one_of
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -25,14 +33,6 @@ from entrasync.store.schema import (
     RetiredIdentifierRow,
     UserRow,
 )
-
-T = TypeVar("T")
-_CHUNK = 500  # keeps IN lists under every backend's parameter limit
-
-
-def chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 class unindexed(FunctionElement[Any]):
@@ -98,7 +98,9 @@ def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, 
         # Both sides of the join named: given only the agents' side, PostgreSQL hashed the
         # join against a scan of every user (all are active: the status is no filter).
         rows = session.execute(
-            _licenses_per_user().where(AgentRow.user_id.in_(chunk), UserRow.id.in_(chunk))
+            _licenses_per_user().where(
+                one_of(session, AgentRow.user_id, chunk), one_of(session, UserRow.id, chunk)
+            )
         )
         counts.update({int(uid): int(n) for uid, n in rows})
     return counts
@@ -364,7 +366,7 @@ def identifiers_by_user(
     for chunk in chunks(list(user_ids)):
         rows = session.execute(
             select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
-            .where(IdentifierRow.user_id.in_(chunk))
+            .where(one_of(session, IdentifierRow.user_id, chunk))
             .order_by(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
         )
         for uid, kind, value in rows:
@@ -377,14 +379,9 @@ def user_states(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[st
     found: dict[int, tuple[str, str]] = {}
     for chunk in chunks(list(user_ids)):
         rows = session.execute(
-            select(UserRow.id, UserRow.tracking, UserRow.status).where(UserRow.id.in_(chunk))
+            select(UserRow.id, UserRow.tracking, UserRow.status).where(
+                one_of(session, UserRow.id, chunk)
+            )
         )
         found.update({int(uid): (str(tracking), str(status)) for uid, tracking, status in rows})
-    return found
-
-
-def users_by_id(session: Session, user_ids: Sequence[int]) -> list[UserRow]:
-    found: list[UserRow] = []
-    for chunk in chunks(list(user_ids)):
-        found.extend(session.scalars(select(UserRow).where(UserRow.id.in_(chunk))))
     return found

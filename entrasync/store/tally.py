@@ -27,6 +27,7 @@ from sqlalchemy import BigInteger, Index, Integer, event, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from entrasync.store import queries
+from entrasync.store.id_lists import chunks, one_of
 from entrasync.store.schema import Base, EntraMemberRow, EntraUserRow, UserRow
 
 _KEY = "entrasync.license_tally"
@@ -83,6 +84,7 @@ class _Watch:
 
     licenses: dict[int, int] = field(default_factory=dict)
     live: dict[int, int] = field(default_factory=dict)
+    emptied: set[int] = field(default_factory=set)  # hold no license now, as live as before
 
 
 def _watch(session: Session) -> _Watch:
@@ -126,6 +128,14 @@ def known(session: Session, readings: Mapping[int, tuple[int, int]]) -> None:
         watch.live.setdefault(int(uid), live)
 
 
+def emptied(session: Session, user_ids: Iterable[int]) -> None:
+    """These users, already named by `before` or `known`, hold no license after this
+    transaction and are as live as before (a purge removed every agent they had): `settle`
+    takes that instead of counting them again. Called after the change, and nothing else
+    in the transaction changes them."""
+    _watch(session).emptied.update(int(u) for u in user_ids)
+
+
 def created(session: Session, user_ids: Iterable[int]) -> None:
     """Records this transaction inserted: they held nothing and did not exist before."""
     watch = _watch(session)
@@ -137,10 +147,12 @@ def created(session: Session, user_ids: Iterable[int]) -> None:
 def _counts(session: Session, user_ids: list[int]) -> tuple[dict[int, int], set[int]]:
     licenses = queries.user_license_counts(session, user_ids)
     live: set[int] = set()
-    for chunk in queries.chunks(user_ids):
+    for chunk in chunks(user_ids):
         live.update(
             session.scalars(
-                select(UserRow.id).where(UserRow.id.in_(chunk), UserRow.merged_into_id.is_(None))
+                select(UserRow.id).where(
+                    one_of(session, UserRow.id, chunk), UserRow.merged_into_id.is_(None)
+                )
             )
         )
     return licenses, live
@@ -159,7 +171,8 @@ def settle(session: Session) -> LicenseTallyRow | None:
     if watch is None or not watch.licenses:
         return row
     ids = sorted(watch.licenses)
-    licenses, live = _counts(session, ids)
+    licenses, live = _counts(session, sorted(watch.licenses.keys() - watch.emptied))
+    live.update(u for u in watch.emptied if watch.live[u])
     used = sum(licenses.get(u, 0) for u in ids) - sum(watch.licenses.values())
     lives = sum(1 for u in ids if u in live) - sum(watch.live.values())
     if used or lives:

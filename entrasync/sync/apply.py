@@ -22,9 +22,8 @@ from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
 from entrasync.domain.planning import PlannedAction
 from entrasync.store import actions as rows
 from entrasync.store import groups as group_rows
-from entrasync.store import operations, queries, tally
+from entrasync.store import purge, queries, tally
 from entrasync.store.db import Store
-from entrasync.store.schema import UserRow
 from entrasync.store.uow import UnitOfWork
 from entrasync.sync.crashpoints import crashpoint
 from entrasync.sync.handlers import HANDLERS, event
@@ -92,8 +91,8 @@ class ActionApplier:
         tally.lock(session)  # the users and counts read next stand for the tally's readings
         targets = _purge_targets(uow, actions)
         # Users without agents have nothing left to purge (a re-run after a crash, say).
-        counts = operations.purge_counts(session, list(targets))
-        targets = {uid: target for uid, target in targets.items() if uid in counts}
+        holdings = purge.purge_holdings(session, list(targets))
+        targets = {uid: target for uid, target in targets.items() if uid in holdings}
         if not targets:
             return []
         identifiers = queries.identifiers_by_user(session, list(targets))
@@ -102,7 +101,7 @@ class ActionApplier:
         for by in {action.untracked_by for _, action in targets.values()}:
             users = [user for user, action in targets.values() if action.untracked_by == by]
             details.update(
-                operations.purge_users(session, users, by, apply=True, counts=counts, now=self.now)
+                purge.purge_users(session, users, by, apply=True, holdings=holdings, now=self.now)
             )
         events = []
         for uid, (_, action) in targets.items():
@@ -160,15 +159,16 @@ class ActionApplier:
 
 def _purge_targets(
     uow: UnitOfWork, actions: list[PlannedAction]
-) -> dict[int, tuple[UserRow, PlannedAction]]:
+) -> dict[int, tuple[purge.Subject, PlannedAction]]:
     """Live user id -> (user, action); a user named by two actions is purged once."""
     ids = [a.user_id for a in actions if a.user_id is not None]
-    loaded = {u.id: u for u in queries.users_by_id(uow.session, ids)}
-    targets: dict[int, tuple[UserRow, PlannedAction]] = {}
+    loaded = {u.id: u for u in purge.subjects(uow.session, ids)}
+    targets: dict[int, tuple[purge.Subject, PlannedAction]] = {}
     for action in actions:
         user = loaded.get(action.user_id) if action.user_id is not None else None
         if user is not None and user.merged_into_id is not None:
-            user = rows.live_user(uow.session, action.user_id)  # rare: follow the merge chain
+            live = rows.live_user(uow.session, action.user_id)  # rare: follow the merge chain
+            user = purge.Subject.of(live) if live is not None else None
         if user is not None and user.id not in targets:
             targets[user.id] = (user, action)
     return targets

@@ -1,0 +1,192 @@
+"""Purging: a user's history and agents deleted, the record kept and Untracked (DESIGN.md,
+the licensing model). One set of statements per batch of users, whatever they hold, shared by
+the admin command, the pending queue's `remove` and the sync cycle (a whole Delete group).
+
+A purge reads what each user holds first (`purge_holdings`: their agent ids, activity rows
+and agents holding history), for the audit record's details and the tally's reading before
+the change; the deletes then go by those agent ids. Users are plain `Subject`s, not ORM
+records: a batch of 500 users loaded, tracked and expired by the ORM cost more client time
+than the deletes (bench: purge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
+
+from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
+from entrasync.store import tally
+from entrasync.store.id_lists import id_chunks, one_of
+from entrasync.store.schema import (
+    ActivityRow,
+    AgentLogonRow,
+    AgentRow,
+    ScheduledPurgeRow,
+    UserRow,
+)
+
+Details = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a purge reads of a user record."""
+
+    id: int
+    tracking: str
+    status: str
+    merged_into_id: int | None
+
+    @classmethod
+    def of(cls, user: UserRow) -> Subject:
+        return cls(user.id, user.tracking, user.status, user.merged_into_id)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What a purge removes from one user: their agents and activity rows."""
+
+    agent_ids: tuple[int, ...]
+    rows: int
+    holding: int  # agents holding history: licenses, when the user is active
+
+    @property
+    def agents(self) -> int:
+        return len(self.agent_ids)
+
+
+NOTHING = Holding((), 0, 0)
+Holdings = dict[int, Holding]  # user id -> what they hold; users without agents are absent
+
+
+def subjects(session: Session, user_ids: Sequence[int]) -> list[Subject]:
+    """The records of `user_ids` (merged ones included), as plain subjects."""
+    found: list[Subject] = []
+    for chunk in id_chunks(session, list(user_ids)):
+        rows = session.execute(
+            select(UserRow.id, UserRow.tracking, UserRow.status, UserRow.merged_into_id).where(
+                one_of(session, UserRow.id, chunk)
+            )
+        )
+        found.extend(Subject(int(i), str(t), str(s), m) for i, t, s, m in rows)
+    return found
+
+
+def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply: bool) -> Details:
+    """Delete all history and agents; identifiers (logons included) stay, user is Untracked.
+    A pending user leaves the queue: with no data left there is nothing to approve."""
+    details = purge_users(session, [Subject.of(user)], by, apply=apply)[user.id]
+    if apply:
+        session.expire(user)  # changed by the UPDATE, behind the ORM's back
+    return details
+
+
+def purge_users(
+    session: Session,
+    users: Sequence[Subject],
+    by: UntrackedBy | str,
+    *,
+    apply: bool,
+    holdings: Holdings | None = None,
+    now: datetime | None = None,
+) -> dict[int, Details]:
+    """`purge_user` for many users at once: a fixed handful of statements per batch of
+    users, whatever their number.
+
+    `holdings` (from `purge_holdings`, read after `tally.lock`) also stands for the tally's
+    reading before the purge; after it the users hold nothing (`tally.emptied`). The deletes
+    do not fetch the deleted keys back (the ORM's default for a DELETE is RETURNING every
+    id); the users are updated in one statement."""
+    read = holdings is not None
+    holdings = holdings if holdings is not None else purge_holdings(session, [u.id for u in users])
+    details = {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
+    if not apply:
+        return details
+    if read:
+        tally.known(session, {u.id: _held(u, holdings) for u in users})
+    else:
+        tally.before(session, [u.id for u in users])
+    agent_ids = [a for u in users for a in holdings.get(u.id, NOTHING).agent_ids]
+    for stmt in _statements(session, agent_ids, [u.id for u in users], by, now):
+        session.execute(stmt, execution_options={"synchronize_session": False})
+    tally.emptied(session, [u.id for u in users])  # no agents left: nothing to recount
+    return details
+
+
+def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
+    """User id -> their agents, activity rows and agents holding history: one query per
+    batch of users (`id_chunks`)."""
+    per_user: dict[int, list[tuple[int, int]]] = {}
+    for chunk in id_chunks(session, list(user_ids)):
+        per_agent = session.execute(
+            select(AgentRow.user_id, AgentRow.id, func.count(ActivityRow.agent_id))
+            .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
+            .where(one_of(session, AgentRow.user_id, chunk))
+            .group_by(AgentRow.user_id, AgentRow.id)
+        )
+        for uid, aid, rows in per_agent:
+            per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
+    return {
+        uid: Holding(
+            tuple(aid for aid, _ in agents),
+            sum(rows for _, rows in agents),
+            sum(1 for _, rows in agents if rows),
+        )
+        for uid, agents in per_user.items()
+    }
+
+
+def _statements(
+    session: Session,
+    agent_ids: list[int],
+    user_ids: list[int],
+    by: UntrackedBy | str,
+    now: datetime | None,
+) -> Iterator[Executable]:
+    for chunk in id_chunks(session, agent_ids):
+        yield delete(ActivityRow).where(one_of(session, ActivityRow.agent_id, chunk))
+        yield delete(AgentLogonRow).where(one_of(session, AgentLogonRow.agent_id, chunk))
+        yield delete(AgentRow).where(one_of(session, AgentRow.id, chunk))
+    for chunk in id_chunks(session, user_ids):
+        yield (
+            update(UserRow)
+            .where(one_of(session, UserRow.id, chunk))
+            .values(
+                # An earlier untracking keeps its author: an admin's decision outlives a purge.
+                untracked_by=case(
+                    (UserRow.tracking != Tracking.UNTRACKED.value, str(UntrackedBy(by))),
+                    else_=UserRow.untracked_by,
+                ),
+                tracking=Tracking.UNTRACKED.value,
+                status=UserStatus.ACTIVE.value,
+                pending_since=None,
+                purged_at=now or datetime.now(UTC),
+            )
+        )
+        # A purge already done needs no scheduling any more.
+        yield delete(ScheduledPurgeRow).where(one_of(session, ScheduledPurgeRow.user_id, chunk))
+
+
+def _held(user: Subject, holdings: Holdings) -> tuple[int, int]:
+    """(licenses, live) of `user` before its purge: its agents holding history count when it
+    is active (queries.licensed_agents_query, the license rule)."""
+    holding = holdings.get(user.id, NOTHING).holding
+    licenses = holding if user.status == UserStatus.ACTIVE.value else 0
+    return licenses, 1 if user.merged_into_id is None else 0
+
+
+def _details(user: Subject, held: Holding) -> Details:
+    return {
+        "rows_purged": held.rows,
+        "agents_removed": held.agents,
+        # Agents holding history are licenses, except a pending user's (none held yet).
+        "licenses_freed": held.holding if user.status == UserStatus.ACTIVE else 0,
+        "before": {"tracking": user.tracking, "status": user.status},
+        "after": {"tracking": Tracking.UNTRACKED.value, "status": UserStatus.ACTIVE.value},
+    }
