@@ -24,7 +24,7 @@ from entrasync.sync import batches
 from entrasync.sync.apply import ActionApplier
 from entrasync.sync.cycle import Clock, CycleResult, GraphFactory, finish_run, start_run, wall_clock
 from entrasync.sync.execute import apply_all
-from entrasync.sync.read import plan_now, read_entra
+from entrasync.sync.read import read_entra
 
 
 def approve(
@@ -70,14 +70,12 @@ def approve(
 def _plan(store: Store, config: Config, now: datetime) -> Iterator[Plan]:
     """The plan from current state, whole, or in parts as the cycle makes it (a held first
     sync of a large tenant): each part is planned once the parts before it were applied."""
-    with store.reading() as session:  # closed before anything is applied
-        parts = batches.stage(session, config, now)
-        whole = [plan_now(session, config, now)[0]] if parts is None else []
-    if parts is None:
-        yield from whole
+    staged = batches.plan_or_parts(store, config, now)
+    if not isinstance(staged, batches.Parts):
+        yield staged[0]
         return
-    yield parts.head
-    yield from batches.planned_parts(store, parts)
+    yield staged.head
+    yield from batches.planned_parts(store, staged)
 
 
 def _release(

@@ -58,7 +58,7 @@ from entrasync.store.membership import Span
 from entrasync.store.session import Session
 from entrasync.sync.apply import ActionApplier
 from entrasync.sync.execute import announce_held, apply_all, apply_whole, held_kinds, limits
-from entrasync.sync.read import ReadResult, changed_since, plan_policy
+from entrasync.sync.read import ReadResult, changed_since, plan_now, plan_policy
 from entrasync.sync.result import CycleResult
 
 __all__ = ["BATCH", "LISTED", "Parts", "apply_in_parts", "parts_of", "planned_parts", "stage"]
@@ -89,6 +89,15 @@ class Parts:
         kept = live | live_purges(rest) | live_purges(self.head)
         rest.actions.extend(plan_cancellations(self.facts.scheduled, kept, self.policy))
         return rest
+
+
+def plan_or_parts(store: Store, config: Config, now: datetime) -> Parts | tuple[Plan, int]:
+    """What the cycle and `approve` plan from: the parts of the plan (`stage`), or the
+    whole plan with the live records it counts thresholds from (`plan_now`). One reading
+    snapshot, closed before anything is applied."""
+    with store.reading() as session:
+        parts = stage(session, config, now)
+        return parts if parts is not None else plan_now(session, config, now)
 
 
 def stage(session: Session, config: Config, now: datetime) -> Parts | None:

@@ -22,7 +22,6 @@ from entrasync.sync.execute import apply_whole, held_kinds
 from entrasync.sync.read import (
     Planned,
     ReadResult,
-    plan_now,
     queue_rules,
     read_and_plan,
     read_entra,
@@ -108,13 +107,10 @@ def _plan_and_apply(
 ) -> CycleResult:
     """The plan held whole, or (a first sync, say) made and applied in parts
     (sync/batches.py)."""
-    store, config, now = applier.store, applier.config, applier.now
-    with store.reading() as session:
-        parts = batches.stage(session, config, now)
-        if parts is None:
-            the_plan, total = plan_now(session, config, now)
-    if parts is not None:
-        return batches.apply_in_parts(applier, graph, read, linked, parts)
+    staged = batches.plan_or_parts(applier.store, applier.config, applier.now)
+    if isinstance(staged, batches.Parts):
+        return batches.apply_in_parts(applier, graph, read, linked, staged)
+    the_plan, total = staged
     planned = Planned(read, the_plan, total, linked)
     result = CycleResult.of(applier.run_id, RunStatus.OK, planned)
     if apply_whole(applier, graph, the_plan, total, result) or read.suspect:
