@@ -282,3 +282,36 @@ def test_merges_due_purges_and_a_suspect_group_end_the_same_in_parts_as_whole(
     assert parts[1][1] - whole[1][1] == Counter({"user.purged": 1})
     assert whole[1][1] - parts[1][1] == Counter()
     assert whole[2][1]["user.purged"] == 7  # the first five, late@, and p6 again
+
+
+def test_graph_lost_between_batches_stops_the_purges_until_it_is_back(
+    world: World, es: Any, in_parts: None
+) -> None:
+    """A first sync in parts with purges due at once (purge_delay 0s); Graph answers the
+    first part's confirmation, then goes down (every `$batch` 503). The purges confirmed
+    before the outage ran; no other purge runs; the cycle fails with exit 69 and says so.
+    When Graph is back the next cycle finishes: every Delete member purged once, the same
+    records as a cycle with no outage, and the chain verifies."""
+    configure(world, 'purge_delay = "24h"', 'purge_delay = "0s"')
+    _tenant(world)
+    world.emu.faults.add(r"^/v1\.0/\$batch", status=503, retry_after=0, skip=1, times=None)
+    down = es("sync")
+    assert down.code == ExitCode.UNAVAILABLE, down.out + down.err
+    assert "503" in down.err and "Traceback" not in down.err
+    first = actions(es, "user.purged")
+    assert 0 < len(first) < DELETE + 1  # the first part's purges only
+    assert actions(es, "purge.unconfirmed") == []  # not run, not judged: the run failed
+    assert es("status", "--json").json()["last_run"]["status"] == "failed"
+
+    world.emu.faults.clear()  # Graph is back
+    back = es("sync")
+    assert back.code == 0, back.out + back.err
+    purged = actions(es, "user.purged")
+    assert len(purged) == DELETE + 1  # x0..x3 and d0 (n2, pre-registered, holds nothing)
+    assert len({r["user_id"] for r in purged}) == len(purged)  # nobody purged twice
+    records = _audit(world)
+    assert records["user.untracked"] == DNT + DELETE and records["user.preregistered"] == NEW
+    assert all(u["tracking"] == "untracked" for u in list_users(world.store))
+    again = es("sync", "--json")
+    assert again.code == 0 and again.json()["actions"] == {}, again.out
+    verified(es)
