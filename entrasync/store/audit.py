@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from entrasync.domain.audit import FIELDS, GENESIS, AuditEvent, format_at, record_hash
 from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
+from entrasync.store.driver import raw_cursor
 from entrasync.store.schema import (
     AgentLogonRow,
     AgentRow,
@@ -89,16 +90,12 @@ def _insert(session: Session, records: list[dict[str, Any]]) -> None:
         session.execute(insert(AuditRow), records)
         return
     session.flush()  # as the ORM insert would: pending changes reach the server first
-    columns = ", ".join(_COLUMNS)
-    cursor = session.connection().connection.cursor()
-    try:
-        with cursor.copy(f"COPY {AuditRow.__tablename__} ({columns}) FROM STDIN") as copy:
-            for record in records:
-                copy.write_row(
-                    [json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS]
-                )
-    finally:
-        cursor.close()
+    statement = f"COPY {AuditRow.__tablename__} ({', '.join(_COLUMNS)}) FROM STDIN"
+    with raw_cursor(session, statement) as cursor, cursor.copy(statement) as copy:
+        for record in records:
+            copy.write_row(
+                [json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS]
+            )
 
 
 def as_dict(row: AuditRow) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from entrasync.domain.ingestion import IngestPlan, KnownUser, Lookups
 from entrasync.domain.reports import AgentReport
 from entrasync.domain.status import Tracking, UserStatus
 from entrasync.store import queries, tally
+from entrasync.store.driver import raw_cursor
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -204,8 +205,7 @@ def _copy_activity(session: Session, table: str, rows: list[tuple[Any, ...]], co
     only. Events repeated within the file conflict with each other and are stored once (DO
     NOTHING, unlike DO UPDATE, accepts that within one statement)."""
     columns = ", ".join(_ACTIVITY_COLUMNS)
-    cursor = session.connection().connection.cursor()
-    try:
+    with raw_cursor(session, f"COPY {_STAGE} (n, {columns}) FROM STDIN") as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {_STAGE} ON COMMIT DROP AS "  # noqa: S608 - fixed names
             f"SELECT 0::bigint AS n, {columns} FROM {table} WITH NO DATA"
@@ -220,8 +220,6 @@ def _copy_activity(session: Session, table: str, rows: list[tuple[Any, ...]], co
         stored = int(cursor.rowcount)
         cursor.execute(f"DROP TABLE {_STAGE}")
         return stored
-    finally:
-        cursor.close()
 
 
 def _touch_last_activity(session: Session, latest: _Latest) -> None:

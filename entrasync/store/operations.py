@@ -3,7 +3,7 @@
 Each takes the caller's session (so the caller's audit record lands in the same transaction)
 and returns the details to audit. With ``apply=False`` nothing is written: the details say what
 would happen, for ``--dry-run`` and ``plan``. All work is set-based (one statement per table),
-so purging a user with a million rows is a handful of statements.
+so merging users with a million rows is a handful of statements. Purging is `store/purge.py`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ A writer that may change either figure names the users it touches, in its transa
 activity row, losing their history, moving to another user or going; a user merged away),
 `created(session, ids)` after inserting new records. When the transaction reads the count
 (`used_licenses`, `live_users`) or commits, `settle` recounts those users only and adds the
-difference to the tally row: the cost follows the change, not the store. The row is created
+difference to the tally row: the cost follows the change, not the store. A purge batch
+passes what it read anyway instead: `known` (the readings before, taken after `lock`) and
+`emptied` (no license after), so only whether its users are live is read again. The row is created
 by migration 0009 from a full count; a store without it (bulk-loaded, or a dry run's scratch
 copy) is counted in full once, by the first writer that needs it (readers count without
 storing).
@@ -27,7 +29,7 @@ from sqlalchemy import BigInteger, Index, Integer, event, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from entrasync.store import queries
-from entrasync.store.id_lists import chunks, one_of
+from entrasync.store.id_lists import id_chunks, one_of
 from entrasync.store.schema import Base, EntraMemberRow, EntraUserRow, UserRow
 
 _KEY = "entrasync.license_tally"
@@ -84,7 +86,7 @@ class _Watch:
 
     licenses: dict[int, int] = field(default_factory=dict)
     live: dict[int, int] = field(default_factory=dict)
-    emptied: set[int] = field(default_factory=set)  # hold no license now, as live as before
+    emptied: set[int] = field(default_factory=set)  # known to hold no license now
 
 
 def _watch(session: Session) -> _Watch:
@@ -104,7 +106,9 @@ def before(session: Session, user_ids: Iterable[int]) -> None:
     """Call before changing what these users hold (a user already named keeps its first
     reading: the transaction's changes are measured from its start)."""
     watch = _watch(session)
-    new = sorted({int(u) for u in user_ids} - watch.licenses.keys())
+    named = {int(u) for u in user_ids}
+    watch.emptied -= named  # changed again: counted at the end, whatever a purge said
+    new = sorted(named - watch.licenses.keys())
     if not new:
         return
     licenses, live = _counts(session, new)
@@ -129,10 +133,9 @@ def known(session: Session, readings: Mapping[int, tuple[int, int]]) -> None:
 
 
 def emptied(session: Session, user_ids: Iterable[int]) -> None:
-    """These users, already named by `before` or `known`, hold no license after this
-    transaction and are as live as before (a purge removed every agent they had): `settle`
-    takes that instead of counting them again. Called after the change, and nothing else
-    in the transaction changes them."""
+    """These users hold no license now (a purge removed every agent they had): `settle`
+    takes that instead of counting their licenses (it still reads whether they are live).
+    A later `before` or `created` for one of them in the same transaction undoes this."""
     _watch(session).emptied.update(int(u) for u in user_ids)
 
 
@@ -140,14 +143,18 @@ def created(session: Session, user_ids: Iterable[int]) -> None:
     """Records this transaction inserted: they held nothing and did not exist before."""
     watch = _watch(session)
     for uid in user_ids:
+        watch.emptied.discard(int(uid))
         watch.licenses.setdefault(int(uid), 0)
         watch.live.setdefault(int(uid), 0)
 
 
 def _counts(session: Session, user_ids: list[int]) -> tuple[dict[int, int], set[int]]:
-    licenses = queries.user_license_counts(session, user_ids)
+    return queries.user_license_counts(session, user_ids), _live(session, user_ids)
+
+
+def _live(session: Session, user_ids: list[int]) -> set[int]:
     live: set[int] = set()
-    for chunk in chunks(user_ids):
+    for chunk in id_chunks(session, user_ids):
         live.update(
             session.scalars(
                 select(UserRow.id).where(
@@ -155,7 +162,7 @@ def _counts(session: Session, user_ids: list[int]) -> tuple[dict[int, int], set[
                 )
             )
         )
-    return licenses, live
+    return live
 
 
 def settle(session: Session) -> LicenseTallyRow | None:
@@ -171,8 +178,8 @@ def settle(session: Session) -> LicenseTallyRow | None:
     if watch is None or not watch.licenses:
         return row
     ids = sorted(watch.licenses)
-    licenses, live = _counts(session, sorted(watch.licenses.keys() - watch.emptied))
-    live.update(u for u in watch.emptied if watch.live[u])
+    licenses = queries.user_license_counts(session, sorted(watch.licenses.keys() - watch.emptied))
+    live = _live(session, ids)
     used = sum(licenses.get(u, 0) for u in ids) - sum(watch.licenses.values())
     lives = sum(1 for u in ids if u in live) - sum(watch.live.values())
     if used or lives:

@@ -1,0 +1,83 @@
+"""Writes that go through a raw driver cursor (PostgreSQL's COPY: the audit records, an
+ingest's activity rows) fail as SQLAlchemy's own statements fail (store/driver.py): a refused
+write is exit 78, a lost server exit 69, a constraint an `IntegrityError`, never a bare
+driver error taken for a bug (exit 70)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
+
+from entrasync.domain.audit import AuditEvent
+from entrasync.errors import ConfigError, StoreUnavailable
+from entrasync.services.audit_review import verify
+from entrasync.store import audit
+from entrasync.store.db import Store
+from entrasync.store.errors import STORE_ERRORS
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _read_only(store: Store) -> Any:
+    if store.dialect == "postgresql":
+        return text("SET TRANSACTION READ ONLY")
+    return text("PRAGMA query_only = ON")
+
+
+def test_an_audit_record_the_store_refuses_is_a_refused_write(store: Store) -> None:
+    """A unit of work whose first write is its audit record (a `purge.unconfirmed`, say), on
+    a transaction that may not write."""
+    with (
+        pytest.raises(ConfigError, match="refused a write"),
+        store.unit_of_work(NOW, actor="entrasync") as uow,
+    ):
+        uow.session.execute(_read_only(store))
+        uow.audit(AuditEvent("merge.skipped", "only an audit record"))
+
+
+def _record() -> dict[str, Any]:
+    return {
+        "seq": 1,
+        "at": "2026-06-01T00:00:00.000000Z",
+        "run_id": None,
+        "actor": "entrasync",
+        "action": "merge.skipped",
+        "user_id": None,
+        "entra_object_id": None,
+        "identifiers": [],
+        "reason": "twice",
+        "details": {},
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+    }
+
+
+def test_a_duplicate_audit_record_is_an_integrity_error(store: Store) -> None:
+    record = _record()
+    with pytest.raises(IntegrityError) as caught, store.transaction() as session:
+        audit._insert(session, [record, record])
+    assert isinstance(caught.value, STORE_ERRORS)
+
+
+@pytest.mark.postgres
+def test_a_server_lost_before_a_copy_is_unreachable(store: Store) -> None:
+    """The server ends the session just before the COPY: exit 69, and the pool forgets the
+    dead connection, so the next unit of work writes."""
+    if store.dialect != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    other = create_engine(store.url)
+    try:
+        with pytest.raises(StoreUnavailable), store.transaction() as session:
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with other.begin() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            audit._insert(session, [_record()])
+    finally:
+        other.dispose()
+    with store.unit_of_work(NOW, actor="entrasync") as uow:
+        uow.audit(AuditEvent("merge.skipped", "the server is back"))
+    assert verify(store).problem is None
