@@ -30,11 +30,11 @@ from typing import Any
 from sqlalchemy import bindparam, create_engine, text
 
 from bench import storegen
-from bench.backends import postgres_backend, sqlite_backend
+from bench.backends import Backend, postgres_backend, sqlite_backend
 from bench.ingest import measure_ingest
 from bench.machine import describe
 from bench.scenario import FULL, QUICK, SCENARIOS, T0, Scenario, sized
-from entrasync.config import load_config
+from entrasync.config import Config, load_config
 from entrasync.sim.generate import generate_tenant
 from entrasync.store.db import Store
 from entrasync.store.schema import EntraUserRow
@@ -74,25 +74,34 @@ def link_to_entra(url: str) -> None:
         engine.dispose()
 
 
+def prepare_store(
+    backend: Backend, scenario: Scenario, tmp: Path, *, linked: bool = True
+) -> tuple[Config, float]:
+    """The store of `scenario` (linked to Entra as a first sync leaves it, unless `linked`
+    is false), analyzed and copied for the raw side, and a config naming it; with the
+    seconds that took."""
+    started = time.perf_counter()
+    storegen.build_store(backend.url, scenario, T0)
+    if linked:
+        link_to_entra(backend.url)
+    if backend.name == "postgresql":
+        storegen.analyze_pg(backend.url)
+    backend.make_copy()
+    build_s = round(time.perf_counter() - started, 1)
+    print(f"[{backend.name}] store built in {build_s} s", file=sys.stderr, flush=True)
+    config_path = tmp / f"entrasync-{backend.name}.toml"
+    config_path.write_text(
+        f'[store]\nurl = "{backend.url}"\n\n[account]\npurchased_licenses = 10000000\n',
+        encoding="utf-8",
+    )
+    return load_config(config_path), build_s
+
+
 def _backend_rounds(
     backend: Any, scenario: Scenario, gen: Any, rounds: int, tmp: Path, linked: bool
 ) -> Any:
     try:
-        started = time.perf_counter()
-        storegen.build_store(backend.url, scenario, T0)
-        if linked:
-            link_to_entra(backend.url)
-        if backend.name == "postgresql":
-            storegen.analyze_pg(backend.url)
-        backend.make_copy()
-        build_s = round(time.perf_counter() - started, 1)
-        print(f"[{backend.name}] store built in {build_s} s", file=sys.stderr, flush=True)
-        config_path = tmp / f"entrasync-{backend.name}.toml"
-        config_path.write_text(
-            f'[store]\nurl = "{backend.url}"\n\n[account]\npurchased_licenses = 10000000\n',
-            encoding="utf-8",
-        )
-        config = load_config(config_path)
+        config, build_s = prepare_store(backend, scenario, tmp, linked=linked)
         store = Store(backend.url)
         try:
             results = []

@@ -24,13 +24,11 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench import storegen
 from bench.backends import Backend, postgres_backend, sqlite_backend
-from bench.ingest_only import PG_ENV, link_to_entra
+from bench.ingest_only import PG_ENV, prepare_store
 from bench.machine import describe
 from bench.purge import measure_purge
-from bench.scenario import T0, Scenario, sized
-from entrasync.config import load_config
+from bench.scenario import Scenario, sized
 from entrasync.store.db import Store
 
 
@@ -50,20 +48,7 @@ def _targets(store: Store, count: int, rounds: int) -> list[list[tuple[int, str]
 
 def _backend_rounds(backend: Backend, scenario: Scenario, rounds: int, tmp: Path) -> Any:
     try:
-        started = time.perf_counter()
-        storegen.build_store(backend.url, scenario, T0)
-        link_to_entra(backend.url)
-        if backend.name == "postgresql":
-            storegen.analyze_pg(backend.url)
-        backend.make_copy()
-        build_s = round(time.perf_counter() - started, 1)
-        print(f"[{backend.name}] store built in {build_s} s", file=sys.stderr, flush=True)
-        config_path = tmp / f"entrasync-{backend.name}.toml"
-        config_path.write_text(
-            f'[store]\nurl = "{backend.url}"\n\n[account]\npurchased_licenses = 10000000\n',
-            encoding="utf-8",
-        )
-        config = load_config(config_path)
+        config, build_s = prepare_store(backend, scenario, tmp)
         store = Store(backend.url)
         try:
             results = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +22,7 @@ from sqlalchemy.sql.expression import Executable
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
 from entrasync.store.id_lists import id_chunks, one_of
+from entrasync.store.operations import Details
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -30,8 +30,6 @@ from entrasync.store.schema import (
     ScheduledPurgeRow,
     UserRow,
 )
-
-Details = dict[str, Any]
 
 
 @dataclass(frozen=True)
