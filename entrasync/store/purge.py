@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Select, case, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
@@ -63,17 +63,17 @@ NOTHING = Holding((), 0, 0)
 Holdings = dict[int, Holding]  # user id -> what they hold; users without agents are absent
 
 
-def subjects(session: Session, user_ids: Sequence[int]) -> list[Subject]:
-    """The records of `user_ids` (merged ones included), as plain subjects."""
-    found: list[Subject] = []
+def subjects(session: Session, user_ids: Sequence[int]) -> tuple[list[Subject], Holdings]:
+    """The records of `user_ids` (merged ones included), as plain subjects, and what each
+    holds: one query per batch of users (`id_chunks`)."""
+    found: dict[int, Subject] = {}
+    per_user: dict[int, list[tuple[int, int]]] = {}
     for chunk in id_chunks(session, list(user_ids)):
-        rows = session.execute(
-            select(UserRow.id, UserRow.tracking, UserRow.status, UserRow.merged_into_id).where(
-                one_of(session, UserRow.id, chunk)
-            )
-        )
-        found.extend(Subject(int(i), str(t), str(s), m) for i, t, s, m in rows)
-    return found
+        for uid, tracking, status, merged, aid, rows in session.execute(_holding(session, chunk)):
+            found.setdefault(int(uid), Subject(int(uid), str(tracking), str(status), merged))
+            if aid is not None:
+                per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
+    return list(found.values()), {uid: _holding_of(agents) for uid, agents in per_user.items()}
 
 
 def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply: bool) -> Details:
@@ -118,26 +118,37 @@ def purge_users(
 
 
 def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
-    """User id -> their agents, activity rows and agents holding history: one query per
-    batch of users (`id_chunks`)."""
-    per_user: dict[int, list[tuple[int, int]]] = {}
-    for chunk in id_chunks(session, list(user_ids)):
-        per_agent = session.execute(
-            select(AgentRow.user_id, AgentRow.id, func.count(ActivityRow.agent_id))
-            .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
-            .where(one_of(session, AgentRow.user_id, chunk))
-            .group_by(AgentRow.user_id, AgentRow.id)
+    """User id -> their agents, activity rows and agents holding history."""
+    return subjects(session, user_ids)[1]
+
+
+def _holding(
+    session: Session, user_ids: Sequence[int]
+) -> Select[int, str, str, int | None, int, int]:
+    """Each user of `user_ids` with each of their agents and its activity rows (agent id
+    NULL: no agents)."""
+    return (
+        select(
+            UserRow.id,
+            UserRow.tracking,
+            UserRow.status,
+            UserRow.merged_into_id,
+            AgentRow.id,
+            func.count(ActivityRow.agent_id),
         )
-        for uid, aid, rows in per_agent:
-            per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
-    return {
-        uid: Holding(
-            tuple(aid for aid, _ in agents),
-            sum(rows for _, rows in agents),
-            sum(1 for _, rows in agents if rows),
-        )
-        for uid, agents in per_user.items()
-    }
+        .outerjoin(AgentRow, AgentRow.user_id == UserRow.id)
+        .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
+        .where(one_of(session, UserRow.id, user_ids))
+        .group_by(UserRow.id, AgentRow.id)
+    )
+
+
+def _holding_of(agents: list[tuple[int, int]]) -> Holding:
+    return Holding(
+        tuple(aid for aid, _ in agents),
+        sum(rows for _, rows in agents),
+        sum(1 for _, rows in agents if rows),
+    )
 
 
 def _statements(

@@ -97,11 +97,15 @@ class IdentifierRow(Base):
     __tablename__ = "identifiers"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(320))
 
-    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identifiers_kind_value"),)
+    __table_args__ = (
+        UniqueConstraint("kind", "value", name="uq_identifiers_kind_value"),
+        # A user's identifiers from the index alone (audit records name them; migration 0012).
+        Index("ix_identifiers_user_id", "user_id", "kind", "value"),
+    )
 
 
 class RetiredIdentifierRow(Base):

@@ -89,9 +89,8 @@ class ActionApplier:
     def _purge_batch(self, uow: UnitOfWork, actions: list[PlannedAction]) -> list[PlannedAction]:
         session = uow.session
         tally.lock(session)  # the users and counts read next stand for the tally's readings
-        targets = _purge_targets(uow, actions)
+        targets, holdings = _purge_targets(uow, actions)
         # Users without agents have nothing left to purge (a re-run after a crash, say).
-        holdings = purge.purge_holdings(session, list(targets))
         targets = {uid: target for uid, target in targets.items() if uid in holdings}
         if not targets:
             return []
@@ -159,16 +158,20 @@ class ActionApplier:
 
 def _purge_targets(
     uow: UnitOfWork, actions: list[PlannedAction]
-) -> dict[int, tuple[purge.Subject, PlannedAction]]:
-    """Live user id -> (user, action); a user named by two actions is purged once."""
+) -> tuple[dict[int, tuple[purge.Subject, PlannedAction]], purge.Holdings]:
+    """Live user id -> (user, action), and what each holds; a user named by two actions is
+    purged once."""
     ids = [a.user_id for a in actions if a.user_id is not None]
-    loaded = {u.id: u for u in purge.subjects(uow.session, ids)}
+    loaded, holdings = purge.subjects(uow.session, ids)
+    by_id = {u.id: u for u in loaded}
     targets: dict[int, tuple[purge.Subject, PlannedAction]] = {}
     for action in actions:
-        user = loaded.get(action.user_id) if action.user_id is not None else None
+        user = by_id.get(action.user_id) if action.user_id is not None else None
         if user is not None and user.merged_into_id is not None:
             live = rows.live_user(uow.session, action.user_id)  # rare: follow the merge chain
             user = purge.Subject.of(live) if live is not None else None
+            if user is not None and user.id not in by_id:
+                holdings |= purge.purge_holdings(uow.session, [user.id])
         if user is not None and user.id not in targets:
             targets[user.id] = (user, action)
-    return targets
+    return targets, holdings
