@@ -87,10 +87,7 @@ class UserRow(Base):
     # sync) until an admin tracks it.
     purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
-    __table_args__ = (
-        Index("ix_users_status", "status"),
-        # ix_users_merged_into: store/tally.py (a partial index, migration 0010)
-    )
+    __table_args__ = (Index("ix_users_status", "status"),)  # ix_users_merged_into: tally.py
 
 
 class IdentifierRow(Base):
@@ -103,8 +100,7 @@ class IdentifierRow(Base):
 
     __table_args__ = (
         UniqueConstraint("kind", "value", name="uq_identifiers_kind_value"),
-        # A user's identifiers from the index alone (audit records name them; migration 0012).
-        Index("ix_identifiers_user_id", "user_id", "kind", "value"),
+        Index("ix_identifiers_user_id", "user_id", "kind", "value"),  # index-only: 0012
     )
 
 
