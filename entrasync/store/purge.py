@@ -113,7 +113,7 @@ def purge_users(
     agent_ids = [a for u in users for a in holdings.get(u.id, NOTHING).agent_ids]
     for stmt in _statements(session, agent_ids, [u.id for u in users], by, now):
         session.execute(stmt, execution_options={"synchronize_session": False})
-    tally.emptied(session, [u.id for u in users])  # no agents left: nothing to recount
+    tally.emptied(session, {u.id: _held(u, holdings)[1] for u in users})  # nothing to recount
     return details
 
 

@@ -9,7 +9,8 @@ activity row, losing their history, moving to another user or going; a user merg
 (`used_licenses`, `live_users`) or commits, `settle` recounts those users only and adds the
 difference to the tally row: the cost follows the change, not the store. A purge batch
 passes what it read anyway instead: `known` (the readings before, taken after `lock`) and
-`emptied` (no license after), so only whether its users are live is read again. The row is created
+`emptied` (no license after, and whether live as the purge read it), so it reads nothing
+again. The row is created
 by migration 0009 from a full count; a store without it (bulk-loaded, or a dry run's scratch
 copy) is counted in full once, by the first writer that needs it (readers count without
 storing).
@@ -86,7 +87,9 @@ class _Watch:
 
     licenses: dict[int, int] = field(default_factory=dict)
     live: dict[int, int] = field(default_factory=dict)
-    emptied: set[int] = field(default_factory=set)  # known to hold no license now
+    # Known to hold no license now -> live (0/1) as read at that point: a purge removes
+    # every agent and leaves the record as it was.
+    emptied: dict[int, int] = field(default_factory=dict)
 
 
 def _watch(session: Session) -> _Watch:
@@ -107,7 +110,8 @@ def before(session: Session, user_ids: Iterable[int]) -> None:
     reading: the transaction's changes are measured from its start)."""
     watch = _watch(session)
     named = {int(u) for u in user_ids}
-    watch.emptied -= named  # changed again: counted at the end, whatever a purge said
+    for uid in named:  # changed again: counted at the end, whatever a purge said
+        watch.emptied.pop(uid, None)
     new = sorted(named - watch.licenses.keys())
     if not new:
         return
@@ -132,18 +136,19 @@ def known(session: Session, readings: Mapping[int, tuple[int, int]]) -> None:
         watch.live.setdefault(int(uid), live)
 
 
-def emptied(session: Session, user_ids: Iterable[int]) -> None:
-    """These users hold no license now (a purge removed every agent they had): `settle`
-    takes that instead of counting their licenses (it still reads whether they are live).
-    A later `before` or `created` for one of them in the same transaction undoes this."""
-    _watch(session).emptied.update(int(u) for u in user_ids)
+def emptied(session: Session, live: Mapping[int, int]) -> None:
+    """These users hold no license now (a purge removed every agent they had) and are live
+    or not as `live` says (user id -> 1 if live, read by the caller after `lock`): `settle`
+    takes that instead of counting them. A later `before` or `created` for one of them in
+    the same transaction undoes this."""
+    _watch(session).emptied.update({int(u): int(v) for u, v in live.items()})
 
 
 def created(session: Session, user_ids: Iterable[int]) -> None:
     """Records this transaction inserted: they held nothing and did not exist before."""
     watch = _watch(session)
     for uid in user_ids:
-        watch.emptied.discard(int(uid))
+        watch.emptied.pop(int(uid), None)
         watch.licenses.setdefault(int(uid), 0)
         watch.live.setdefault(int(uid), 0)
 
@@ -178,8 +183,9 @@ def settle(session: Session) -> LicenseTallyRow | None:
     if watch is None or not watch.licenses:
         return row
     ids = sorted(watch.licenses)
-    licenses = queries.user_license_counts(session, sorted(watch.licenses.keys() - watch.emptied))
-    live = _live(session, ids)
+    counted = sorted(watch.licenses.keys() - watch.emptied.keys())
+    licenses = queries.user_license_counts(session, counted)
+    live = _live(session, counted) | {u for u, v in watch.emptied.items() if v}
     used = sum(licenses.get(u, 0) for u in ids) - sum(watch.licenses.values())
     lives = sum(1 for u in ids if u in live) - sum(watch.live.values())
     if used or lives:

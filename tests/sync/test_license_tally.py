@@ -10,9 +10,10 @@ from datetime import timedelta
 from sqlalchemy import select
 from syncworld import T0, World, later, report
 
+from entrasync.domain.status import UntrackedBy
 from entrasync.services import pending
 from entrasync.services import users as admin
-from entrasync.store import queries, tally
+from entrasync.store import operations, purge, queries, tally
 from entrasync.store.schema import AgentRow
 
 ADMIN = "admin:alex"
@@ -115,3 +116,34 @@ def test_the_tally_follows_every_writer(world: World) -> None:
         now=later(31),
     )
     assert counts(world) == (5, 8)
+
+
+def test_a_purge_then_a_merge_in_one_transaction(world: World) -> None:
+    """The purge's `emptied` reading (no license, live as read) stands for the count only
+    until another change to the same user: merged away after the purge in the same
+    transaction, bob is no longer live, and the tally says so."""
+    world.ingest(
+        report("CONTOSO\\ann", "PC-ann", upn="ann@contoso.com", events=2),
+        report("CONTOSO\\bob", "PC-bob", upn="bob@contoso.com", events=2),
+    )
+    assert counts(world) == (2, 2)
+    with world.store.unit_of_work(later(1), actor=ADMIN) as uow:
+        bob = queries.find_user(uow.session, "bob@contoso.com")
+        ann = queries.find_user(uow.session, "ann@contoso.com")
+        purge.purge_user(uow.session, bob, UntrackedBy.ADMIN, apply=True)
+        operations.merge_users(uow.session, bob, ann, "all", apply=True)
+    assert counts(world) == (1, 1)
+
+
+def test_a_purge_alone_reads_nothing_back(world: World) -> None:
+    """A purge batch's tally needs no count after the deletes: the readings it took stand
+    for both sides (bench: purge)."""
+    world.ingest(*(report(f"CONTOSO\\u{n}", f"PC-{n}", upn=f"u{n}@contoso.com") for n in range(3)))
+    with world.store.unit_of_work(later(1), actor=ADMIN) as uow:
+        users = [queries.find_user(uow.session, f"u{n}@contoso.com") for n in range(3)]
+        tally.lock(uow.session)
+        subjects, holdings = purge.subjects(uow.session, [u.id for u in users])
+        purge.purge_users(uow.session, subjects, UntrackedBy.ADMIN, apply=True, holdings=holdings)
+        watch = uow.session.info["entrasync.license_tally"]
+        assert watch.emptied == {u.id: 1 for u in users}
+    assert counts(world) == (0, 3)
