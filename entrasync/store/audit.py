@@ -49,29 +49,58 @@ def append_locked(
     The head is read under the audit lock, so concurrent writers queue instead of forking;
     the unique `prev_hash` constraint would reject a fork even if they did not.
     """
-    head = session.execute(
-        select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
-    ).first()
-    seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
-    records = []
-    at = format_at(now)
-    for event in events:
-        seq += 1
-        record: dict[str, Any] = {
-            "seq": seq,
-            "at": at,
-            "run_id": run_id,
-            "actor": actor,
-            "action": event.action,
-            "user_id": event.user_id,
-            "entra_object_id": event.entra_object_id,
-            "identifiers": event.identifiers,
-            "reason": event.reason,
-            "details": event.details,
-        }
-        digest = record_hash(record, prev_hash)
-        records.append({**record, "prev_hash": prev_hash, "hash": digest})
-        prev_hash = digest
+    return Chain.at_head(session, actor=actor, now=now, run_id=run_id).append(session, events)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The log's head as read under the audit lock, and who writes onto it: `records`
+    builds the next records without touching the store (a purge batch builds them while the
+    server deletes), `insert` writes them. Nothing else may append in between: the unique
+    `seq` and `prev_hash` would reject the records."""
+
+    seq: int
+    prev_hash: str
+    actor: str
+    at: str
+    run_id: str | None
+
+    @classmethod
+    def at_head(cls, session: Session, *, actor: str, now: datetime, run_id: str | None) -> Chain:
+        head = session.execute(
+            select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+        ).first()
+        seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
+        return cls(seq, prev_hash, actor, format_at(now), run_id)
+
+    def records(self, events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
+        records = []
+        seq, prev_hash = self.seq, self.prev_hash
+        for event in events:
+            seq += 1
+            record: dict[str, Any] = {
+                "seq": seq,
+                "at": self.at,
+                "run_id": self.run_id,
+                "actor": self.actor,
+                "action": event.action,
+                "user_id": event.user_id,
+                "entra_object_id": event.entra_object_id,
+                "identifiers": event.identifiers,
+                "reason": event.reason,
+                "details": event.details,
+            }
+            digest = record_hash(record, prev_hash)
+            records.append({**record, "prev_hash": prev_hash, "hash": digest})
+            prev_hash = digest
+        return records
+
+    def append(self, session: Session, events: Sequence[AuditEvent]) -> list[int]:
+        return insert_records(session, self.records(events))
+
+
+def insert_records(session: Session, records: list[dict[str, Any]]) -> list[int]:
+    """Write records built by `Chain.records`; returns their seqs."""
     _insert(session, records)
     return [r["seq"] for r in records]
 

@@ -1,5 +1,6 @@
-"""A DB-API cursor for what SQLAlchemy cannot send (PostgreSQL's COPY), failing as
-SQLAlchemy would fail.
+"""What SQLAlchemy cannot do with the driver, failing as SQLAlchemy would fail: a DB-API
+cursor (PostgreSQL's COPY), and psycopg's pipeline mode (statements sent without waiting for
+each result, so the client works while the server executes them).
 
 A driver error raised through a raw cursor is a bare `psycopg.Error`: `Store.transaction`
 would not see a refused write (exit 78) or a lost server (exit 69), the daemon's
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -23,11 +25,39 @@ def raw_cursor(session: Session, statement: str) -> Iterator[Any]:
     """A cursor on the session's connection (in its transaction); `statement` names what
     it runs in an error."""
     connection = session.connection()
-    dialect = connection.dialect
-    dbapi_error = dialect.loaded_dbapi.Error
     cursor = connection.connection.cursor()
     try:
-        yield cursor
+        with _as_sqlalchemy(connection, statement, cursor):
+            yield cursor
+    finally:
+        if not cursor.closed:
+            cursor.close()
+
+
+@contextmanager
+def pipelined(session: Session, what: str) -> Iterator[None]:
+    """The session's statements in the block are sent without waiting for their results
+    (PostgreSQL: psycopg's pipeline mode; elsewhere they run as usual): the block's own work
+    overlaps the server's, and every statement is done when the block ends. Results and
+    row counts are not available inside (-1): for statements whose outcome the caller
+    knows already. Pending ORM changes are flushed first (a flush reads row counts).
+    `what` names the statements in an error, raised as SQLAlchemy's at the end."""
+    session.flush()
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    psycopg_connection: Any = connection.connection.dbapi_connection
+    with _as_sqlalchemy(connection, what, None), psycopg_connection.pipeline():
+        yield
+
+
+@contextmanager
+def _as_sqlalchemy(connection: Connection, statement: str, cursor: Any) -> Iterator[None]:
+    dialect = connection.dialect
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        yield
     except dbapi_error as exc:
         lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
         if lost:
@@ -35,6 +65,3 @@ def raw_cursor(session: Session, statement: str) -> Iterator[Any]:
         raise DBAPIError.instance(
             statement, None, exc, dbapi_error, connection_invalidated=lost, dialect=dialect
         ) from exc
-    finally:
-        if not cursor.closed:
-            cursor.close()

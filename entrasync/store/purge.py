@@ -11,7 +11,8 @@ than the deletes (bench: purge).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from sqlalchemy.sql.expression import Executable
 
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
+from entrasync.store.driver import pipelined
 from entrasync.store.id_lists import id_chunks, one_of
 from entrasync.store.operations import Details
 from entrasync.store.schema import (
@@ -95,26 +97,45 @@ def purge_users(
     now: datetime | None = None,
 ) -> dict[int, Details]:
     """`purge_user` for many users at once: a fixed handful of statements per batch of
-    users, whatever their number.
-
-    `holdings` (from `purge_holdings`, read after `tally.lock`) also stands for the tally's
-    reading before the purge; after it the users hold nothing (`tally.emptied`). The deletes
-    do not fetch the deleted keys back (the ORM's default for a DELETE is RETURNING every
-    id); the users are updated in one statement."""
+    users, whatever their number. `holdings` as `purging` takes them; read here if None."""
     read = holdings is not None
     holdings = holdings if holdings is not None else purge_holdings(session, [u.id for u in users])
-    details = {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
     if not apply:
-        return details
-    if read:
-        tally.known(session, {u.id: _held(u, holdings) for u in users})
-    else:
+        return {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
+    if not read:
         tally.before(session, [u.id for u in users])
-    agent_ids = [a for u in users for a in holdings.get(u.id, NOTHING).agent_ids]
-    for stmt in _statements(session, agent_ids, [u.id for u in users], by, now):
-        session.execute(stmt, execution_options={"synchronize_session": False})
-    tally.emptied(session, {u.id: _held(u, holdings)[1] for u in users})  # nothing to recount
-    return details
+    with purging(session, {by: users}, holdings, now, counted=not read) as details:
+        return details
+
+
+@contextmanager
+def purging(
+    session: Session,
+    users_by: Mapping[UntrackedBy | str, Sequence[Subject]],
+    holdings: Holdings,
+    now: datetime | None,
+    *,
+    counted: bool = False,
+) -> Iterator[dict[int, Details]]:
+    """Purge the users (untracked by -> users) and yield each one's details: the block
+    runs while PostgreSQL executes the statements (`driver.pipelined`: a purge batch builds
+    its audit records meanwhile); they are done when it ends.
+
+    `holdings` (from `subjects`, read after `tally.lock`) also stands for the tally's reading
+    before the purge (unless `tally.before` `counted` them); after it the users hold nothing
+    and are as live as they were (`tally.emptied`). The deletes do not fetch the deleted keys
+    back (the ORM's default for a DELETE is RETURNING every id)."""
+    users = [u for group in users_by.values() for u in group]
+    details = {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
+    if not counted:
+        tally.known(session, {u.id: _held(u, holdings) for u in users})
+    tally.emptied(session, {u.id: _held(u, holdings)[1] for u in users})
+    with pipelined(session, "the purge's deletes"):
+        for by, group in users_by.items():
+            agent_ids = [a for u in group for a in holdings.get(u.id, NOTHING).agent_ids]
+            for stmt in _statements(session, agent_ids, [u.id for u in group], by, now):
+                session.execute(stmt, execution_options={"synchronize_session": False})
+        yield details
 
 
 def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy.orm import Session
 
@@ -65,6 +65,18 @@ class UnitOfWork:
         return audit_rows.append_locked(
             self.session, events, actor=actor or self.actor, now=self.now, run_id=self.run_id
         )
+
+    def chain(self) -> audit_rows.Chain:
+        """The audit log's head, read now (under the writers' lock), for records built later
+        in this transaction without the store (`Chain.records`: a purge batch builds them
+        while the server deletes) and written with `write_records`."""
+        self.lock()
+        return audit_rows.Chain.at_head(
+            self.session, actor=self.actor, now=self.now, run_id=self.run_id
+        )
+
+    def write_records(self, records: list[dict[str, Any]]) -> list[int]:
+        return audit_rows.insert_records(self.session, records)
 
     def discard(self) -> None:
         """Roll back instead of committing (a dry run): nothing written, nothing audited."""

@@ -96,27 +96,26 @@ class ActionApplier:
             return []
         identifiers = queries.identifiers_by_user(session, list(targets))
         exported = {uid: self._export(uow, uid) for uid in targets}
-        details: dict[int, dict[str, Any]] = {}
-        for by in {action.untracked_by for _, action in targets.values()}:
-            users = [user for user, action in targets.values() if action.untracked_by == by]
-            details.update(
-                purge.purge_users(session, users, by, apply=True, holdings=holdings, now=self.now)
+        chain = uow.chain()
+        by: dict[str, list[purge.Subject]] = {}
+        for user, action in targets.values():
+            by.setdefault(action.untracked_by, []).append(user)
+        with purge.purging(session, by, holdings, self.now) as details:
+            # built while the server deletes (pipelined on PostgreSQL)
+            records = chain.records(
+                [
+                    AuditEvent(
+                        "user.purged",
+                        action.reason,
+                        uid,
+                        action.object_id,
+                        identifiers[uid],
+                        _exported(details[uid], exported[uid]),
+                    )
+                    for uid, (_, action) in targets.items()
+                ]
             )
-        events = []
-        for uid, (_, action) in targets.items():
-            if exported[uid]:
-                details[uid]["exported_to"] = exported[uid]
-            events.append(
-                AuditEvent(
-                    "user.purged",
-                    action.reason,
-                    uid,
-                    action.object_id,
-                    identifiers[uid],
-                    details[uid],
-                )
-            )
-        uow.audit(*events)
+        uow.write_records(records)
         return [action for _, action in targets.values()]
 
     def record_unconfirmed(self, unconfirmed: list[tuple[PlannedAction, str]]) -> None:
@@ -154,6 +153,10 @@ class ActionApplier:
             for record in rows.history(uow.session, user_id):
                 out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         return str(path)
+
+
+def _exported(details: dict[str, Any], path: str | None) -> dict[str, Any]:
+    return {**details, "exported_to": path} if path else details
 
 
 def _purge_targets(

@@ -1,5 +1,5 @@
 """Writes that go through a raw driver cursor (PostgreSQL's COPY: the audit records, an
-ingest's activity rows) fail as SQLAlchemy's own statements fail (store/driver.py): a refused
+ingest's activity rows) or psycopg's pipeline mode (a purge batch's deletes) fail as SQLAlchemy's own statements fail (store/driver.py): a refused
 write is exit 78, a lost server exit 69, a constraint an `IntegrityError`, never a bare
 driver error taken for a bug (exit 70)."""
 
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from entrasync.domain.audit import AuditEvent
 from entrasync.errors import ConfigError, StoreUnavailable
 from entrasync.services.audit_review import verify
-from entrasync.store import audit
+from entrasync.store import audit, driver
 from entrasync.store.db import Store
 from entrasync.store.errors import STORE_ERRORS
 
@@ -81,3 +81,30 @@ def test_a_server_lost_before_a_copy_is_unreachable(store: Store) -> None:
     with store.unit_of_work(NOW, actor="entrasync") as uow:
         uow.audit(AuditEvent("merge.skipped", "the server is back"))
     assert verify(store).problem is None
+
+
+def test_a_refused_statement_in_a_pipeline_is_a_refused_write(store: Store) -> None:
+    """Statements sent without waiting (`driver.pipelined`, a purge batch's deletes on
+    PostgreSQL) fail as SQLAlchemy's do, whether the error is read at a later statement or
+    when the block ends."""
+    with (
+        pytest.raises(ConfigError, match="refused a write"),
+        store.unit_of_work(NOW, actor="entrasync") as uow,
+    ):
+        uow.session.execute(_read_only(store))
+        with driver.pipelined(uow.session, "the test's delete"):
+            uow.session.execute(text("DELETE FROM scheduled_purges"))
+
+
+def test_a_constraint_broken_in_a_pipeline_is_an_integrity_error(store: Store) -> None:
+    insert = text(
+        "INSERT INTO users (id, tracking, status, created_at) "
+        "VALUES (1, 'tracked', 'active', '2026-06-01')"
+    )
+    reached = []
+    with pytest.raises(IntegrityError), store.transaction() as session:
+        session.execute(insert)
+        with driver.pipelined(session, "the test's insert"):
+            session.execute(insert)
+            reached.append(True)  # the block's work, while PostgreSQL runs the insert
+    assert reached == ([True] if store.dialect == "postgresql" else [])
