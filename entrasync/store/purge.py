@@ -2,11 +2,12 @@
 the licensing model). One set of statements per batch of users, whatever they hold, shared by
 the admin command, the pending queue's `remove` and the sync cycle (a whole Delete group).
 
-A purge reads what each user holds first (`purge_holdings`: their agent ids, activity rows
-and agents holding history), for the audit record's details and the tally's reading before
-the change; the deletes then go by those agent ids. Users are plain `Subject`s, not ORM
+A purge reads each user and what they hold first, in one query (`subjects`: their agent
+ids, activity rows and agents holding history), for the audit record's details and the
+tally's readings; the deletes then go by those agent ids. Users are plain `Subject`s, not ORM
 records: a batch of 500 users loaded, tracked and expired by the ORM cost more client time
-than the deletes (bench: purge).
+than the deletes (bench: purge). On PostgreSQL the deletes are pipelined (`purging`): the
+caller builds the audit records while the server deletes.
 """
 
 from __future__ import annotations
