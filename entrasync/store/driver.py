@@ -44,12 +44,18 @@ def pipelined(session: Session, what: str) -> Iterator[None]:
     `what` names the statements in an error, raised as SQLAlchemy's at the end."""
     session.flush()
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        yield
+    if connection.dialect.name != "postgresql" or not _pipeline_supported():
+        yield  # a libpq older than 14 has no pipeline mode: the statements run one by one
         return
     psycopg_connection: Any = connection.connection.dbapi_connection
     with _as_sqlalchemy(connection, what, None), psycopg_connection.pipeline():
         yield
+
+
+def _pipeline_supported() -> bool:
+    import psycopg  # the PostgreSQL driver, there only when a store uses it
+
+    return bool(psycopg.Pipeline.is_supported())
 
 
 @contextmanager
