@@ -56,8 +56,8 @@ def append_locked(
 class Chain:
     """The log's head as read under the audit lock, and who writes onto it: `records`
     builds the next records without touching the store (a purge batch builds them while the
-    server deletes), `insert` writes them. Nothing else may append in between: the unique
-    `seq` and `prev_hash` would reject the records."""
+    server deletes), `insert_records` writes them. Nothing else may append in between: the
+    unique `seq` and `prev_hash` would reject the records."""
 
     seq: int
     prev_hash: str

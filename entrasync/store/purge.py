@@ -128,9 +128,10 @@ def purging(
     back (the ORM's default for a DELETE is RETURNING every id)."""
     users = [u for group in users_by.values() for u in group]
     details = {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
+    held = {u.id: _held(u, holdings) for u in users}
     if not counted:
-        tally.known(session, {u.id: _held(u, holdings) for u in users})
-    tally.emptied(session, {u.id: _held(u, holdings)[1] for u in users})
+        tally.known(session, held)
+    tally.emptied(session, {uid: live for uid, (_, live) in held.items()})
     with pipelined(session, "the purge's deletes"):
         for by, group in users_by.items():
             agent_ids = [a for u in group for a in holdings.get(u.id, NOTHING).agent_ids]

@@ -10,10 +10,9 @@ activity row, losing their history, moving to another user or going; a user merg
 difference to the tally row: the cost follows the change, not the store. A purge batch
 passes what it read anyway instead: `known` (the readings before, taken after `lock`) and
 `emptied` (no license after, and whether live as the purge read it), so it reads nothing
-again. The row is created
-by migration 0009 from a full count; a store without it (bulk-loaded, or a dry run's scratch
-copy) is counted in full once, by the first writer that needs it (readers count without
-storing).
+again. The row is created by migration 0009 from a full count; a store without it
+(bulk-loaded, or a dry run's scratch copy) is counted in full once, by the first writer that
+needs it (readers count without storing).
 
 The writers that call `before`/`created`: ingest (store/ingest.py), purge, merges of users and
 agents (store/operations.py), leaving the pending queue (store/pending.py) and pre-registered

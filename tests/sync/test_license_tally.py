@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from storecost import measured
 from syncworld import T0, World, later, report
 
 from entrasync.domain.status import UntrackedBy
@@ -136,14 +137,26 @@ def test_a_purge_then_a_merge_in_one_transaction(world: World) -> None:
 
 
 def test_a_purge_alone_reads_nothing_back(world: World) -> None:
-    """A purge batch's tally needs no count after the deletes: the readings it took stand
-    for both sides (bench: purge)."""
+    """A purge batch's tally needs no count after the deletes: the readings it took before
+    stand for both sides (bench: purge). After the first delete, the only reads are the
+    tally's own row and the audit log's head."""
     world.ingest(*(report(f"CONTOSO\\u{n}", f"PC-{n}", upn=f"u{n}@contoso.com") for n in range(3)))
-    with world.store.unit_of_work(later(1), actor=ADMIN) as uow:
-        users = [queries.find_user(uow.session, f"u{n}@contoso.com") for n in range(3)]
-        tally.lock(uow.session)
-        subjects, holdings = purge.subjects(uow.session, [u.id for u in users])
-        purge.purge_users(uow.session, subjects, UntrackedBy.ADMIN, apply=True, holdings=holdings)
-        watch = uow.session.info["entrasync.license_tally"]
-        assert watch.emptied == {u.id: 1 for u in users}
+
+    def purge_all() -> None:
+        with world.store.unit_of_work(later(1), actor=ADMIN) as uow:
+            users = [queries.find_user(uow.session, f"u{n}@contoso.com") for n in range(3)]
+            tally.lock(uow.session)
+            subjects, holdings = purge.subjects(uow.session, [u.id for u in users])
+            purge.purge_users(
+                uow.session, subjects, UntrackedBy.ADMIN, apply=True, holdings=holdings
+            )
+
+    statements = [" ".join(s.split()) for s in measured(world.store, purge_all).statements]
+    first_delete = next(i for i, s in enumerate(statements) if s.startswith("DELETE"))
+    reads_after = [
+        s
+        for s in statements[first_delete:]
+        if s.startswith("SELECT") and "license_tally" not in s and "audit_log" not in s
+    ]
+    assert reads_after == []
     assert counts(world) == (0, 3)
