@@ -1,6 +1,7 @@
 """What SQLAlchemy cannot do with the driver, failing as SQLAlchemy would fail: a DB-API
-cursor (PostgreSQL's COPY), and psycopg's pipeline mode (statements sent without waiting for
-each result, so the client works while the server executes them).
+cursor (PostgreSQL's COPY), psycopg's pipeline mode (statements sent without waiting for
+each result, so the client works while the server executes them), and lists of ids sent as
+one `bigint[]` parameter without psycopg's per-element work (`IdArray`).
 
 A driver error raised through a raw cursor is a bare `psycopg.Error`: `Store.transaction`
 would not see a refused write (exit 78) or a lost server (exit 69), the daemon's
@@ -50,6 +51,29 @@ def pipelined(session: Session, what: str) -> Iterator[None]:
     psycopg_connection: Any = connection.connection.dbapi_connection
     with _as_sqlalchemy(connection, what, None), psycopg_connection.pipeline():
         yield
+
+
+class IdArray(list[int]):
+    """Ids for one `bigint[]` parameter. psycopg's own list dumper converts each element
+    and runs a quoting regex on it (about 0.4 ms per 1,000 ids; a purge batch sends 5,000);
+    ints never need quotes, so `register_id_arrays`' dumper joins them in one pass. The
+    parameter is still typed `bigint[]`, so the planner sees the list's values and length
+    (a text parameter cast by the server is not folded at plan time). A connection without
+    the dumper falls back to psycopg's list dumper: same parameter, slower."""
+
+
+def register_id_arrays(dbapi_connection: Any) -> None:
+    """Teach a new psycopg connection `IdArray` (the engine's `connect` event)."""
+    from psycopg.adapt import Dumper  # the PostgreSQL driver, there only when a store uses it
+    from psycopg.postgres import types
+
+    class _IdArrayDumper(Dumper):
+        oid = types["int8"].array_oid
+
+        def dump(self, obj: list[int]) -> bytes:
+            return b"{" + ",".join(map(str, obj)).encode("ascii") + b"}"
+
+    dbapi_connection.adapters.register_dumper(IdArray, _IdArrayDumper)
 
 
 def _pipeline_supported() -> bool:

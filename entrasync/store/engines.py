@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from entrasync.errors import ConfigError, EntrasyncError, SchemaOutOfDate, StoreUnavailable
 from entrasync.store import urls
+from entrasync.store.driver import register_id_arrays
 
 READ_ONLY_OPTION = "entrasync_read_only"  # execution option of Store.reading's connections
 _SQLITE_READONLY_DIRECTORY = 1544  # SQLite cannot create the -shm/-wal files next to the file
@@ -80,6 +81,7 @@ def make_engine(url: str) -> Engine:
             _prepare_sqlite_path(engine.url.database, url)
         else:
             engine = create_engine(url, pool_pre_ping=True)
+            _configure_postgresql(engine)
     except (ArgumentError, ImportError, ValueError, TypeError) as exc:
         raise ConfigError(
             f"store.url: {_safe_url(url)} is not a usable database URL ({_hide(exc, url)})"
@@ -248,7 +250,15 @@ def _configure_sqlite_read_only(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN")  # deferred: a snapshot, never the write lock
 
 
+def _configure_postgresql(engine: Engine) -> None:
+    event.listen(
+        engine, "connect", lambda dbapi_connection, _record: register_id_arrays(dbapi_connection)
+    )
+
+
 def _configure_postgresql_read_only(engine: Engine) -> None:
+    _configure_postgresql(engine)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()

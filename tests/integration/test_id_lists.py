@@ -1,0 +1,55 @@
+"""Lists of ids in SQL (store/id_lists.py): the same rows on both stores, and on PostgreSQL
+one `bigint[]` parameter whose values the planner sees (a purge batch's statements are
+planned for the users it names, not for a guess)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, insert, select, text
+
+from entrasync.store.db import Store
+from entrasync.store.id_lists import id_chunks, one_of
+from entrasync.store.schema import UserRow
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def _users(store: Store, count: int) -> list[int]:
+    with store.transaction() as session:
+        row = {"tracking": "tracked", "status": "active", "created_at": NOW}
+        session.execute(insert(UserRow), [row] * count)
+        return list(session.scalars(select(UserRow.id).order_by(UserRow.id)))
+
+
+def _matching(store: Store, ids: list[int]) -> list[int]:
+    with store.reading() as session:
+        found: list[int] = []
+        for chunk in id_chunks(session, ids):
+            found += session.scalars(select(UserRow.id).where(one_of(session, UserRow.id, chunk)))
+        return sorted(found)
+
+
+def test_one_of_finds_exactly_the_ids_named(store: Store) -> None:
+    ids = _users(store, 1_200)
+    named = [*ids[::2], 10**12, 2**62]  # more than one IN list's worth, some not stored
+    assert _matching(store, named) == ids[::2]
+    assert _matching(store, []) == []
+
+
+@pytest.mark.postgres
+def test_the_planner_sees_the_ids(store: Store) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("the array parameter is PostgreSQL's")
+    ids = _users(store, 2_000)
+    with store.reading() as session:
+        session.execute(text("ANALYZE users"))
+        query = select(func.count()).where(one_of(session, UserRow.id, ids[:25]))
+        compiled = query.compile(session.get_bind())
+        plan = session.execute(
+            text(f"EXPLAIN (FORMAT JSON) {compiled.string.replace('%(param_1)s', ':p')}"),
+            {"p": compiled.params["param_1"]},
+        ).scalar_one()
+    scan = plan[0]["Plan"]["Plans"][0]
+    assert scan["Plan Rows"] == 25, scan
