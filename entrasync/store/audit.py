@@ -64,6 +64,7 @@ class Chain:
     actor: str
     at: str
     run_id: str | None
+    copied: bool = False  # PostgreSQL: the records go by COPY (`_insert`)
 
     @classmethod
     def at_head(cls, session: Session, *, actor: str, now: datetime, run_id: str | None) -> Chain:
@@ -71,9 +72,10 @@ class Chain:
             select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
         ).first()
         seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
-        return cls(seq, prev_hash, actor, format_at(now), run_id)
+        copied = session.get_bind().dialect.name == "postgresql"
+        return cls(seq, prev_hash, actor, format_at(now), run_id, copied)
 
-    def records(self, events: Sequence[AuditEvent]) -> list[dict[str, Any]]:
+    def records(self, events: Sequence[AuditEvent]) -> list[Sealed]:
         records = []
         seq, prev_hash = self.seq, self.prev_hash
         for event in events:
@@ -90,41 +92,54 @@ class Chain:
                 "reason": event.reason,
                 "details": event.details,
             }
-            digest = record_hash(record, prev_hash)
-            records.append({**record, "prev_hash": prev_hash, "hash": digest})
-            prev_hash = digest
+            record["prev_hash"], record["hash"] = prev_hash, record_hash(record, prev_hash)
+            records.append(Sealed(record, self._copy_row(record)))
+            prev_hash = record["hash"]
         return records
 
     def append(self, session: Session, events: Sequence[AuditEvent]) -> list[int]:
         return insert_records(session, self.records(events))
 
+    def _copy_row(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        """The record as COPY writes it, built here so that a purge batch does this work
+        while the server deletes. The JSON columns as `json.dumps` text, the form
+        SQLAlchemy's JSON type stores."""
+        if not self.copied:
+            return ()
+        return tuple(json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS)
 
-def insert_records(session: Session, records: list[dict[str, Any]]) -> list[int]:
+
+@dataclass(frozen=True)
+class Sealed:
+    """A record built by `Chain.records`: its columns, and on PostgreSQL its COPY row."""
+
+    values: dict[str, Any]
+    copy_row: tuple[Any, ...]
+
+
+def insert_records(session: Session, records: list[Sealed]) -> list[int]:
     """Write records built by `Chain.records`; returns their seqs."""
     _insert(session, records)
-    return [r["seq"] for r in records]
+    return [r.values["seq"] for r in records]
 
 
 _COLUMNS = (*FIELDS, "prev_hash", "hash")
 _JSON_COLUMNS = frozenset({"identifiers", "details"})
 
 
-def _insert(session: Session, records: list[dict[str, Any]]) -> None:
+def _insert(session: Session, records: list[Sealed]) -> None:
     """A bulk INSERT, no ORM object per record: a purge of a whole Delete group writes
     thousands of records in one transaction. On PostgreSQL one COPY: an executemany sends
     one prepared statement per record, and SQLAlchemy's and psycopg's work per record (the
-    JSON columns converted twice) cost more than the server's insert (bench: purge). The
-    JSON columns are written as `json.dumps` text, the form SQLAlchemy's JSON type stores."""
+    JSON columns converted twice) cost more than the server's insert (bench: purge)."""
     if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(AuditRow), records)
+        session.execute(insert(AuditRow), [r.values for r in records])
         return
     session.flush()  # as the ORM insert would: pending changes reach the server first
     statement = f"COPY {AuditRow.__tablename__} ({', '.join(_COLUMNS)}) FROM STDIN"
     with raw_cursor(session, statement) as cursor, cursor.copy(statement) as copy:
         for record in records:
-            copy.write_row(
-                [json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS]
-            )
+            copy.write_row(record.copy_row)
 
 
 def as_dict(row: AuditRow) -> dict[str, Any]:

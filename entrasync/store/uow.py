@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from sqlalchemy.orm import Session
 
@@ -75,7 +75,7 @@ class UnitOfWork:
             self.session, actor=self.actor, now=self.now, run_id=self.run_id
         )
 
-    def write_records(self, records: list[dict[str, Any]]) -> list[int]:
+    def write_records(self, records: list[audit_rows.Sealed]) -> list[int]:
         return audit_rows.insert_records(self.session, records)
 
     def discard(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from entrasync.domain.audit import AuditEvent
+from entrasync.domain.audit import GENESIS, AuditEvent
 from entrasync.errors import ConfigError, StoreUnavailable
 from entrasync.services.audit_review import verify
 from entrasync.store import audit, driver
@@ -39,21 +39,10 @@ def test_an_audit_record_the_store_refuses_is_a_refused_write(store: Store) -> N
         uow.audit(AuditEvent("merge.skipped", "only an audit record"))
 
 
-def _record() -> dict[str, Any]:
-    return {
-        "seq": 1,
-        "at": "2026-06-01T00:00:00.000000Z",
-        "run_id": None,
-        "actor": "entrasync",
-        "action": "merge.skipped",
-        "user_id": None,
-        "entra_object_id": None,
-        "identifiers": [],
-        "reason": "twice",
-        "details": {},
-        "prev_hash": "0" * 64,
-        "hash": "1" * 64,
-    }
+def _record() -> audit.Sealed:
+    """A record as a purge batch builds it (its COPY row on PostgreSQL)."""
+    chain = audit.Chain(0, GENESIS, "entrasync", "2026-06-01T00:00:00.000000Z", None, True)
+    return chain.records([AuditEvent("merge.skipped", "twice")])[0]
 
 
 def test_a_duplicate_audit_record_is_an_integrity_error(store: Store) -> None:
