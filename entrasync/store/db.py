@@ -37,6 +37,7 @@ from entrasync.store.uow import UnitOfWork, UnitOfWorkOptions, open_unit_of_work
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _AUDIT_LOCK_KEY = 0x656E7472  # "entr": one advisory lock id for the audit chain head
+_WRITERS_LOCKED = "entrasync.writers_locked"  # session.info: the transaction holding it
 _MIGRATION_LOCK_KEY = 0x656E7475  # "entu": `db upgrade`, one at a time
 
 
@@ -189,10 +190,18 @@ class Store:
 
 def lock_writers(session: Session) -> None:
     """Serialise with every other writer for the rest of this transaction (the audit chain's
-    head, the license tally)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
-    # SQLite: BEGIN IMMEDIATE already holds the database write lock.
+    head, the license tally). Taken once per transaction (a purge batch asks twice)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE already holds the database write lock.
+    if session.info.get(_WRITERS_LOCKED) is _innermost(session):
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+    # Keyed by the innermost transaction: a savepoint rolled back may release the lock.
+    session.info[_WRITERS_LOCKED] = _innermost(session)
+
+
+def _innermost(session: Session) -> object:
+    return session.get_nested_transaction() or session.get_transaction()
 
 
 def _unknown_revision(url: str, current: str, head: str) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, Index, Integer, event, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from entrasync.store import queries
 from entrasync.store.id_lists import id_chunks, one_of
@@ -188,12 +189,15 @@ def settle(session: Session) -> LicenseTallyRow | None:
     used = sum(licenses.get(u, 0) for u in ids) - sum(watch.licenses.values())
     lives = sum(1 for u in ids if u in live) - sum(watch.live.values())
     if used or lives:
-        session.execute(
+        now_used, now_live = session.execute(
             update(LicenseTallyRow)
             .where(LicenseTallyRow.id == 1)
             .values(used=LicenseTallyRow.used + used, live_users=LicenseTallyRow.live_users + lives)
-        )
-        session.refresh(row)
+            .returning(LicenseTallyRow.used, LicenseTallyRow.live_users),
+            execution_options={"synchronize_session": False},
+        ).one()
+        set_committed_value(row, "used", now_used)  # as stored, without reading it again
+        set_committed_value(row, "live_users", now_live)
     return row
 
 

@@ -159,4 +159,11 @@ def test_a_purge_alone_reads_nothing_back(world: World) -> None:
         if s.startswith("SELECT") and "license_tally" not in s and "audit_log" not in s
     ]
     assert reads_after == []
+    # The writers' lock taken once (PostgreSQL; SQLite's BEGIN IMMEDIATE holds it), and the
+    # tally row not read again after its update (RETURNING gives the new figures).
+    assert sum("pg_advisory_xact_lock" in s for s in statements) == (
+        world.store.dialect != "sqlite"
+    )
+    tally_update = next(i for i, s in enumerate(statements) if s.startswith("UPDATE license_tally"))
+    assert not [s for s in statements[tally_update:] if "FROM license_tally" in s]
     assert counts(world) == (0, 3)
