@@ -251,9 +251,18 @@ def _configure_sqlite_read_only(engine: Engine) -> None:
 
 
 def _configure_postgresql(engine: Engine) -> None:
-    event.listen(
-        engine, "connect", lambda dbapi_connection, _record: register_id_arrays(dbapi_connection)
-    )
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        register_id_arrays(dbapi_connection)
+        # No server-side prepared statements: PostgreSQL would soon plan a statement run
+        # again and again once, generically, and keep that plan for the connection's life.
+        # Planned while a first sync was filling the Entra mirror from empty, the lookup of
+        # a Graph page's objects (`object_id IN ($1 … $100)`) stayed a sequential scan that
+        # compared every row with every parameter: about 0.9 s per page at 300,000 users,
+        # and a first sync of 1,405 s instead of 519 s (bench/RESULTS.md, eighth round).
+        # Unnamed statements are planned for their values each time (parsing costs little
+        # beside what these batched statements do).
+        dbapi_connection.prepare_threshold = None
 
 
 def _configure_postgresql_read_only(engine: Engine) -> None:

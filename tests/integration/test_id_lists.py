@@ -1,6 +1,7 @@
 """Lists of ids in SQL (store/id_lists.py): the same rows on both stores, and on PostgreSQL
 one `bigint[]` parameter whose values the planner sees (a purge batch's statements are
-planned for the users it names, not for a guess)."""
+planned for the users it names, not for a guess), in statements never prepared
+(store/engines.py: a generic plan outlives the table sizes it was made for)."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ def test_the_planner_sees_the_ids(store: Store) -> None:
         ).scalar_one()
     scan = plan[0]["Plan"]["Plans"][0]
     assert scan["Plan Rows"] == 25, scan
+
+
+@pytest.mark.postgres
+def test_no_statement_is_planned_once_for_all(store: Store) -> None:
+    """psycopg prepares a statement run five times, and PostgreSQL may then keep one
+    generic plan for it, made when a table was small: a first sync's mirror lookups became
+    sequential scans of the whole mirror (bench/RESULTS.md, eighth round). The store's
+    connections prepare nothing."""
+    if store.dialect != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    ids = _users(store, 20)
+    with store.transaction() as session:
+        for _ in range(10):
+            session.scalars(select(UserRow.id).where(one_of(session, UserRow.id, ids))).all()
+        prepared = session.scalar(text("SELECT count(*) FROM pg_prepared_statements"))
+    assert prepared == 0
