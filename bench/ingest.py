@@ -106,6 +106,9 @@ def measure_ingest(
     }
 
 
+PSYCOPG_PREPARE_THRESHOLD = 5  # psycopg's default: a raw insert as a plain connection runs it
+
+
 def raw_insert(store: Store, rows: list[tuple[Any, ...]]) -> float:
     """The same activity rows with one `executemany` INSERT on the DB-API connection, in
     one transaction. On SQLite the timestamps are formatted to its text form inside the
@@ -114,6 +117,12 @@ def raw_insert(store: Store, rows: list[tuple[Any, ...]]) -> float:
     sqlite = store.dialect == "sqlite"
     marks = ", ".join(["?" if sqlite else "%s"] * 7)
     raw = store.engine.raw_connection()
+    driver: Any = raw.driver_connection
+    # The store's connections prepare nothing (store/engines.py); a plain psycopg connection
+    # prepares a statement run five times, and its executemany relies on that.
+    prepare = getattr(driver, "prepare_threshold", None)
+    if not sqlite:
+        driver.prepare_threshold = PSYCOPG_PREPARE_THRESHOLD
     try:
         cursor = raw.cursor()
         started = time.perf_counter()
@@ -130,4 +139,6 @@ def raw_insert(store: Store, rows: list[tuple[Any, ...]]) -> float:
             raw.commit()
         return time.perf_counter() - started
     finally:
+        if not sqlite:
+            driver.prepare_threshold = prepare
         raw.close()
