@@ -254,9 +254,9 @@ def _configure_postgresql(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         register_id_arrays(dbapi_connection)
-        # No server-side prepared statements: PostgreSQL would soon plan a statement run
-        # again and again once, generically, and keep that plan for the connection's life.
-        # Planned while a first sync was filling the Entra mirror from empty, the lookup of
+        # No server-side prepared statements: psycopg prepares a statement it has run five
+        # times, and PostgreSQL may then plan it once, generically, for the connection's
+        # life. Planned while a first sync was filling the Entra mirror from empty, the lookup of
         # a Graph page's objects (`object_id IN ($1 … $100)`) stayed a sequential scan that
         # compared every row with every parameter: about 0.9 s per page at 300,000 users,
         # and a first sync of 1,405 s instead of 519 s (bench/RESULTS.md, eighth round).

@@ -37,9 +37,9 @@ def one_of(
     SQLAlchemy and the query text re-parsed by psycopg (too long for its cache), about 2 ms
     of client CPU per statement, more than several of a purge batch's statements take in
     the server. The plan is the same (PostgreSQL turns an IN list into `= ANY(ARRAY[…])`),
-    and the text no longer changes with the batch, so psycopg caches its conversion and may
-    prepare it. (Sent as text with a cast instead, the list's length is lost: `array_in`
-    is not folded at plan time.)"""
+    and the text no longer changes with the batch, so psycopg caches its conversion. (Sent
+    as text with a cast instead, the list's length is lost: `array_in` is not folded at
+    plan time.)"""
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(literal(ids, _BigIntArray()))
     return column.in_(ids)
