@@ -101,12 +101,8 @@ class Chain:
         return insert_records(session, self.records(events))
 
     def _copy_row(self, record: dict[str, Any]) -> tuple[Any, ...]:
-        """The record as COPY writes it, built here so that a purge batch does this work
-        while the server deletes. The JSON columns as `json.dumps` text, the form
-        SQLAlchemy's JSON type stores."""
-        if not self.copied:
-            return ()
-        return tuple(json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS)
+        """Built here so that a purge batch does this work while the server deletes."""
+        return _copy_row(record) if self.copied else ()
 
 
 @dataclass(frozen=True)
@@ -139,7 +135,13 @@ def _insert(session: Session, records: list[Sealed]) -> None:
     statement = f"COPY {AuditRow.__tablename__} ({', '.join(_COLUMNS)}) FROM STDIN"
     with raw_cursor(session, statement) as cursor, cursor.copy(statement) as copy:
         for record in records:
-            copy.write_row(record.copy_row)
+            copy.write_row(record.copy_row or _copy_row(record.values))
+
+
+def _copy_row(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The record as COPY writes it: the JSON columns as `json.dumps` text, the form
+    SQLAlchemy's JSON type stores."""
+    return tuple(json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS)
 
 
 def as_dict(row: AuditRow) -> dict[str, Any]:
