@@ -72,8 +72,7 @@ class Chain:
             select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
         ).first()
         seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
-        copied = session.get_bind().dialect.name == "postgresql"
-        return cls(seq, prev_hash, actor, format_at(now), run_id, copied)
+        return cls(seq, prev_hash, actor, format_at(now), run_id, _by_copy(session))
 
     def records(self, events: Sequence[AuditEvent]) -> list[Sealed]:
         records = []
@@ -128,7 +127,7 @@ def _insert(session: Session, records: list[Sealed]) -> None:
     thousands of records in one transaction. On PostgreSQL one COPY: an executemany sends
     one prepared statement per record, and SQLAlchemy's and psycopg's work per record (the
     JSON columns converted twice) cost more than the server's insert (bench: purge)."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not _by_copy(session):
         session.execute(insert(AuditRow), [r.values for r in records])
         return
     session.flush()  # as the ORM insert would: pending changes reach the server first
@@ -136,6 +135,11 @@ def _insert(session: Session, records: list[Sealed]) -> None:
     with raw_cursor(session, statement) as cursor, cursor.copy(statement) as copy:
         for record in records:
             copy.write_row(record.copy_row or _copy_row(record.values))
+
+
+def _by_copy(session: Session) -> bool:
+    """Whether records go in by COPY (PostgreSQL) rather than an INSERT."""
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _copy_row(record: dict[str, Any]) -> tuple[Any, ...]:

@@ -193,14 +193,15 @@ def lock_writers(session: Session) -> None:
     head, the license tally). Taken once per transaction (a purge batch asks twice)."""
     if session.get_bind().dialect.name != "postgresql":
         return  # SQLite: BEGIN IMMEDIATE already holds the database write lock.
-    if session.info.get(_WRITERS_LOCKED) is _innermost(session):
-        return
+    current = _innermost(session)
+    if current is not None and session.info.get(_WRITERS_LOCKED) is current:
+        return  # before any transaction both are None: the lock is taken below
     session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
     # Keyed by the innermost transaction: a savepoint rolled back may release the lock.
     session.info[_WRITERS_LOCKED] = _innermost(session)
 
 
-def _innermost(session: Session) -> object:
+def _innermost(session: Session) -> object | None:
     return session.get_nested_transaction() or session.get_transaction()
 
 

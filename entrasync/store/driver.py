@@ -58,8 +58,9 @@ class IdArray(list[int]):
     and runs a quoting regex on it (about 0.4 ms per 1,000 ids; a purge batch sends 5,000);
     ints never need quotes, so `register_id_arrays`' dumper joins them in one pass. The
     parameter is still typed `bigint[]`, so the planner sees the list's values and length
-    (a text parameter cast by the server is not folded at plan time). A connection without
-    the dumper falls back to psycopg's list dumper: same parameter, slower."""
+    (a text parameter cast by the server is not folded at plan time). Every store connection
+    has the dumper (`engines._configure_postgresql`); without it psycopg's list dumper would
+    type the array by its values (int2[] … numeric[]), not as `bigint[]`."""
 
 
 def register_id_arrays(dbapi_connection: Any) -> None:

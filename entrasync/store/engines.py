@@ -266,7 +266,7 @@ def _configure_postgresql(engine: Engine) -> None:
 
 
 def _configure_postgresql_read_only(engine: Engine) -> None:
-    _configure_postgresql(engine)
+    """On top of `make_engine`'s own connect hook (`_configure_postgresql`)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

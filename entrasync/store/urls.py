@@ -16,7 +16,9 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 MASK = "***"
-BACKENDS = ("sqlite", "postgresql")
+# Database -> the one driver entrasync speaks to it with (PostgreSQL: psycopg 3's pipelines,
+# COPY and dumpers, store/driver.py); `postgresql://` alone means psycopg with SQLAlchemy 2.1.
+BACKENDS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 EXAMPLES = "sqlite:////var/lib/entrasync/store.db or postgresql+psycopg://user@host:5432/dbname"
 
 # A scheme-like word and the run of ':' and '/' after it ("postgresql+psycopg://", or the
@@ -40,6 +42,11 @@ def parse(url: str) -> URL:
     backend = parsed.get_backend_name()
     if backend not in BACKENDS:
         raise ValueError(f"{safe_url(url)}: unsupported database {backend!r}; expected {EXAMPLES}")
+    if parsed.get_driver_name() != BACKENDS[backend]:
+        raise ValueError(
+            f"{safe_url(url)}: unsupported driver {parsed.get_driver_name()!r} for {backend} "
+            f"(entrasync uses {BACKENDS[backend]}); expected {EXAMPLES}"
+        )
     return parsed
 
 

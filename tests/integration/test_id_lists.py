@@ -6,11 +6,14 @@ planned for the users it names, not for a guess), in statements never prepared
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
+from sqlalchemy.orm import Session
 
-from entrasync.store.db import Store
+from entrasync.store.db import Store, lock_writers
+from entrasync.store.driver import IdArray
 from entrasync.store.id_lists import id_chunks, one_of
 from entrasync.store.schema import UserRow
 
@@ -41,19 +44,50 @@ def test_one_of_finds_exactly_the_ids_named(store: Store) -> None:
 
 @pytest.mark.postgres
 def test_the_planner_sees_the_ids(store: Store) -> None:
+    """What `one_of` sends (captured as it leaves SQLAlchemy) is a `bigint[]` the planner
+    reads: 25 ids are estimated as 25 rows."""
     if store.dialect != "postgresql":
         pytest.skip("the array parameter is PostgreSQL's")
     ids = _users(store, 2_000)
+    sent: list[Any] = []
+
+    def capture(*args: Any) -> None:
+        sent.append(args[3])  # the parameters, after the bind processors
+
+    event.listen(store.engine, "before_cursor_execute", capture)
     with store.reading() as session:
         session.execute(text("ANALYZE users"))
         query = select(func.count()).where(one_of(session, UserRow.id, ids[:25]))
-        compiled = query.compile(session.get_bind())
-        plan = session.execute(
-            text(f"EXPLAIN (FORMAT JSON) {compiled.string.replace('%(param_1)s', ':p')}"),
-            {"p": compiled.params["param_1"]},
-        ).scalar_one()
+        assert session.scalar(query) == 25
+        (param,) = sent[-1].values()
+        typed = session.scalar(text("SELECT pg_typeof(:p)::text"), {"p": param})
+        statement = query.compile(session.get_bind()).string.replace("%(param_1)s", ":p")
+        explain = text(f"EXPLAIN (FORMAT JSON) {statement}")
+        plan = session.execute(explain, {"p": param}).scalar_one()
+    event.remove(store.engine, "before_cursor_execute", capture)
+    assert isinstance(param, IdArray) and typed == "bigint[]", (type(param), typed)
     scan = plan[0]["Plan"]["Plans"][0]
     assert scan["Plan Rows"] == 25, scan
+
+
+@pytest.mark.postgres
+def test_a_writer_locks_before_its_transaction_begins(store: Store) -> None:
+    """`lock_writers` on a session that has run nothing yet still takes the writers' lock
+    (before any transaction, the transaction it remembers and the current one are both
+    None)."""
+    if store.dialect != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's")
+    with Session(store.engine) as session:
+        lock_writers(session)
+        held = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid() AND granted"
+            )
+        )
+        lock_writers(session)  # the same transaction: not asked again
+        session.rollback()
+    assert held == 1
 
 
 @pytest.mark.postgres

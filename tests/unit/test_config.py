@@ -279,6 +279,7 @@ def test_smtp_login_needs_starttls_and_a_password_file(tmp_path: Path) -> None:
         "postgresql+psycopg:admin:Sup3r-S3cret@db/x",
         "admin:Sup3r-S3cret@db/x",
         "mysql://admin:Sup3r-S3cret@db/x",
+        "postgresql+psycopg2://admin:Sup3r-S3cret@db/x",
         "postgresql+psycopg://admin:Sup3r-S3cret@db:port/x",
         "",
     ],
@@ -290,6 +291,21 @@ def test_store_url_that_is_no_database_url(tmp_path: Path, url: str) -> None:
     assert "store.url: " in message
     assert "Sup3r-S3cret" not in message
     assert ("***" in message) == bool(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [("postgresql+psycopg2://u@db/x", "psycopg2"), ("sqlite+pysqlcipher:////x.db", "pysqlcipher")],
+)
+def test_store_url_names_a_driver_entrasync_does_not_use(
+    tmp_path: Path, url: str, driver: str
+) -> None:
+    """The store needs psycopg 3 (pipelines, COPY, its dumpers): another driver is a
+    configuration error naming it, not an AttributeError at the first connection."""
+    with pytest.raises(ConfigError, match=rf"store\.url: .*unsupported driver '{driver}'"):
+        load_config(write(tmp_path, f'[store]\nurl = "{url}"\n'))
+    for plain in ("postgresql://u@db/x", "sqlite:////x.db", "sqlite+pysqlite:////x.db"):
+        assert load_config(write(tmp_path, f'[store]\nurl = "{plain}"\n')).store.url == plain
 
 
 @pytest.mark.parametrize("endpoint", ["login.microsoftonline.com", "ftp://x", "https://"])
