@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, select, text, update
 from sqlalchemy.orm import Session
 
 from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
+from entrasync.store.driver import IdArray
 from entrasync.store.schema import (
     ActivityRow,
     AgentRow,
@@ -76,6 +77,24 @@ def link_users(session: Session, pairs: dict[int, str]) -> int:
         if uid in free_users and obj not in taken
     ]
     if rows:
+        _set_object_ids(session, rows)
+    return len(rows)
+
+
+# One UPDATE per this many links on PostgreSQL.
+_LINKS_PER_STATEMENT = 10_000
+_LINK_FROM_ARRAYS = text(
+    "UPDATE users SET entra_object_id = v.obj "
+    "FROM unnest(CAST(:uids AS BIGINT[]), CAST(:objs AS VARCHAR[])) AS v(uid, obj) "
+    "WHERE users.id = v.uid"
+)
+
+
+def _set_object_ids(session: Session, rows: list[dict[str, Any]]) -> None:
+    """On PostgreSQL one UPDATE from two arrays per 10,000 links: an UPDATE per record,
+    unprepared (store/engines.py), each firing the users' statement trigger, took 8.5 s per
+    100,000 records of a first sync. SQLite's executemany reuses one compiled statement."""
+    if session.get_bind().dialect.name != "postgresql":
         table = cast(Table, UserRow.__table__)
         session.execute(
             update(table)
@@ -83,7 +102,11 @@ def link_users(session: Session, pairs: dict[int, str]) -> int:
             .values(entra_object_id=bindparam("obj")),
             rows,
         )
-    return len(rows)
+        return
+    for start in range(0, len(rows), _LINKS_PER_STATEMENT):
+        part = rows[start : start + _LINKS_PER_STATEMENT]
+        uids, objs = IdArray(r["uid"] for r in part), [r["obj"] for r in part]
+        session.execute(_LINK_FROM_ARRAYS, {"uids": uids, "objs": objs})
 
 
 def retire_identifier(
