@@ -1,4 +1,5 @@
-"""Where a backend's store (and its identical copy for the raw-SQL side) live."""
+"""Where a backend's store and its two copies live (the raw-SQL sides of the purge and ingest
+figures; the purge runs both of its sides on copies, `bench.purge`)."""
 
 from __future__ import annotations
 
@@ -17,21 +18,23 @@ from entrasync.store.db import Store
 
 @dataclass
 class Backend:
-    """Where one backend's store (and its identical copy) live."""
+    """Where one backend's store (and its identical copies) live."""
 
     name: str  # sqlite | postgresql
     url: str
     copy_url: str
+    twin_url: str  # a second copy, made the same way: the purge's other side
     make_copy: Callable[[], object]  # what it returns (the copy schema's URL) goes unused
+    make_twin: Callable[[], object]
     cleanup: Callable[[], None]
     timings: dict[str, float] = field(default_factory=dict)
 
 
 def sqlite_backend(workdir: Path) -> Backend:
-    main, copy = workdir / "store.db", workdir / "store-copy.db"
+    main, copy, twin = (workdir / f"store{tail}.db" for tail in ("", "-copy", "-twin"))
 
     def cleanup() -> None:
-        for path in (main, copy):
+        for path in (main, copy, twin):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
 
@@ -40,25 +43,29 @@ def sqlite_backend(workdir: Path) -> Backend:
         "sqlite",
         f"sqlite:///{main}",
         f"sqlite:///{copy}",
+        f"sqlite:///{twin}",
         lambda: storegen.copy_sqlite(main, copy),
+        lambda: storegen.copy_sqlite(main, twin),
         cleanup,
     )
 
 
 def postgres_backend(base: str) -> Backend:
     tag = uuid.uuid4().hex[:8]
-    schema, copy = f"bench_{tag}", f"bench_{tag}_copy"
+    schema, copy, twin = f"bench_{tag}", f"bench_{tag}_copy", f"bench_{tag}_twin"
     url = storegen.create_pg_schema(base, schema)
 
     def cleanup() -> None:
-        storegen.drop_pg_schema(base, schema)
-        storegen.drop_pg_schema(base, copy)
+        for name in (schema, copy, twin):
+            storegen.drop_pg_schema(base, name)
 
     return Backend(
         "postgresql",
         url,
         storegen.pg_schema_url(base, copy),
+        storegen.pg_schema_url(base, twin),
         lambda: storegen.copy_pg_schema(base, schema, copy),
+        lambda: storegen.copy_pg_schema(base, schema, twin),
         cleanup,
     )
 

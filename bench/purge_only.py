@@ -2,7 +2,7 @@
 the purge figures.
 
 The purge part of `python -m bench` (entrasync's `apply_purges` against raw SQL deleting the
-same rows from an identical copy of the store, in the same transactions), repeated `--rounds`
+same rows, in the same transactions, both sides on copies of the store), repeated `--rounds`
 times on one store with other users each round, without the Graph emulator, the initial sync
 or the steady cycles. For comparing changes to the purge path when a full run is too long or
 the machine too noisy: prints one JSON object (every round, and the median ratio). The store
@@ -49,6 +49,7 @@ def _targets(store: Store, count: int, rounds: int) -> list[list[tuple[int, str]
 def _backend_rounds(backend: Backend, scenario: Scenario, rounds: int, tmp: Path) -> Any:
     try:
         config, build_s = prepare_store(backend, scenario, tmp)
+        backend.make_twin()
         store = Store(backend.url)
         try:
             results = []

@@ -41,6 +41,7 @@ EXTRA = [
     ("ingest_rows", "ingest rows"),
     ("ingest_s", "ingest s"),
     ("purge_users", "purge users"),
+    ("purge_on_store_s", "purge s on the store itself"),
     ("store_build_s", "store generation s"),
 ]
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from entrasync.domain.evidence import RANK_ADDRESS
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
-from entrasync.store.driver import IdArray
+from entrasync.store.driver import IdArray, on_postgresql
 from entrasync.store.schema import (
     ActivityRow,
     AgentRow,
@@ -94,7 +94,7 @@ def _set_object_ids(session: Session, rows: list[dict[str, Any]]) -> None:
     """On PostgreSQL one UPDATE from two arrays per 10,000 links: an UPDATE per record,
     unprepared (store/engines.py), each firing the users' statement trigger, took 8.5 s per
     100,000 records of a first sync. SQLite's executemany reuses one compiled statement."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         table = cast(Table, UserRow.__table__)
         session.execute(
             update(table)

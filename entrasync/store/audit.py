@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from entrasync.domain.audit import FIELDS, GENESIS, AuditEvent, format_at, record_hash
 from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
-from entrasync.store.driver import raw_cursor
+from entrasync.store.driver import on_postgresql, raw_cursor
 from entrasync.store.schema import (
     AgentLogonRow,
     AgentRow,
@@ -47,7 +47,8 @@ def append_locked(
     """Chain `events` onto the log; the caller holds the audit lock.
 
     The head is read under the audit lock, so concurrent writers queue instead of forking;
-    the unique `prev_hash` constraint would reject a fork even if they did not.
+    the primary key would reject a fork even if they did not (the next `seq` comes from the
+    same head as `prev_hash`).
     """
     return Chain.at_head(session, actor=actor, now=now, run_id=run_id).append(session, events)
 
@@ -57,7 +58,7 @@ class Chain:
     """The log's head as read under the audit lock, and who writes onto it: `records`
     builds the next records without touching the store (a purge batch builds them while the
     server deletes), `insert_records` writes them. Nothing else may append in between: the
-    unique `seq` and `prev_hash` would reject the records."""
+    records' `seq`s would be taken, and the primary key rejects them."""
 
     seq: int
     prev_hash: str
@@ -139,7 +140,7 @@ def _insert(session: Session, records: list[Sealed]) -> None:
 
 def _by_copy(session: Session) -> bool:
     """Whether records go in by COPY (PostgreSQL) rather than an INSERT."""
-    return session.get_bind().dialect.name == "postgresql"
+    return on_postgresql(session)
 
 
 def _copy_row(record: dict[str, Any]) -> tuple[Any, ...]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from entrasync.errors import EntrasyncError, SchemaOutOfDate
 from entrasync.store import urls
+from entrasync.store.driver import on_postgresql
 from entrasync.store.engines import (
     READ_ONLY_OPTION,
     is_connect_error,
@@ -175,7 +176,7 @@ class Store:
         """Two instances started together on a new PostgreSQL database (two pods, both with
         `run --upgrade`) would both create the schema and one would fail on alembic_version:
         the second waits, then finds the schema current. SQLite serves one instance."""
-        if self.dialect != "postgresql":
+        if not on_postgresql(self.engine):
             yield
             return
         with self.engine.connect() as conn:
@@ -191,7 +192,7 @@ class Store:
 def lock_writers(session: Session) -> None:
     """Serialise with every other writer for the rest of this transaction (the audit chain's
     head, the license tally). Taken once per transaction (a purge batch asks twice)."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         return  # SQLite: BEGIN IMMEDIATE already holds the database write lock.
     current = _innermost(session)
     if current is not None and session.info.get(_WRITERS_LOCKED) is current:

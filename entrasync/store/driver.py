@@ -16,9 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+
+
+def on_postgresql(on: Session | Connection | Engine) -> bool:
+    """Whether the store is PostgreSQL: the one question the store's code asks of its
+    database. COPY, pipelines, id arrays and advisory locks are PostgreSQL's; on SQLite the
+    same statements take the portable route."""
+    bind = on.get_bind() if isinstance(on, Session) else on
+    return bind.dialect.name == "postgresql"
 
 
 @contextmanager
@@ -45,7 +53,7 @@ def pipelined(session: Session, what: str) -> Iterator[None]:
     `what` names the statements in an error, raised as SQLAlchemy's at the end."""
     session.flush()
     connection = session.connection()
-    if connection.dialect.name != "postgresql" or not _pipeline_supported():
+    if not on_postgresql(connection) or not _pipeline_supported():
         yield  # a libpq older than 14 has no pipeline mode: the statements run one by one
         return
     psycopg_connection: Any = connection.connection.dbapi_connection

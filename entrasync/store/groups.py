@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import String, delete, exists, func, literal, select, text
 from sqlalchemy.orm import Session
 
+from entrasync.store.driver import on_postgresql
 from entrasync.store.id_lists import chunks
 from entrasync.store.schema import EntraGroupRow, EntraMemberRow, UtcDateTime, WatchedMemberRow
 from entrasync.store.upsert import insert_for
@@ -140,7 +141,7 @@ def hashed_anti_join(session: Session) -> Iterator[None]:
     it costs members squared (100,000 members: 480 s instead of 0.5 s). Nested loops are off
     for this statement only (`set_config(…, true)` lasts at most until the transaction ends;
     an error rolls the transaction and the setting back)."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         yield
         return
     was = session.scalar(text("SELECT current_setting('enable_nestloop')"))

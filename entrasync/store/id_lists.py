@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Dialect, any_, literal
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.types import UserDefinedType
 
-from entrasync.store.driver import IdArray
+from entrasync.store.driver import IdArray, on_postgresql
 
 T = TypeVar("T")
 _CHUNK = 500  # keeps IN lists under every backend's parameter limit
@@ -24,7 +24,7 @@ def chunks(items: Sequence[T]) -> Iterable[Sequence[T]]:
 def id_chunks(session: Session, ids: Sequence[int]) -> Iterable[Sequence[int]]:
     """`ids` in chunks for `one_of`: all at once on PostgreSQL (one array parameter, no
     limit), `chunks` of IN lists elsewhere."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         return chunks(ids)
     return [ids] if ids else []
 
@@ -40,7 +40,7 @@ def one_of(
     and the text no longer changes with the batch, so psycopg caches its conversion. (Sent
     as text with a cast instead, the list's length is lost: `array_in` is not folded at
     plan time.)"""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         return column == any_(literal(ids, _BigIntArray()))
     return column.in_(ids)
 

@@ -19,7 +19,7 @@ from entrasync.domain.ingestion import IngestPlan, KnownUser, Lookups
 from entrasync.domain.reports import AgentReport
 from entrasync.domain.status import Tracking, UserStatus
 from entrasync.store import queries, tally
-from entrasync.store.driver import raw_cursor
+from entrasync.store.driver import on_postgresql, raw_cursor
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -185,7 +185,7 @@ def _insert_activity(
     one index before each insert, not the primary key too."""
     columns = ", ".join(_ACTIVITY_COLUMNS)
     conflict = f"ON CONFLICT ({event_identity_sql(dialect.name)}) DO NOTHING"
-    if dialect.name == "postgresql":
+    if on_postgresql(session):
         return _copy_activity(session, table, rows, conflict)
     marks = ", ".join("?" for _ in _ACTIVITY_COLUMNS)
     sql = f"INSERT INTO {table} ({columns}) VALUES ({marks}) {conflict}"  # noqa: S608

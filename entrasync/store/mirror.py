@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from entrasync.domain.entra import EntraUser, MembershipChange, MembershipEdge
 from entrasync.domain.evidence import MergeMaps, identity_keys
 from entrasync.domain.identity import normalize
+from entrasync.store.driver import on_postgresql
 from entrasync.store.id_lists import chunks
 from entrasync.store.schema import EntraKeyRow, EntraMemberRow, EntraUserRow
 from entrasync.store.upsert import insert_for
@@ -273,5 +274,5 @@ def refresh_statistics(session: Session) -> None:
     of an empty table the planner loops over what it takes for a handful of rows (a first
     sync of 20,000 users spent most of its time there). Autovacuum would get to it, later.
     Skipped, with PostgreSQL's own warning, for a role that does not own the tables."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         session.execute(text(f"ANALYZE {', '.join(_MIRROR_TABLES)}"))

@@ -287,7 +287,7 @@ class RunRow(Base):
 
 
 class AuditRow(Base):
-    """Append-only, hash-chained. `prev_hash` is unique, so two writers can never fork it."""
+    """Append-only, hash-chained; a fork would repeat a `seq`: the key rejects it (0013)."""
 
     __tablename__ = "audit_log"
 
@@ -301,7 +301,7 @@ class AuditRow(Base):
     identifiers: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     reason: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
 

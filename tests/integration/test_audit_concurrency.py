@@ -15,10 +15,9 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from testkit import report, write_config
 
-from entrasync.domain.audit import AuditEvent, verify_chain
+from entrasync.domain.audit import GENESIS, AuditEvent, verify_chain
 from entrasync.store import audit
 from entrasync.store.db import Store
-from entrasync.store.schema import AuditRow
 
 ITERATIONS = 60
 
@@ -112,29 +111,19 @@ def test_two_processes_never_fork_the_chain(
 
 
 def test_a_forked_record_is_rejected_by_the_store(store: Store) -> None:
+    """A fork is a second record on the same predecessor. A writer takes `seq` and
+    `prev_hash` from one read of the head, so the fork's `seq` is taken: the primary key
+    rejects it (prev_hash has no unique index since migration 0013)."""
     now = datetime(2026, 6, 1, tzinfo=UTC)
     with store.unit_of_work(now, actor="t") as uow:
         uow.audit(AuditEvent("merge.skipped", "one"))
-    with store.reading() as session:
-        head = session.get_one(AuditRow, 1)
-        prev = head.prev_hash
-    # A second writer that read the same (empty) head would chain onto the same prev_hash.
-    with pytest.raises(IntegrityError), store.engine.begin() as conn:
-        conn.execute(
-            AuditRow.__table__.insert(),  # type: ignore[attr-defined]
-            {
-                "seq": 2,
-                "at": "x",
-                "actor": "t",
-                "action": "merge.skipped",
-                "identifiers": [],
-                "reason": "fork",
-                "details": {},
-                "prev_hash": prev,
-                "hash": "f" * 64,
-            },
-        )
-    assert len(_records(store)) == 1
+    # A second writer that read the same (empty) head, as `Chain` builds its record.
+    stale = audit.Chain(0, GENESIS, "t", "x", None)
+    (fork,) = stale.records([AuditEvent("merge.skipped", "fork")])
+    assert (fork.values["seq"], fork.values["prev_hash"]) == (1, GENESIS)
+    with pytest.raises(IntegrityError), store.transaction() as session:
+        audit.insert_records(session, [fork])
+    assert [r["reason"] for r in _records(store)] == ["one"]
 
 
 def _upgrade_at_barrier(config: str, barrier: Any) -> None:

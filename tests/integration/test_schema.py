@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, inspect
+from sqlalchemy import Column, UniqueConstraint, inspect
 from testkit import BACKENDS, report, sql, write_config
 
 from entrasync.errors import ExitCode, SchemaOutOfDate
@@ -170,3 +170,28 @@ def test_the_migrations_build_the_indexes_the_code_declares(store_url: str) -> N
     }
     assert declared <= _indexes(built)
     assert ("identifiers", "ix_identifiers_user_id", ("user_id", "kind", "value")) in declared
+
+
+def test_the_migrations_build_the_unique_constraints_the_code_declares(store_url: str) -> None:
+    """No more and no fewer: a unique constraint the code dropped (the audit log's
+    `prev_hash`, migration 0013) must be gone from a migrated store, on both databases."""
+    engine = Store(store_url).engine
+    try:
+        with engine.connect() as conn, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # expression indexes are not reflected
+            inspector = inspect(conn)
+            built = {
+                (table, tuple(str(c) for c in unique["column_names"]))
+                for table in inspector.get_table_names()
+                for unique in inspector.get_unique_constraints(table)
+            }
+    finally:
+        engine.dispose()
+    declared = {
+        (table.name, tuple(c.name for c in constraint.columns))
+        for table in Base.metadata.sorted_tables
+        for constraint in table.constraints
+        if isinstance(constraint, UniqueConstraint)
+    }
+    assert built == declared
+    assert ("audit_log", ("prev_hash",)) not in built
