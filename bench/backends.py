@@ -78,8 +78,8 @@ def timed(into: dict[str, float], key: str) -> Iterator[None]:
 
 
 def checkpoint(store: Store) -> None:
-    """On PostgreSQL both sides start with the WAL flushed: the copy was just written, and a
-    checkpoint falling inside one side's timing made that side up to twice as slow."""
+    """On PostgreSQL both sides start with the WAL flushed: the copies were just written,
+    and a checkpoint falling inside one side's timing made that side up to twice as slow."""
     if store.dialect != "postgresql":
         return
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -1,5 +1,5 @@
 """The purge figures: entrasync purging Delete-group members against raw SQL deleting the
-same rows from an identical copy of the store, in the same transactions."""
+same rows in the same transactions, each side on a copy of the store made the same way."""
 
 from __future__ import annotations
 
@@ -35,27 +35,31 @@ def measure_purge(
 ) -> dict[str, Any]:
     """entrasync purging `targets` ((store user id, object id)) against raw SQL deleting the
     same rows, both on copies of the store made alike (`Backend.make_copy`, `make_twin`),
-    batch by batch in turns: the copies swap sides every batch and the side that goes first
-    swaps every two, each pair after a checkpoint. The machine's drift during the run (the
-    page cache, a checkpoint, a neighbour) and the copies' own state (which was written last,
-    whose pages are still in PostgreSQL's buffers) fall on both sides alike: with entrasync
-    on the store the first sync left and raw SQL on a fresh copy, the ratio measured the
-    copy's fresher pages too (ninth round: 1.35 / 1.89 / 2.01 at 100k / 300k / 1M on
-    PostgreSQL). The store itself is purged afterwards, as a cycle would (`purge_on_store_s`),
-    so what the bench measures next starts from the same state as before."""
+    batch by batch in turns, each pair after a checkpoint. Over every four batches each side
+    runs on each copy, first and second (a Gray code: what ran before on a copy varies too),
+    so the machine's drift (the page cache, a checkpoint, a neighbour) and the copies' own
+    state fall on both sides alike; a purge of one batch or fewer cannot be balanced. Until
+    the tenth round entrasync purged the store the first sync left and raw SQL a copy just
+    written: two physical states compared. Each copy first purges one other user untimed
+    (the engines' pools and compiled statements). The store itself is purged afterwards, as
+    a cycle would (`purge_on_store_s`), so what the bench measures next starts from the same
+    state as before."""
     rows = _count_rows(store.url, [uid for uid, _ in targets])
     copies = [Store(backend.copy_url), Store(backend.twin_url)]
     timings = {"entrasync": 0.0, "raw": 0.0}
     try:
         appliers = [_applier(copy, config) for copy in copies]
+        warm = _other_user(store, targets)
+        for applier in appliers:
+            _purge(applier, [warm])
         for turn, start in enumerate(range(0, len(targets), PURGE_BATCH)):
             batch = targets[start : start + PURGE_BATCH]
-            ours, theirs = turn % 2, 1 - turn % 2
+            ours = (turn ^ (turn >> 1)) & 1
             checkpoint(store)
             for side in sorted(timings, reverse=bool(turn // 2 % 2)):
                 started = time.perf_counter()
                 if side == "raw":
-                    _raw_purge(copies[theirs], [uid for uid, _ in batch])
+                    _raw_purge(copies[1 - ours], [uid for uid, _ in batch])
                 else:
                     _purge(appliers[ours], batch)
                 timings[side] += time.perf_counter() - started
@@ -79,6 +83,18 @@ def measure_purge(
         "purge_vs_raw_sql_ratio": round(entrasync_s / raw_s, 3),
         "purge_on_store_s": round(on_store_s, 3),
     }
+
+
+def _other_user(store: Store, targets: list[tuple[int, str]]) -> tuple[int, str]:
+    """A user holding an agent who is not among `targets` (for the copies' warm-up)."""
+    with store.engine.connect() as conn:
+        ids = conn.execute(
+            text("SELECT DISTINCT user_id FROM agents ORDER BY user_id LIMIT :n"),
+            {"n": len(targets) + 1},
+        ).scalars()
+        taken = {uid for uid, _ in targets}
+        uid = next(int(i) for i in ids if int(i) not in taken)
+    return uid, f"warm-up-{uid}"
 
 
 def _applier(store: Store, config: Any) -> ActionApplier:

@@ -19,7 +19,7 @@ class Scenario:
     delete: int  # members of the Delete group
     agents: int  # >= users: the first `users` agents are domain logons, the rest standalone
     activity_rows: int  # spread evenly over the agents
-    purge_users: int  # users purged by entrasync (and by raw SQL on the copy)
+    purge_users: int  # users purged by entrasync and by raw SQL, each on a copy of the store
     ingest_rows: int  # activity rows ingested through `ingest_reports`
     ingest_events_per_report: int = 50
     churn: int = 1_000  # users added to the DNT group for the churn cycle (then removed again)
