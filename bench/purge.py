@@ -21,17 +21,26 @@ from entrasync.sync.apply import PURGE_BATCH, ActionApplier
 
 def delete_members(store: Store, gen: GeneratedTenant, limit: int) -> list[tuple[int, str]]:
     """(store user id, object id) of Delete-group members, linked by the initial sync."""
-    members = sorted(gen.tenant.groups[gen.delete_group].members)[:limit]
+    return members(store, gen, gen.delete_group, limit)
+
+
+def members(store: Store, gen: GeneratedTenant, group: str, limit: int) -> list[tuple[int, str]]:
+    """(store user id, object id) of the first `limit` members of `group` in the store."""
+    wanted = sorted(gen.tenant.groups[group].members)[:limit]
     with store.engine.connect() as conn:
         rows = conn.execute(
             text("SELECT id, entra_object_id FROM users WHERE entra_object_id IS NOT NULL")
         ).all()
     by_object = {str(o): int(i) for i, o in rows}
-    return [(by_object[m], m) for m in members if m in by_object]
+    return [(by_object[m], m) for m in wanted if m in by_object]
 
 
 def measure_purge(
-    store: Store, backend: Backend, config: Any, targets: list[tuple[int, str]]
+    store: Store,
+    backend: Backend,
+    config: Any,
+    targets: list[tuple[int, str]],
+    warm_up: tuple[int, str],
 ) -> dict[str, Any]:
     """entrasync purging `targets` ((store user id, object id)) against raw SQL deleting the
     same rows, both on copies of the store made alike (`Backend.make_copy`, `make_twin`),
@@ -40,8 +49,9 @@ def measure_purge(
     so the machine's drift (the page cache, a checkpoint, a neighbour) and the copies' own
     state fall on both sides alike; a purge of one batch or fewer cannot be balanced. Until
     the tenth round entrasync purged the store the first sync left and raw SQL a copy just
-    written: two physical states compared. Each copy first purges one other user untimed
-    (the engines' pools and compiled statements). The store itself is purged afterwards, as
+    written: two physical states compared. Each copy first purges `warm_up` untimed (the
+    engines' pools and compiled statements): a user holding history, not among `targets`,
+    whom nothing measured later needs on the copies (ingest writes to unwatched users). The store itself is purged afterwards, as
     a cycle would (`purge_on_store_s`), so what the bench measures next starts from the same
     state as before."""
     rows = _count_rows(store.url, [uid for uid, _ in targets])
@@ -49,9 +59,8 @@ def measure_purge(
     timings = {"entrasync": 0.0, "raw": 0.0}
     try:
         appliers = [_applier(copy, config) for copy in copies]
-        warm = _other_user(store, targets)
         for applier in appliers:
-            _purge(applier, [warm])
+            _purge(applier, [warm_up])
         for turn, start in enumerate(range(0, len(targets), PURGE_BATCH)):
             batch = targets[start : start + PURGE_BATCH]
             ours = (turn ^ (turn >> 1)) & 1
@@ -83,18 +92,6 @@ def measure_purge(
         "purge_vs_raw_sql_ratio": round(entrasync_s / raw_s, 3),
         "purge_on_store_s": round(on_store_s, 3),
     }
-
-
-def _other_user(store: Store, targets: list[tuple[int, str]]) -> tuple[int, str]:
-    """A user holding an agent who is not among `targets` (for the copies' warm-up)."""
-    with store.engine.connect() as conn:
-        ids = conn.execute(
-            text("SELECT DISTINCT user_id FROM agents ORDER BY user_id LIMIT :n"),
-            {"n": len(targets) + 1},
-        ).scalars()
-        taken = {uid for uid, _ in targets}
-        uid = next(int(i) for i in ids if int(i) not in taken)
-    return uid, f"warm-up-{uid}"
 
 
 def _applier(store: Store, config: Any) -> ActionApplier:

@@ -33,16 +33,19 @@ from entrasync.store.db import Store
 
 
 def _targets(store: Store, count: int, rounds: int) -> list[list[tuple[int, str]]]:
-    """`rounds` disjoint sets of `count` users holding agents, spread over the store."""
+    """`rounds` disjoint sets of `count` users holding agents, spread over the store, and
+    after them one more user per round (the round's warm-up, `measure_purge`)."""
     with store.engine.connect() as conn:
         ids = [
             int(i)
             for (i,) in conn.execute(text("SELECT DISTINCT user_id FROM agents ORDER BY user_id"))
         ]
-    step = max(1, len(ids) // (count * rounds))
-    picked = ids[::step][: count * rounds]
+    step = max(1, len(ids) // ((count + 1) * rounds))
+    picked = ids[::step][: (count + 1) * rounds]
     return [
-        [(uid, f"obj-{uid}") for uid in picked[r * count : (r + 1) * count]] for r in range(rounds)
+        [(uid, f"obj-{uid}") for uid in picked[r * count : (r + 1) * count]]
+        + [(picked[count * rounds + r], "warm-up")]
+        for r in range(rounds)
     ]
 
 
@@ -53,8 +56,9 @@ def _backend_rounds(backend: Backend, scenario: Scenario, rounds: int, tmp: Path
         store = Store(backend.url)
         try:
             results = []
-            for number, targets in enumerate(_targets(store, scenario.purge_users, rounds), 1):
-                figures = measure_purge(store, backend, config, targets)
+            for number, picked in enumerate(_targets(store, scenario.purge_users, rounds), 1):
+                *targets, warm_up = picked
+                figures = measure_purge(store, backend, config, targets, warm_up)
                 print(f"[{backend.name}] round {number}: {figures}", file=sys.stderr, flush=True)
                 results.append(figures)
         finally:
