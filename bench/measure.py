@@ -16,7 +16,7 @@ from typing import Any
 from bench import storegen
 from bench.backends import Backend, timed
 from bench.ingest import measure_ingest
-from bench.purge import delete_members, measure_purge, members
+from bench.purge import measure_purge, purge_targets
 from bench.scenario import T0, Scenario
 from bench.world import GRAPH_PATH, RequestModel, graph_factory, load, write_config
 from entrasync.config import Config
@@ -75,11 +75,7 @@ def _measure(
             backend.make_copy()
             backend.make_twin()
         log(f"[{backend.name}] purging {scenario.purge_users} users: entrasync vs raw SQL")
-        targets = delete_members(store, gen, scenario.purge_users)
-        # untracked (ingest writes to unwatched users) and not purged in the measure
-        warm_up = next(
-            u for u in members(store, gen, gen.dnt_group, len(targets) + 1) if u not in targets
-        )
+        targets, warm_up = purge_targets(store, gen, scenario.purge_users)
         figures.update(measure_purge(store, backend, config, targets, warm_up))
 
         log(f"[{backend.name}] steady cycles")

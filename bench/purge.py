@@ -19,20 +19,25 @@ from entrasync.store.db import Store
 from entrasync.sync.apply import PURGE_BATCH, ActionApplier
 
 
-def delete_members(store: Store, gen: GeneratedTenant, limit: int) -> list[tuple[int, str]]:
-    """(store user id, object id) of Delete-group members, linked by the initial sync."""
-    return members(store, gen, gen.delete_group, limit)
-
-
-def members(store: Store, gen: GeneratedTenant, group: str, limit: int) -> list[tuple[int, str]]:
-    """(store user id, object id) of the first `limit` members of `group` in the store."""
-    wanted = sorted(gen.tenant.groups[group].members)[:limit]
+def purge_targets(
+    store: Store, gen: GeneratedTenant, limit: int
+) -> tuple[list[tuple[int, str]], tuple[int, str]]:
+    """(store user id, object id) of the first `limit` Delete-group members, linked by the
+    initial sync, and of a DNT member outside them: the copies' warm-up (`measure_purge`),
+    untracked, so that ingest, which writes to unwatched users, never needs their agents."""
     with store.engine.connect() as conn:
         rows = conn.execute(
             text("SELECT id, entra_object_id FROM users WHERE entra_object_id IS NOT NULL")
         ).all()
     by_object = {str(o): int(i) for i, o in rows}
-    return [(by_object[m], m) for m in wanted if m in by_object]
+
+    def linked(group: str) -> list[tuple[int, str]]:
+        ordered = sorted(gen.tenant.groups[group].members)
+        return [(by_object[m], m) for m in ordered if m in by_object]
+
+    targets = linked(gen.delete_group)[:limit]
+    warm_up = next(u for u in linked(gen.dnt_group) if u not in targets)
+    return targets, warm_up
 
 
 def measure_purge(
@@ -51,9 +56,9 @@ def measure_purge(
     the tenth round entrasync purged the store the first sync left and raw SQL a copy just
     written: two physical states compared. Each copy first purges `warm_up` untimed (the
     engines' pools and compiled statements): a user holding history, not among `targets`,
-    whom nothing measured later needs on the copies (ingest writes to unwatched users). The store itself is purged afterwards, as
-    a cycle would (`purge_on_store_s`), so what the bench measures next starts from the same
-    state as before."""
+    whom nothing measured later needs on the copies. The store itself is purged afterwards,
+    as a cycle would (`purge_on_store_s`), so what the bench measures next starts from the
+    same state as before."""
     rows = _count_rows(store.url, [uid for uid, _ in targets])
     copies = [Store(backend.copy_url), Store(backend.twin_url)]
     timings = {"entrasync": 0.0, "raw": 0.0}
