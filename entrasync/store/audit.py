@@ -15,7 +15,6 @@ from sqlalchemy import (
     CompoundSelect,
     Select,
     false,
-    insert,
     literal,
     or_,
     select,
@@ -65,7 +64,6 @@ class Chain:
     actor: str
     at: str
     run_id: str | None
-    copied: bool = False  # PostgreSQL: the records go by COPY (`_insert`)
 
     @classmethod
     def at_head(cls, session: Session, *, actor: str, now: datetime, run_id: str | None) -> Chain:
@@ -73,7 +71,7 @@ class Chain:
             select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
         ).first()
         seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
-        return cls(seq, prev_hash, actor, format_at(now), run_id, _by_copy(session))
+        return cls(seq, prev_hash, actor, format_at(now), run_id)
 
     def records(self, events: Sequence[AuditEvent]) -> list[Sealed]:
         records = []
@@ -93,24 +91,21 @@ class Chain:
                 "details": event.details,
             }
             record["prev_hash"], record["hash"] = prev_hash, record_hash(record, prev_hash)
-            records.append(Sealed(record, self._copy_row(record)))
+            records.append(Sealed(record, _row(record)))
             prev_hash = record["hash"]
         return records
 
     def append(self, session: Session, events: Sequence[AuditEvent]) -> list[int]:
         return insert_records(session, self.records(events))
 
-    def _copy_row(self, record: dict[str, Any]) -> tuple[Any, ...]:
-        """Built here so that a purge batch does this work while the server deletes."""
-        return _copy_row(record) if self.copied else ()
-
 
 @dataclass(frozen=True)
 class Sealed:
-    """A record built by `Chain.records`: its columns, and on PostgreSQL its COPY row."""
+    """A record built by `Chain.records`: its fields, and the row `_insert` writes (built
+    with the record, so that a purge batch does this work while the server deletes)."""
 
     values: dict[str, Any]
-    copy_row: tuple[Any, ...]
+    row: tuple[Any, ...]
 
 
 def insert_records(session: Session, records: list[Sealed]) -> list[int]:
@@ -124,27 +119,27 @@ _JSON_COLUMNS = frozenset({"identifiers", "details"})
 
 
 def _insert(session: Session, records: list[Sealed]) -> None:
-    """A bulk INSERT, no ORM object per record: a purge of a whole Delete group writes
-    thousands of records in one transaction. On PostgreSQL one COPY: an executemany sends
-    one prepared statement per record, and SQLAlchemy's and psycopg's work per record (the
-    JSON columns converted twice) cost more than the server's insert (bench: purge)."""
-    if not _by_copy(session):
-        session.execute(insert(AuditRow), [r.values for r in records])
+    """The records' rows in bulk, no ORM object or type conversion per record: a purge of a
+    whole Delete group writes thousands of records in one transaction, and SQLAlchemy's
+    work per record (the JSON columns, the ORM's bulk path) cost more than the database's
+    insert (bench: purge). On PostgreSQL one COPY (an executemany sends one prepared
+    statement per record); on SQLite one executemany of a plain INSERT."""
+    session.flush()  # as the ORM insert would: pending changes reach the database first
+    if not on_postgresql(session):
+        session.connection().exec_driver_sql(_INSERT, [r.row for r in records])
         return
-    session.flush()  # as the ORM insert would: pending changes reach the server first
-    statement = f"COPY {AuditRow.__tablename__} ({', '.join(_COLUMNS)}) FROM STDIN"
-    with raw_cursor(session, statement) as cursor, cursor.copy(statement) as copy:
+    with raw_cursor(session, _COPY) as cursor, cursor.copy(_COPY) as copy:
         for record in records:
-            copy.write_row(record.copy_row or _copy_row(record.values))
+            copy.write_row(record.row)
 
 
-def _by_copy(session: Session) -> bool:
-    """Whether records go in by COPY (PostgreSQL) rather than an INSERT."""
-    return on_postgresql(session)
+_TARGET = f"{AuditRow.__tablename__} ({', '.join(_COLUMNS)})"
+_COPY = f"COPY {_TARGET} FROM STDIN"
+_INSERT = f"INSERT INTO {_TARGET} VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608 - fixed names
 
 
-def _copy_row(record: dict[str, Any]) -> tuple[Any, ...]:
-    """The record as COPY writes it: the JSON columns as `json.dumps` text, the form
+def _row(record: dict[str, Any]) -> tuple[Any, ...]:
+    """The record as `_insert` writes it: the JSON columns as `json.dumps` text, the form
     SQLAlchemy's JSON type stores."""
     return tuple(json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS)
 

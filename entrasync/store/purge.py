@@ -24,7 +24,7 @@ from sqlalchemy.sql.expression import Executable
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
 from entrasync.store.driver import pipelined
-from entrasync.store.id_lists import id_chunks, one_of
+from entrasync.store.id_lists import one_of
 from entrasync.store.operations import Details
 from entrasync.store.schema import (
     ActivityRow,
@@ -68,14 +68,14 @@ Holdings = dict[int, Holding]  # user id -> what they hold; users without agents
 
 def subjects(session: Session, user_ids: Sequence[int]) -> tuple[list[Subject], Holdings]:
     """The records of `user_ids` (merged ones included), as plain subjects, and what each
-    holds: one query per batch of users (`id_chunks`)."""
+    holds: one query (`one_of`: the ids as one parameter)."""
     found: dict[int, Subject] = {}
     per_user: dict[int, list[tuple[int, int]]] = {}
-    for chunk in id_chunks(session, list(user_ids)):
-        for uid, tracking, status, merged, aid, rows in session.execute(_holding(session, chunk)):
-            found.setdefault(int(uid), Subject(int(uid), str(tracking), str(status), merged))
-            if aid is not None:
-                per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
+    held = session.execute(_holding(session, user_ids)) if user_ids else ()
+    for uid, tracking, status, merged, aid, rows in held:
+        found.setdefault(int(uid), Subject(int(uid), str(tracking), str(status), merged))
+        if aid is not None:
+            per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
     return list(found.values()), {uid: _holding_of(agents) for uid, agents in per_user.items()}
 
 
@@ -181,14 +181,14 @@ def _statements(
     by: UntrackedBy | str,
     now: datetime | None,
 ) -> Iterator[Executable]:
-    for chunk in id_chunks(session, agent_ids):
-        yield delete(ActivityRow).where(one_of(session, ActivityRow.agent_id, chunk))
-        yield delete(AgentLogonRow).where(one_of(session, AgentLogonRow.agent_id, chunk))
-        yield delete(AgentRow).where(one_of(session, AgentRow.id, chunk))
-    for chunk in id_chunks(session, user_ids):
+    if agent_ids:
+        yield delete(ActivityRow).where(one_of(session, ActivityRow.agent_id, agent_ids))
+        yield delete(AgentLogonRow).where(one_of(session, AgentLogonRow.agent_id, agent_ids))
+        yield delete(AgentRow).where(one_of(session, AgentRow.id, agent_ids))
+    if user_ids:
         yield (
             update(UserRow)
-            .where(one_of(session, UserRow.id, chunk))
+            .where(one_of(session, UserRow.id, user_ids))
             .values(
                 # An earlier untracking keeps its author: an admin's decision outlives a purge.
                 untracked_by=case(
@@ -202,7 +202,7 @@ def _statements(
             )
         )
         # A purge already done needs no scheduling any more.
-        yield delete(ScheduledPurgeRow).where(one_of(session, ScheduledPurgeRow.user_id, chunk))
+        yield delete(ScheduledPurgeRow).where(one_of(session, ScheduledPurgeRow.user_id, user_ids))
 
 
 def _held(user: Subject, holdings: Holdings) -> tuple[int, int]:

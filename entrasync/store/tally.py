@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 
 from entrasync.store import queries
-from entrasync.store.id_lists import id_chunks, one_of
+from entrasync.store.id_lists import one_of
 from entrasync.store.schema import Base, EntraMemberRow, EntraUserRow, UserRow
 
 _KEY = "entrasync.license_tally"
@@ -158,16 +158,15 @@ def _counts(session: Session, user_ids: list[int]) -> tuple[dict[int, int], set[
 
 
 def _live(session: Session, user_ids: list[int]) -> set[int]:
-    live: set[int] = set()
-    for chunk in id_chunks(session, user_ids):
-        live.update(
-            session.scalars(
-                select(UserRow.id).where(
-                    one_of(session, UserRow.id, chunk), UserRow.merged_into_id.is_(None)
-                )
+    if not user_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(UserRow.id).where(
+                one_of(session, UserRow.id, user_ids), UserRow.merged_into_id.is_(None)
             )
         )
-    return live
+    )
 
 
 def settle(session: Session) -> LicenseTallyRow | None:

@@ -10,6 +10,8 @@ replaced as well, because they often quote the URL or the DSN.
 from __future__ import annotations
 
 import re
+import sqlite3
+from functools import cache
 from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
@@ -47,7 +49,26 @@ def parse(url: str) -> URL:
             f"{safe_url(url)}: unsupported driver {parsed.get_driver_name()!r} for {backend} "
             f"(entrasync uses {BACKENDS[backend]}); expected {EXAMPLES}"
         )
+    if backend == "sqlite" and not sqlite_has_json():
+        raise ValueError(
+            f"{safe_url(url)}: this Python's SQLite {sqlite3.sqlite_version} has no JSON "
+            "functions (json_each); entrasync needs SQLite 3.38 or one built with JSON1"
+        )
     return parsed
+
+
+@cache
+def sqlite_has_json() -> bool:
+    """Whether the SQLite this Python links has JSON1 (store/id_lists.py sends id lists
+    through `json_each`; SQLAlchemy's JSON type needs it too): built in since 3.38."""
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.execute("SELECT count(*) FROM json_each('[1]')")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.close()
+    return True
 
 
 def safe_url(url: str) -> str:

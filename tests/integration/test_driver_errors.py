@@ -40,8 +40,8 @@ def test_an_audit_record_the_store_refuses_is_a_refused_write(store: Store) -> N
 
 
 def _record() -> audit.Sealed:
-    """A record as a purge batch builds it (its COPY row on PostgreSQL)."""
-    chain = audit.Chain(0, GENESIS, "entrasync", "2026-06-01T00:00:00.000000Z", None, True)
+    """A record as a purge batch builds it (with the row `_insert` writes)."""
+    chain = audit.Chain(0, GENESIS, "entrasync", "2026-06-01T00:00:00.000000Z", None)
     return chain.records([AuditEvent("merge.skipped", "twice")])[0]
 
 

@@ -1,10 +1,12 @@
-"""Lists of ids in SQL (store/id_lists.py): the same rows on both stores, and on PostgreSQL
-one `bigint[]` parameter whose values the planner sees (a purge batch's statements are
-planned for the users it names, not for a guess), in statements never prepared
-(store/engines.py: a generic plan outlives the table sizes it was made for)."""
+"""Lists of ids in SQL (store/id_lists.py): the same rows on both stores, each list one
+parameter however long; on PostgreSQL a `bigint[]` whose values the planner sees (a purge
+batch's statements are planned for the users it names, not for a guess), in statements
+never prepared (store/engines.py: a generic plan outlives the table sizes it was made for);
+on SQLite a JSON array whose ids probe the column's index."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from entrasync.store.db import Store, lock_writers
 from entrasync.store.driver import IdArray
-from entrasync.store.id_lists import id_chunks, one_of
+from entrasync.store.id_lists import one_of
 from entrasync.store.schema import UserRow
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -29,17 +31,49 @@ def _users(store: Store, count: int) -> list[int]:
 
 def _matching(store: Store, ids: list[int]) -> list[int]:
     with store.reading() as session:
-        found: list[int] = []
-        for chunk in id_chunks(session, ids):
-            found += session.scalars(select(UserRow.id).where(one_of(session, UserRow.id, chunk)))
-        return sorted(found)
+        return sorted(session.scalars(select(UserRow.id).where(one_of(session, UserRow.id, ids))))
 
 
 def test_one_of_finds_exactly_the_ids_named(store: Store) -> None:
     ids = _users(store, 1_200)
-    named = [*ids[::2], 10**12, 2**62]  # more than one IN list's worth, some not stored
+    named = [*ids[::2], 10**12, 2**62]  # some not stored
     assert _matching(store, named) == ids[::2]
     assert _matching(store, []) == []
+
+
+def test_a_list_longer_than_any_parameter_limit_is_one_parameter(store: Store) -> None:
+    """40,000 ids (SQLite allows 32,766 parameters, PostgreSQL 65,535) go as one."""
+    ids = _users(store, 10)
+    sent: list[Any] = []
+
+    def capture(*args: Any) -> None:
+        sent.append(args[3])
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        found = _matching(store, [*range(10**9, 10**9 + 40_000), ids[3]])
+    finally:
+        event.remove(store.engine, "before_cursor_execute", capture)
+    assert found == [ids[3]]
+    (params,) = [p for p in sent if p]
+    assert len(params) == 1, len(params)
+
+
+def test_sqlite_probes_the_index_with_the_listed_ids(store: Store) -> None:
+    """The JSON array is read by `json_each` and each id looks up the primary key: no scan
+    of the table (the plan an IN list of literals gets)."""
+    if store.dialect != "sqlite":
+        pytest.skip("json_each is SQLite's")
+    ids = _users(store, 50)
+    with store.reading() as session:
+        query = select(UserRow.id).where(one_of(session, UserRow.id, ids[:5]))
+        sql = query.compile(session.get_bind()).string
+        plan = session.connection().exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {sql}", (json.dumps(ids[:5]),)
+        )
+        steps = [str(row[3]) for row in plan]
+    assert any(s.startswith("SEARCH users USING INTEGER PRIMARY KEY") for s in steps), steps
+    assert not any(s.startswith("SCAN users") for s in steps), steps
 
 
 @pytest.mark.postgres

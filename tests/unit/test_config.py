@@ -10,6 +10,7 @@ import pytest
 
 from entrasync.config import CONFIG_ENV, load_config, parse_config, resolve_config_path
 from entrasync.errors import ConfigError, ExitCode
+from entrasync.store import urls
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -306,6 +307,20 @@ def test_store_url_names_a_driver_entrasync_does_not_use(
         load_config(write(tmp_path, f'[store]\nurl = "{url}"\n'))
     for plain in ("postgresql://u@db/x", "sqlite:////x.db", "sqlite+pysqlite:////x.db"):
         assert load_config(write(tmp_path, f'[store]\nurl = "{plain}"\n')).store.url == plain
+
+
+def test_a_sqlite_without_json_functions_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Id lists reach SQLite through `json_each` (store/id_lists.py): a Python whose SQLite
+    lacks JSON1 is told so when the config is read (exit 78), not at the first purge."""
+    assert urls.sqlite_has_json()  # this machine's SQLite has it
+    monkeypatch.setattr(urls, "sqlite_has_json", lambda: False)
+    with pytest.raises(ConfigError, match=r"store\.url: .*no JSON functions") as caught:
+        load_config(write(tmp_path, '[store]\nurl = "sqlite:////x.db"\n'))
+    assert caught.value.exit_code == ExitCode.CONFIG
+    postgres = 'url = "postgresql+psycopg://u@db/x"'
+    assert load_config(write(tmp_path, f"[store]\n{postgres}\n")).store.url.startswith("postgresql")
 
 
 @pytest.mark.parametrize("endpoint", ["login.microsoftonline.com", "ftp://x", "https://"])
