@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from bench import storegen
 from entrasync.store.db import Store
+from entrasync.store.driver import on_postgresql
 
 
 @dataclass
@@ -80,7 +81,7 @@ def timed(into: dict[str, float], key: str) -> Iterator[None]:
 def checkpoint(store: Store) -> None:
     """On PostgreSQL both sides start with the WAL flushed: the copies were just written,
     and a checkpoint falling inside one side's timing made that side up to twice as slow."""
-    if store.dialect != "postgresql":
+    if not on_postgresql(store.engine):
         return
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("CHECKPOINT"))

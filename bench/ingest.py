@@ -15,6 +15,7 @@ from entrasync.domain.reports import parse_reports
 from entrasync.services.ingest import ingest_reports
 from entrasync.sim.generate import GeneratedTenant
 from entrasync.store.db import Store
+from entrasync.store.driver import on_postgresql
 
 
 def _watched(gen: GeneratedTenant) -> set[str]:
@@ -114,7 +115,7 @@ def raw_insert(store: Store, rows: list[tuple[Any, ...]]) -> float:
     one transaction. On SQLite the timestamps are formatted to its text form inside the
     timing (the database needs them as text); psycopg adapts datetimes itself."""
     columns = "agent_id, device, start, duration_s, app, title, received_at"
-    sqlite = store.dialect == "sqlite"
+    sqlite = not on_postgresql(store.engine)
     marks = ", ".join(["?" if sqlite else "%s"] * 7)
     raw = store.engine.raw_connection()
     driver: Any = raw.driver_connection

@@ -37,6 +37,7 @@ from bench.scenario import FULL, QUICK, SCENARIOS, T0, Scenario, sized
 from entrasync.config import Config, load_config
 from entrasync.sim.generate import generate_tenant
 from entrasync.store.db import Store
+from entrasync.store.driver import on_postgresql
 from entrasync.store.schema import EntraUserRow
 
 PG_ENV = "ENTRASYNC_TEST_DATABASE_URL"
@@ -48,7 +49,7 @@ def link_to_entra(url: str) -> None:
     as keys."""
     updated = bindparam("t", T0, type_=EntraUserRow.__table__.c.updated_at.type)
     engine = create_engine(url)
-    empty = "'[]'" if engine.dialect.name == "sqlite" else "CAST('[]' AS JSON)"
+    empty = "CAST('[]' AS JSON)" if on_postgresql(engine) else "'[]'"
     try:
         with engine.begin() as conn:
             conn.execute(

@@ -16,6 +16,7 @@ from entrasync.domain.actions import ActionKind
 from entrasync.domain.planning import PlannedAction
 from entrasync.sim.generate import GeneratedTenant
 from entrasync.store.db import Store
+from entrasync.store.driver import on_postgresql
 from entrasync.sync.apply import PURGE_BATCH, ActionApplier
 
 
@@ -142,7 +143,7 @@ _RAW_PURGE = (
 def _raw_purge(store: Store, user_ids: list[int]) -> None:
     """The same rows deleted with plain SQL in one transaction, as entrasync's batch: four
     set-based statements, committed."""
-    sqlite = store.dialect == "sqlite"
+    sqlite = not on_postgresql(store.engine)
     raw = store.engine.raw_connection()
     try:
         cursor = raw.cursor()

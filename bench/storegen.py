@@ -29,6 +29,7 @@ from bench.scenario import Scenario
 from entrasync.sim.generate import DOMAINS
 from entrasync.store import tally
 from entrasync.store.db import Store
+from entrasync.store.driver import on_postgresql
 from entrasync.store.schema import Base
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
@@ -98,7 +99,7 @@ class _Loader:
 
     @property
     def sqlite(self) -> bool:
-        return self.engine.dialect.name == "sqlite"
+        return not on_postgresql(self.engine)
 
     def load(self, table: str, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> None:
         self.loaded.append(table)
