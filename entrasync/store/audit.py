@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -22,7 +21,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from entrasync.domain.audit import FIELDS, GENESIS, AuditEvent, format_at, record_hash
+from entrasync.domain.audit import (
+    FIELDS,
+    GENESIS,
+    AuditEvent,
+    canonical_json,
+    format_at,
+    hash_of_texts,
+)
 from entrasync.domain.identity import IdentifierKind, normalize, normalize_logon
 from entrasync.store.driver import on_postgresql, raw_cursor
 from entrasync.store.schema import (
@@ -74,8 +80,11 @@ class Chain:
         return cls(seq, prev_hash, actor, format_at(now), run_id)
 
     def records(self, events: Sequence[AuditEvent]) -> list[Sealed]:
+        """The records of `events`, hashed, each value encoded once: the JSON columns are
+        stored as the canonical text the hash covers (a purge batch builds 500 records)."""
         records = []
         seq, prev_hash = self.seq, self.prev_hash
+        shared = {name: canonical_json(getattr(self, name)) for name in ("at", "run_id", "actor")}
         for event in events:
             seq += 1
             record: dict[str, Any] = {
@@ -90,8 +99,10 @@ class Chain:
                 "reason": event.reason,
                 "details": event.details,
             }
-            record["prev_hash"], record["hash"] = prev_hash, record_hash(record, prev_hash)
-            records.append(Sealed(record, _row(record)))
+            texts = {name: canonical_json(record[name]) for name in _PER_EVENT} | shared
+            record["prev_hash"], record["hash"] = prev_hash, hash_of_texts(texts, prev_hash)
+            row = tuple(texts[c] if c in _JSON_COLUMNS else record[c] for c in _COLUMNS)
+            records.append(Sealed(record, row))
             prev_hash = record["hash"]
         return records
 
@@ -115,7 +126,8 @@ def insert_records(session: Session, records: list[Sealed]) -> list[int]:
 
 
 _COLUMNS = (*FIELDS, "prev_hash", "hash")
-_JSON_COLUMNS = frozenset({"identifiers", "details"})
+_JSON_COLUMNS = frozenset({"identifiers", "details"})  # written as their canonical text
+_PER_EVENT = tuple(f for f in FIELDS if f not in {"at", "run_id", "actor"})
 
 
 def _insert(session: Session, records: list[Sealed]) -> None:
@@ -136,12 +148,6 @@ def _insert(session: Session, records: list[Sealed]) -> None:
 _TARGET = f"{AuditRow.__tablename__} ({', '.join(_COLUMNS)})"
 _COPY = f"COPY {_TARGET} FROM STDIN"
 _INSERT = f"INSERT INTO {_TARGET} VALUES ({', '.join('?' * len(_COLUMNS))})"  # noqa: S608 - fixed names
-
-
-def _row(record: dict[str, Any]) -> tuple[Any, ...]:
-    """The record as `_insert` writes it: the JSON columns as `json.dumps` text, the form
-    SQLAlchemy's JSON type stores."""
-    return tuple(json.dumps(record[c]) if c in _JSON_COLUMNS else record[c] for c in _COLUMNS)
 
 
 def as_dict(row: AuditRow) -> dict[str, Any]:

@@ -68,15 +68,17 @@ Holdings = dict[int, Holding]  # user id -> what they hold; users without agents
 
 def subjects(session: Session, user_ids: Sequence[int]) -> tuple[list[Subject], Holdings]:
     """The records of `user_ids` (merged ones included), as plain subjects, and what each
-    holds: one query (`one_of`: the ids as one parameter)."""
-    found: dict[int, Subject] = {}
+    holds: two queries, each probing an index by the ids (`one_of`: one parameter)."""
+    if not user_ids:
+        return [], {}
+    found = [
+        Subject(int(uid), str(tracking), str(status), merged)
+        for uid, tracking, status, merged in session.execute(_records(session, user_ids))
+    ]
     per_user: dict[int, list[tuple[int, int]]] = {}
-    held = session.execute(_holding(session, user_ids)) if user_ids else ()
-    for uid, tracking, status, merged, aid, rows in held:
-        found.setdefault(int(uid), Subject(int(uid), str(tracking), str(status), merged))
-        if aid is not None:
-            per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
-    return list(found.values()), {uid: _holding_of(agents) for uid, agents in per_user.items()}
+    for uid, aid, rows in session.execute(_agents_held(session, user_ids)):
+        per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
+    return found, {uid: _holding_of(agents) for uid, agents in per_user.items()}
 
 
 def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply: bool) -> Details:
@@ -145,24 +147,20 @@ def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
     return subjects(session, user_ids)[1]
 
 
-def _holding(
-    session: Session, user_ids: Sequence[int]
-) -> Select[int, str, str, int | None, int, int]:
-    """Each user of `user_ids` with each of their agents and its activity rows (agent id
-    NULL: no agents)."""
-    return (
-        select(
-            UserRow.id,
-            UserRow.tracking,
-            UserRow.status,
-            UserRow.merged_into_id,
-            AgentRow.id,
-            func.count(ActivityRow.agent_id),
-        )
-        .outerjoin(AgentRow, AgentRow.user_id == UserRow.id)
-        .outerjoin(ActivityRow, ActivityRow.agent_id == AgentRow.id)
-        .where(one_of(session, UserRow.id, user_ids))
-        .group_by(UserRow.id, AgentRow.id)
+def _records(session: Session, user_ids: Sequence[int]) -> Select[int, str, str, int | None]:
+    return select(UserRow.id, UserRow.tracking, UserRow.status, UserRow.merged_into_id).where(
+        one_of(session, UserRow.id, user_ids)
+    )
+
+
+def _agents_held(session: Session, user_ids: Sequence[int]) -> Select[int, int, int]:
+    """The agents of `user_ids`, each with its activity rows. Agents are found by their
+    user's index, rows counted per agent by its index: joined to the users instead,
+    PostgreSQL hashed the join against a scan of every agent (12 ms of a 500-user batch at
+    100,000 users, growing with the tenant; bench: purge)."""
+    rows = select(func.count()).where(ActivityRow.agent_id == AgentRow.id).scalar_subquery()
+    return select(AgentRow.user_id, AgentRow.id, rows).where(
+        one_of(session, AgentRow.user_id, user_ids)
     )
 
 

@@ -93,17 +93,16 @@ def pending_users(session: Session) -> int:
 
 def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, int]:
     """User id -> licenses the user holds (users holding none are absent)."""
-    counts: dict[int, int] = {}
-    for chunk in chunks(list(user_ids)):
-        # Both sides of the join named: given only the agents' side, PostgreSQL hashed the
-        # join against a scan of every user (all are active: the status is no filter).
-        rows = session.execute(
-            _licenses_per_user().where(
-                one_of(session, AgentRow.user_id, chunk), one_of(session, UserRow.id, chunk)
-            )
+    if not user_ids:
+        return {}
+    # Both sides of the join named: given only the agents' side, PostgreSQL hashed the join
+    # against a scan of every user (all are active: the status is no filter).
+    rows = session.execute(
+        _licenses_per_user().where(
+            one_of(session, AgentRow.user_id, user_ids), one_of(session, UserRow.id, user_ids)
         )
-        counts.update({int(uid): int(n) for uid, n in rows})
-    return counts
+    )
+    return {int(uid): int(n) for uid, n in rows}
 
 
 def all_license_counts(session: Session) -> dict[int, int]:
@@ -361,27 +360,27 @@ def identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
 def identifiers_by_user(
     session: Session, user_ids: Sequence[int]
 ) -> dict[int, list[dict[str, str]]]:
-    """`identifiers_of` for many users, one query per 500."""
+    """`identifiers_of` for many users, in one query."""
     found: dict[int, list[dict[str, str]]] = {uid: [] for uid in user_ids}
-    for chunk in chunks(list(user_ids)):
-        rows = session.execute(
-            select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
-            .where(one_of(session, IdentifierRow.user_id, chunk))
-            .order_by(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
-        )
-        for uid, kind, value in rows:
-            found[int(uid)].append({"kind": kind, "value": value})
+    if not user_ids:
+        return found
+    rows = session.execute(
+        select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
+        .where(one_of(session, IdentifierRow.user_id, user_ids))
+        .order_by(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
+    )
+    for uid, kind, value in rows:
+        found[int(uid)].append({"kind": kind, "value": value})
     return found
 
 
 def user_states(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
     """User id -> (tracking, status), as plain rows (ingest's lookups: no ORM objects)."""
-    found: dict[int, tuple[str, str]] = {}
-    for chunk in chunks(list(user_ids)):
-        rows = session.execute(
-            select(UserRow.id, UserRow.tracking, UserRow.status).where(
-                one_of(session, UserRow.id, chunk)
-            )
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(UserRow.id, UserRow.tracking, UserRow.status).where(
+            one_of(session, UserRow.id, user_ids)
         )
-        found.update({int(uid): (str(tracking), str(status)) for uid, tracking, status in rows})
-    return found
+    )
+    return {int(uid): (str(tracking), str(status)) for uid, tracking, status in rows}

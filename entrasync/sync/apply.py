@@ -7,10 +7,12 @@ How a kind is applied is declared once (`ACTIONS[kind].mode`, domain/actions.py)
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import os
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,7 +82,7 @@ class ActionApplier:
         Returns the actions that did something; a user already without agents is skipped."""
         done: list[PlannedAction] = []
         for start in range(0, len(actions), PURGE_BATCH):
-            with self.unit_of_work() as uow:
+            with _no_cycle_collection(), self.unit_of_work() as uow:
                 done += self._purge_batch(uow, actions[start : start + PURGE_BATCH])
                 crashpoint("mid-action")
             crashpoint("between-actions")
@@ -153,6 +155,23 @@ class ActionApplier:
             for record in rows.history(uow.session, user_id):
                 out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         return str(path)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused for one purge batch. A batch allocates tens of
+    thousands of short-lived objects (ids, rows, records), none in a cycle: reference
+    counting frees them when the batch ends. Left on, the collector ran during most
+    batches and walked every object of the process each time (about 12 ms of a 500-user
+    batch's 110 ms of CPU with 100,000 objects alive; more in a larger process; bench:
+    purge)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _exported(details: dict[str, Any], path: str | None) -> dict[str, Any]:

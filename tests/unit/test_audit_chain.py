@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from entrasync.domain.audit import (
     ACTIONS,
@@ -16,6 +20,7 @@ from entrasync.domain.audit import (
     admin_actor,
     canonical_json,
     format_at,
+    hash_of_texts,
     record_hash,
     verify_chain,
 )
@@ -75,6 +80,57 @@ def test_hash_is_sha256_over_canonical_json_and_prev_hash() -> None:
     payload = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     expected = hashlib.sha256((payload + GENESIS).encode("utf-8")).hexdigest()
     assert record["hash"] == expected
+
+
+_TEXT = st.text(max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seq=st.integers(min_value=1),
+    run_id=st.none() | _TEXT,
+    action=st.sampled_from(sorted(ACTIONS)),
+    user_id=st.none() | st.integers(),
+    entra_object_id=st.none() | _TEXT,
+    identifiers=st.lists(st.fixed_dictionaries({"kind": _TEXT, "value": _TEXT}), max_size=3),
+    reason=_TEXT,
+    details=st.dictionaries(_TEXT, _JSON, max_size=4),
+)
+def test_a_hash_from_each_fields_text_is_the_hash_of_the_whole_record(
+    seq: int,
+    run_id: str | None,
+    action: str,
+    user_id: int | None,
+    entra_object_id: str | None,
+    identifiers: list[dict[str, str]],
+    reason: str,
+    details: dict[str, Any],
+) -> None:
+    """Bulk writers hash a record from its fields' canonical texts (`hash_of_texts`, each
+    value encoded once): that must be the SHA-256 of the whole record's canonical JSON, or
+    `audit verify` would reject what they wrote."""
+    record = {
+        "seq": seq,
+        "at": format_at(datetime(2026, 6, 1, tzinfo=UTC)),
+        "run_id": run_id,
+        "actor": "entrasync",
+        "action": action,
+        "user_id": user_id,
+        "entra_object_id": entra_object_id,
+        "identifiers": identifiers,
+        "reason": reason,
+        "details": details,
+    }
+    whole = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = hashlib.sha256((whole + GENESIS).encode("utf-8")).hexdigest()
+    texts = {name: canonical_json(value) for name, value in record.items()}
+    assert hash_of_texts(texts, GENESIS) == expected
+    assert record_hash(record, GENESIS) == expected
 
 
 @pytest.mark.parametrize("field", [f for f in FIELDS if f != "seq"])
