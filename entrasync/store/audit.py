@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -84,26 +85,33 @@ class Chain:
         stored as the canonical text the hash covers (a purge batch builds 500 records)."""
         records = []
         seq, prev_hash = self.seq, self.prev_hash
-        shared = {name: canonical_json(getattr(self, name)) for name in ("at", "run_id", "actor")}
+        shared = {"at": self.at, "run_id": self.run_id, "actor": self.actor}
+        shared_texts = {name: canonical_json(value) for name, value in shared.items()}
         for event in events:
             seq += 1
-            record: dict[str, Any] = {
+            texts = shared_texts | {
+                "seq": str(seq),
+                "action": canonical_json(event.action),
+                "user_id": canonical_json(event.user_id),
+                "entra_object_id": canonical_json(event.entra_object_id),
+                "identifiers": canonical_json(event.identifiers),
+                "reason": canonical_json(event.reason),
+                "details": canonical_json(event.details),
+            }
+            digest = hash_of_texts(texts, prev_hash)
+            stored = shared | {
                 "seq": seq,
-                "at": self.at,
-                "run_id": self.run_id,
-                "actor": self.actor,
                 "action": event.action,
                 "user_id": event.user_id,
                 "entra_object_id": event.entra_object_id,
-                "identifiers": event.identifiers,
+                "identifiers": texts["identifiers"],
                 "reason": event.reason,
-                "details": event.details,
+                "details": texts["details"],
+                "prev_hash": prev_hash,
+                "hash": digest,
             }
-            texts = {name: canonical_json(record[name]) for name in _PER_EVENT} | shared
-            record["prev_hash"], record["hash"] = prev_hash, hash_of_texts(texts, prev_hash)
-            row = tuple(texts[c] if c in _JSON_COLUMNS else record[c] for c in _COLUMNS)
-            records.append(Sealed(record, row))
-            prev_hash = record["hash"]
+            records.append(Sealed(seq, _ROW(stored)))
+            prev_hash = digest
         return records
 
     def append(self, session: Session, events: Sequence[AuditEvent]) -> list[int]:
@@ -112,22 +120,25 @@ class Chain:
 
 @dataclass(frozen=True)
 class Sealed:
-    """A record built by `Chain.records`: its fields, and the row `_insert` writes (built
+    """A record built by `Chain.records`: its seq, and the row `_insert` writes (built
     with the record, so that a purge batch does this work while the server deletes)."""
 
-    values: dict[str, Any]
+    seq: int
     row: tuple[Any, ...]
+
+    def field(self, name: str) -> Any:
+        """A column's value as written (the JSON columns as their text)."""
+        return self.row[_COLUMNS.index(name)]
 
 
 def insert_records(session: Session, records: list[Sealed]) -> list[int]:
     """Write records built by `Chain.records`; returns their seqs."""
     _insert(session, records)
-    return [r.values["seq"] for r in records]
+    return [r.seq for r in records]
 
 
 _COLUMNS = (*FIELDS, "prev_hash", "hash")
-_JSON_COLUMNS = frozenset({"identifiers", "details"})  # written as their canonical text
-_PER_EVENT = tuple(f for f in FIELDS if f not in {"at", "run_id", "actor"})
+_ROW = itemgetter(*_COLUMNS)  # a record's values as `_insert` writes them
 
 
 def _insert(session: Session, records: list[Sealed]) -> None:

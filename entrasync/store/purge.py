@@ -16,10 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Select, case, delete, func, or_, select, update
+from sqlalchemy import JSON, Select, case, delete, func, or_, select, update
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.functions import FunctionElement
 
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
@@ -30,6 +33,7 @@ from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
     AgentRow,
+    IdentifierRow,
     ScheduledPurgeRow,
     UserRow,
 )
@@ -37,16 +41,22 @@ from entrasync.store.schema import (
 
 @dataclass(frozen=True)
 class Subject:
-    """What a purge reads of a user record."""
+    """What a purge reads of a user record; `identifiers` (kind, value, sorted) only when
+    read by `subjects`, for the audit record."""
 
     id: int
     tracking: str
     status: str
     merged_into_id: int | None
+    identifiers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, user: UserRow) -> Subject:
         return cls(user.id, user.tracking, user.status, user.merged_into_id)
+
+    def named_by(self) -> list[dict[str, str]]:
+        """The identifiers as an audit record names the person."""
+        return [{"kind": kind, "value": value} for kind, value in self.identifiers]
 
 
 @dataclass(frozen=True)
@@ -67,18 +77,21 @@ Holdings = dict[int, Holding]  # user id -> what they hold; users without agents
 
 
 def subjects(session: Session, user_ids: Sequence[int]) -> tuple[list[Subject], Holdings]:
-    """The records of `user_ids` (merged ones included), as plain subjects, and what each
-    holds: two queries, each probing an index by the ids (`one_of`: one parameter)."""
+    """The records of `user_ids` (merged ones included), as plain subjects with their
+    identifiers, and what each holds: one query (`_read`)."""
     if not user_ids:
         return [], {}
-    found = [
-        Subject(int(uid), str(tracking), str(status), merged)
-        for uid, tracking, status, merged in session.execute(_records(session, user_ids))
-    ]
-    per_user: dict[int, list[tuple[int, int]]] = {}
-    for uid, aid, rows in session.execute(_agents_held(session, user_ids)):
-        per_user.setdefault(int(uid), []).append((int(aid), int(rows)))
-    return found, {uid: _holding_of(agents) for uid, agents in per_user.items()}
+    found: list[Subject] = []
+    holdings: Holdings = {}
+    for uid, tracking, status, merged, agents, identifiers in session.connection().execute(
+        _read(session, user_ids)
+    ):
+        # JSON's own types: ints and strings already
+        named = tuple(sorted(map(tuple, identifiers or ())))
+        found.append(Subject(uid, tracking, status, merged, named))
+        if agents:
+            holdings[uid] = _holding_of(agents)
+    return found, holdings
 
 
 def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply: bool) -> Details:
@@ -126,8 +139,9 @@ def purging(
 
     `holdings` (from `subjects`, read after `tally.lock`) also stands for the tally's reading
     before the purge (unless `tally.before` `counted` them); after it the users hold nothing
-    and are as live as they were (`tally.emptied`). The deletes do not fetch the deleted keys
-    back (the ORM's default for a DELETE is RETURNING every id)."""
+    and are as live as they were (`tally.emptied`). The statements run as plain Core ones on
+    the session's connection: through the ORM each paid for bookkeeping a purge does not
+    need (its DELETE fetched back every deleted key unless told not to)."""
     users = [u for group in users_by.values() for u in group]
     details = {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
     held = {u.id: _held(u, holdings) for u in users}
@@ -135,10 +149,11 @@ def purging(
         tally.known(session, held)
     tally.emptied(session, {uid: live for uid, (_, live) in held.items()})
     with pipelined(session, "the purge's deletes"):
+        connection = session.connection()
         for by, group in users_by.items():
             agent_ids = [a for u in group for a in holdings.get(u.id, NOTHING).agent_ids]
             for stmt in _statements(session, agent_ids, [u.id for u in group], by, now):
-                session.execute(stmt, execution_options={"synchronize_session": False})
+                connection.execute(stmt)
         yield details
 
 
@@ -147,29 +162,55 @@ def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
     return subjects(session, user_ids)[1]
 
 
-def _records(session: Session, user_ids: Sequence[int]) -> Select[int, str, str, int | None]:
-    return select(UserRow.id, UserRow.tracking, UserRow.status, UserRow.merged_into_id).where(
-        one_of(session, UserRow.id, user_ids)
-    )
+class _json_rows(FunctionElement[Any]):
+    """The aggregate's rows as one JSON array of arrays: `json_agg(json_build_array(…))` on
+    PostgreSQL, `json_group_array(json_array(…))` on SQLite; NULL or `[]` for none."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "json_rows"
 
 
-def _agents_held(session: Session, user_ids: Sequence[int]) -> Select[int, int, int]:
-    """The agents of `user_ids`, each with its activity rows. Agents are found by their
-    user's index, rows counted per agent by its index: joined to the users instead,
-    PostgreSQL hashed the join against a scan of every agent (12 ms of a 500-user batch at
-    100,000 users, growing with the tenant; bench: purge)."""
+@compiles(_json_rows, "postgresql")
+def _json_rows_postgresql(element: _json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_agg(json_build_array({compiler.process(element.clauses, **kw)}))"
+
+
+@compiles(_json_rows)
+def _json_rows_sqlite(element: _json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+def _read(session: Session, user_ids: Sequence[int]) -> Select[Any]:
+    """Each user of `user_ids` with their agents ([id, activity rows]) and identifiers
+    ([kind, value]), aggregated per user: one row per user, each part found by its own index
+    (users by key, agents by user, rows by agent, identifiers by user). Read as separate
+    queries the rows cost more client time than the server's; joined, PostgreSQL hashed the
+    agents against a scan of all of them (12 ms of a 500-user batch at 100,000 users,
+    growing with the tenant; bench: purge)."""
     rows = select(func.count()).where(ActivityRow.agent_id == AgentRow.id).scalar_subquery()
-    return select(AgentRow.user_id, AgentRow.id, rows).where(
-        one_of(session, AgentRow.user_id, user_ids)
+    agents = select(_json_rows(AgentRow.id, rows)).where(AgentRow.user_id == UserRow.id)
+    identifiers = select(_json_rows(IdentifierRow.kind, IdentifierRow.value)).where(
+        IdentifierRow.user_id == UserRow.id
     )
+    return select(
+        UserRow.id,
+        UserRow.tracking,
+        UserRow.status,
+        UserRow.merged_into_id,
+        agents.scalar_subquery(),
+        identifiers.scalar_subquery(),
+    ).where(one_of(session, UserRow.id, user_ids))
 
 
-def _holding_of(agents: list[tuple[int, int]]) -> Holding:
-    return Holding(
-        tuple(aid for aid, _ in agents),
-        sum(rows for _, rows in agents),
-        sum(1 for _, rows in agents if rows),
-    )
+def _holding_of(agents: Sequence[Sequence[int]]) -> Holding:
+    """From the agents' [id, activity rows]."""
+    agent_ids, rows, holding = [], 0, 0
+    for agent_id, held in agents:
+        agent_ids.append(agent_id)
+        rows += held
+        holding += held > 0
+    return Holding(tuple(agent_ids), rows, holding)
 
 
 def _statements(

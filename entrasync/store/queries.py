@@ -357,23 +357,6 @@ def identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
     return [{"kind": kind, "value": value} for kind, value in rows]
 
 
-def identifiers_by_user(
-    session: Session, user_ids: Sequence[int]
-) -> dict[int, list[dict[str, str]]]:
-    """`identifiers_of` for many users, in one query."""
-    found: dict[int, list[dict[str, str]]] = {uid: [] for uid in user_ids}
-    if not user_ids:
-        return found
-    rows = session.execute(
-        select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
-        .where(one_of(session, IdentifierRow.user_id, user_ids))
-        .order_by(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
-    )
-    for uid, kind, value in rows:
-        found[int(uid)].append({"kind": kind, "value": value})
-    return found
-
-
 def user_states(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
     """User id -> (tracking, status), as plain rows (ingest's lookups: no ORM objects)."""
     if not user_ids:

@@ -24,7 +24,7 @@ from entrasync.domain.audit import SYSTEM_ACTOR, AuditEvent
 from entrasync.domain.planning import PlannedAction
 from entrasync.store import actions as rows
 from entrasync.store import groups as group_rows
-from entrasync.store import purge, queries, tally
+from entrasync.store import purge, tally
 from entrasync.store.db import Store
 from entrasync.store.uow import UnitOfWork
 from entrasync.sync.crashpoints import crashpoint
@@ -96,7 +96,6 @@ class ActionApplier:
         targets = {uid: target for uid, target in targets.items() if uid in holdings}
         if not targets:
             return []
-        identifiers = queries.identifiers_by_user(session, list(targets))
         exported = {uid: self._export(uow, uid) for uid in targets}
         chain = uow.chain()
         by: dict[str, list[purge.Subject]] = {}
@@ -111,10 +110,10 @@ class ActionApplier:
                         action.reason,
                         uid,
                         action.object_id,
-                        identifiers[uid],
+                        user.named_by(),
                         _exported(details[uid], exported[uid]),
                     )
-                    for uid, (_, action) in targets.items()
+                    for uid, (user, action) in targets.items()
                 ]
             )
         uow.write_records(records)

@@ -120,7 +120,7 @@ def test_a_forked_record_is_rejected_by_the_store(store: Store) -> None:
     # A second writer that read the same (empty) head, as `Chain` builds its record.
     stale = audit.Chain(0, GENESIS, "t", "x", None)
     (fork,) = stale.records([AuditEvent("merge.skipped", "fork")])
-    assert (fork.values["seq"], fork.values["prev_hash"]) == (1, GENESIS)
+    assert (fork.seq, fork.field("prev_hash")) == (1, GENESIS)
     with pytest.raises(IntegrityError), store.transaction() as session:
         audit.insert_records(session, [fork])
     assert [r["reason"] for r in _records(store)] == ["one"]
