@@ -2,16 +2,18 @@
 the licensing model). One set of statements per batch of users, whatever they hold, shared by
 the admin command, the pending queue's `remove` and the sync cycle (a whole Delete group).
 
-A purge reads each user and what they hold first, in one query (`subjects`: their agent
-ids, activity rows and agents holding history), for the audit record's details and the
-tally's readings; the deletes then go by those agent ids. Users are plain `Subject`s, not ORM
-records: a batch of 500 users loaded, tracked and expired by the ORM cost more client time
-than the deletes (bench: purge). On PostgreSQL the deletes are pipelined (`purging`): the
-caller builds the audit records while the server deletes.
+A purge reads each user first, in one query (`subjects`: their state, agent ids and
+identifiers), then deletes their history by those agent ids, and the deletion itself says
+how many rows each agent held (`RETURNING`): the audit record's details and the tally's
+readings come from what was deleted, not from a count taken before. Users are plain
+`Subject`s, not ORM records: a batch of 500 users loaded, tracked and expired by the ORM cost
+more client time than the deletes (bench: purge). On PostgreSQL the statements after the
+history's are pipelined (`purging`): the caller builds the audit records meanwhile.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
-from entrasync.store.driver import pipelined
+from entrasync.store.driver import on_postgresql, pipelined
 from entrasync.store.id_lists import one_of
 from entrasync.store.operations import Details
 from entrasync.store.schema import (
@@ -41,18 +43,15 @@ from entrasync.store.schema import (
 
 @dataclass(frozen=True)
 class Subject:
-    """What a purge reads of a user record; `identifiers` (kind, value, sorted) only when
-    read by `subjects`, for the audit record."""
+    """What a purge reads of a user record (`subjects`): its state, its agents, and its
+    identifiers (kind, value, sorted) for the audit record."""
 
     id: int
     tracking: str
     status: str
     merged_into_id: int | None
-    identifiers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, user: UserRow) -> Subject:
-        return cls(user.id, user.tracking, user.status, user.merged_into_id)
+    identifiers: tuple[tuple[str, str], ...]
+    agent_ids: tuple[int, ...]
 
     def named_by(self) -> list[dict[str, str]]:
         """The identifiers as an audit record names the person."""
@@ -76,28 +75,24 @@ NOTHING = Holding((), 0, 0)
 Holdings = dict[int, Holding]  # user id -> what they hold; users without agents are absent
 
 
-def subjects(session: Session, user_ids: Sequence[int]) -> tuple[list[Subject], Holdings]:
-    """The records of `user_ids` (merged ones included), as plain subjects with their
-    identifiers, and what each holds: one query (`_read`)."""
+def subjects(session: Session, user_ids: Sequence[int]) -> list[Subject]:
+    """The records of `user_ids` (merged ones included) as plain subjects: one query
+    (`_read`). Read after `tally.lock` when they are purged next (`purging`)."""
     if not user_ids:
-        return [], {}
-    found: list[Subject] = []
-    holdings: Holdings = {}
-    for uid, tracking, status, merged, agents, identifiers in session.connection().execute(
-        _read(session, user_ids)
-    ):
+        return []
+    return [
         # JSON's own types: ints and strings already
-        named = tuple(sorted(map(tuple, identifiers or ())))
-        found.append(Subject(uid, tracking, status, merged, named))
-        if agents:
-            holdings[uid] = _holding_of(agents)
-    return found, holdings
+        Subject(uid, tracking, status, merged, tuple(sorted(map(tuple, named or ()))), agents)
+        for uid, tracking, status, merged, agents, named in session.connection().execute(
+            _read(session, user_ids)
+        )
+    ]
 
 
 def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply: bool) -> Details:
     """Delete all history and agents; identifiers (logons included) stay, user is Untracked.
     A pending user leaves the queue: with no data left there is nothing to approve."""
-    details = purge_users(session, [Subject.of(user)], by, apply=apply)[user.id]
+    details = purge_users(session, [user.id], by, apply=apply)[user.id]
     if apply:
         session.expire(user)  # changed by the UPDATE, behind the ORM's back
     return details
@@ -105,22 +100,19 @@ def purge_user(session: Session, user: UserRow, by: UntrackedBy | str, *, apply:
 
 def purge_users(
     session: Session,
-    users: Sequence[Subject],
+    user_ids: Sequence[int],
     by: UntrackedBy | str,
     *,
     apply: bool,
-    holdings: Holdings | None = None,
     now: datetime | None = None,
 ) -> dict[int, Details]:
     """`purge_user` for many users at once: a fixed handful of statements per batch of
-    users, whatever their number. `holdings` as `purging` takes them; read here if None."""
-    read = holdings is not None
-    holdings = holdings if holdings is not None else purge_holdings(session, [u.id for u in users])
+    users, whatever their number. Without `apply`, what a purge would remove (counted)."""
     if not apply:
-        return {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
-    if not read:
-        tally.before(session, [u.id for u in users])
-    with purging(session, {by: users}, holdings, now, counted=not read) as details:
+        held = purge_holdings(session, user_ids)
+        return {u.id: _details(u, held.get(u.id, NOTHING)) for u in subjects(session, user_ids)}
+    tally.lock(session)
+    with purging(session, {by: subjects(session, user_ids)}, now) as details:
         return details
 
 
@@ -128,38 +120,88 @@ def purge_users(
 def purging(
     session: Session,
     users_by: Mapping[UntrackedBy | str, Sequence[Subject]],
-    holdings: Holdings,
     now: datetime | None,
-    *,
-    counted: bool = False,
 ) -> Iterator[dict[int, Details]]:
-    """Purge the users (untracked by -> users) and yield each one's details: the block
-    runs while PostgreSQL executes the statements (`driver.pipelined`: a purge batch builds
-    its audit records meanwhile); they are done when it ends.
+    """Purge the users (untracked by -> users, read by `subjects` after `tally.lock`) and
+    yield each one's details. Their history is deleted first, and the deletion says what
+    each agent held; the block then runs while PostgreSQL executes the other statements
+    (`driver.pipelined`: a purge batch builds its audit records meanwhile); they are done
+    when it ends.
 
-    `holdings` (from `subjects`, read after `tally.lock`) also stands for the tally's reading
-    before the purge (unless `tally.before` `counted` them); after it the users hold nothing
-    and are as live as they were (`tally.emptied`). The statements run as plain Core ones on
-    the session's connection: through the ORM each paid for bookkeeping a purge does not
-    need (its DELETE fetched back every deleted key unless told not to)."""
+    What was deleted also stands for the tally's reading before the purge (`tally.known`);
+    after it the users hold nothing and are as live as they were (`tally.emptied`). The
+    statements run as plain Core ones on the session's connection: through the ORM each paid
+    for bookkeeping a purge does not need (its DELETE fetched back every deleted key unless
+    told not to)."""
     users = [u for group in users_by.values() for u in group]
-    details = {u.id: _details(u, holdings.get(u.id, NOTHING)) for u in users}
-    held = {u.id: _held(u, holdings) for u in users}
-    if not counted:
-        tally.known(session, held)
+    session.flush()  # pending ORM changes reach the database before the purge's statements
+    deleted = _delete_history(session, [a for u in users for a in u.agent_ids])
+    holdings = {u.id: _holding_of(u.agent_ids, deleted) for u in users}
+    details = {u.id: _details(u, holdings[u.id]) for u in users}
+    held = {u.id: _held(u, holdings[u.id]) for u in users}
+    tally.known(session, held)
     tally.emptied(session, {uid: live for uid, (_, live) in held.items()})
     with pipelined(session, "the purge's deletes"):
         connection = session.connection()
         for by, group in users_by.items():
-            agent_ids = [a for u in group for a in holdings.get(u.id, NOTHING).agent_ids]
+            agent_ids = [a for u in group for a in u.agent_ids]
             for stmt in _statements(session, agent_ids, [u.id for u in group], by, now):
                 connection.execute(stmt)
         yield details
 
 
 def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
-    """User id -> their agents, activity rows and agents holding history."""
-    return subjects(session, user_ids)[1]
+    """User id -> their agents, activity rows and agents holding history, counted (what a
+    purge would remove; a purge itself learns it from the deletion)."""
+    if not user_ids:
+        return {}
+    per_user: dict[int, list[tuple[int, int]]] = {}
+    for uid, aid, rows in session.connection().execute(_counted(session, user_ids)):
+        per_user.setdefault(uid, []).append((aid, rows))
+    return {
+        uid: _holding_of(tuple(a for a, _ in agents), dict(agents))
+        for uid, agents in per_user.items()
+    }
+
+
+def _delete_history(session: Session, agent_ids: Sequence[int]) -> dict[int, int]:
+    """Delete the agents' activity rows: agent id -> rows deleted (agents without any are
+    absent). On PostgreSQL counted by the server (a data-modifying WITH), on SQLite from the
+    deleted rows' agent ids. Counted before the deletion instead, PostgreSQL read another of
+    the table's indexes for it (`uq_activity_event`, ten times the size of the one the
+    DELETE walks; bench: purge)."""
+    if not agent_ids:
+        return {}
+    deleted = (
+        delete(ActivityRow)
+        .where(one_of(session, ActivityRow.agent_id, agent_ids))
+        .returning(ActivityRow.agent_id)
+    )
+    connection = session.connection()
+    if not on_postgresql(session):
+        return Counter(connection.execute(deleted).scalars())
+    gone = deleted.cte("gone")
+    counted = select(gone.c.agent_id, func.count()).group_by(gone.c.agent_id)
+    return dict(connection.execute(counted).all())
+
+
+class _json_list(FunctionElement[Any]):
+    """The aggregate's values as one JSON array: `json_agg(…)` on PostgreSQL,
+    `json_group_array(…)` on SQLite; NULL or `[]` for none."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "json_list"
+
+
+@compiles(_json_list, "postgresql")
+def _json_list_postgresql(element: _json_list, compiler: Any, **kw: Any) -> str:
+    return f"json_agg({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_json_list)
+def _json_list_sqlite(element: _json_list, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array({compiler.process(element.clauses, **kw)})"
 
 
 class _json_rows(FunctionElement[Any]):
@@ -182,14 +224,13 @@ def _json_rows_sqlite(element: _json_rows, compiler: Any, **kw: Any) -> str:
 
 
 def _read(session: Session, user_ids: Sequence[int]) -> Select[Any]:
-    """Each user of `user_ids` with their agents ([id, activity rows]) and identifiers
-    ([kind, value]), aggregated per user: one row per user, each part found by its own index
-    (users by key, agents by user, rows by agent, identifiers by user). Read as separate
-    queries the rows cost more client time than the server's; joined, PostgreSQL hashed the
-    agents against a scan of all of them (12 ms of a 500-user batch at 100,000 users,
-    growing with the tenant; bench: purge)."""
-    rows = select(func.count()).where(ActivityRow.agent_id == AgentRow.id).scalar_subquery()
-    agents = select(_json_rows(AgentRow.id, rows)).where(AgentRow.user_id == UserRow.id)
+    """Each user of `user_ids` with their agent ids and identifiers ([kind, value]),
+    aggregated per user: one row per user, each part found by its own index (users by key,
+    agents by user, identifiers by user). Read as separate queries the rows cost more client
+    time than the server's; joined, PostgreSQL hashed the agents against a scan of all of
+    them (12 ms of a 500-user batch at 100,000 users, growing with the tenant; bench:
+    purge)."""
+    agents = select(_json_list(AgentRow.id)).where(AgentRow.user_id == UserRow.id)
     identifiers = select(_json_rows(IdentifierRow.kind, IdentifierRow.value)).where(
         IdentifierRow.user_id == UserRow.id
     )
@@ -203,14 +244,18 @@ def _read(session: Session, user_ids: Sequence[int]) -> Select[Any]:
     ).where(one_of(session, UserRow.id, user_ids))
 
 
-def _holding_of(agents: Sequence[Sequence[int]]) -> Holding:
-    """From the agents' [id, activity rows]."""
-    agent_ids, rows, holding = [], 0, 0
-    for agent_id, held in agents:
-        agent_ids.append(agent_id)
-        rows += held
-        holding += held > 0
-    return Holding(tuple(agent_ids), rows, holding)
+def _counted(session: Session, user_ids: Sequence[int]) -> Select[int, int, int]:
+    """The agents of `user_ids`, each with its activity rows (found by the user's index)."""
+    rows = select(func.count()).where(ActivityRow.agent_id == AgentRow.id).scalar_subquery()
+    return select(AgentRow.user_id, AgentRow.id, rows).where(
+        one_of(session, AgentRow.user_id, user_ids)
+    )
+
+
+def _holding_of(agent_ids: tuple[int, ...], deleted: Mapping[int, int]) -> Holding:
+    """What `agent_ids` held, by agent id -> activity rows (none: absent)."""
+    rows = [deleted.get(agent_id, 0) for agent_id in agent_ids]
+    return Holding(agent_ids, sum(rows), sum(1 for held in rows if held))
 
 
 def _statements(
@@ -220,8 +265,7 @@ def _statements(
     by: UntrackedBy | str,
     now: datetime | None,
 ) -> Iterator[Executable]:
-    if agent_ids:
-        yield delete(ActivityRow).where(one_of(session, ActivityRow.agent_id, agent_ids))
+    if agent_ids:  # their history is gone already (`_delete_history`)
         yield delete(AgentLogonRow).where(one_of(session, AgentLogonRow.agent_id, agent_ids))
         yield delete(AgentRow).where(one_of(session, AgentRow.id, agent_ids))
     if user_ids:
@@ -252,11 +296,10 @@ def _statements(
         yield delete(ScheduledPurgeRow).where(one_of(session, ScheduledPurgeRow.user_id, user_ids))
 
 
-def _held(user: Subject, holdings: Holdings) -> tuple[int, int]:
+def _held(user: Subject, held: Holding) -> tuple[int, int]:
     """(licenses, live) of `user` before its purge: its agents holding history count when it
     is active (queries.licensed_agents_query, the license rule)."""
-    holding = holdings.get(user.id, NOTHING).holding
-    licenses = holding if user.status == UserStatus.ACTIVE.value else 0
+    licenses = held.holding if user.status == UserStatus.ACTIVE.value else 0
     return licenses, 1 if user.merged_into_id is None else 0
 
 

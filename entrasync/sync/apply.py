@@ -90,10 +90,13 @@ class ActionApplier:
 
     def _purge_batch(self, uow: UnitOfWork, actions: list[PlannedAction]) -> list[PlannedAction]:
         session = uow.session
-        tally.lock(session)  # the users and counts read next stand for the tally's readings
-        targets, holdings = _purge_targets(uow, actions)
+        tally.lock(session)  # the users read next stand for the tally's readings
         # Users without agents have nothing left to purge (a re-run after a crash, say).
-        targets = {uid: target for uid, target in targets.items() if uid in holdings}
+        targets = {
+            uid: target
+            for uid, target in _purge_targets(uow, actions).items()
+            if target[0].agent_ids
+        }
         if not targets:
             return []
         exported = {uid: self._export(uow, uid) for uid in targets}
@@ -101,8 +104,8 @@ class ActionApplier:
         by: dict[str, list[purge.Subject]] = {}
         for user, action in targets.values():
             by.setdefault(action.untracked_by, []).append(user)
-        with purge.purging(session, by, holdings, self.now) as details:
-            # built while the server deletes (pipelined on PostgreSQL)
+        with purge.purging(session, by, self.now) as details:
+            # built while the server runs the rest (pipelined on PostgreSQL)
             records = chain.records(
                 [
                     AuditEvent(
@@ -179,20 +182,28 @@ def _exported(details: dict[str, Any], path: str | None) -> dict[str, Any]:
 
 def _purge_targets(
     uow: UnitOfWork, actions: list[PlannedAction]
-) -> tuple[dict[int, tuple[purge.Subject, PlannedAction]], purge.Holdings]:
-    """Live user id -> (user, action), and what each holds; a user named by two actions is
-    purged once."""
+) -> dict[int, tuple[purge.Subject, PlannedAction]]:
+    """Live user id -> (user, action); a user named by two actions is purged once."""
     ids = [a.user_id for a in actions if a.user_id is not None]
-    loaded, holdings = purge.subjects(uow.session, ids)
-    by_id = {u.id: u for u in loaded}
+    by_id = {u.id: u for u in purge.subjects(uow.session, ids)}
     targets: dict[int, tuple[purge.Subject, PlannedAction]] = {}
     for action in actions:
         user = by_id.get(action.user_id) if action.user_id is not None else None
         if user is not None and user.merged_into_id is not None:
-            live = rows.live_user(uow.session, action.user_id)  # rare: follow the merge chain
-            user = purge.Subject.of(live) if live is not None else None
-            if user is not None and user.id not in by_id:
-                holdings |= purge.purge_holdings(uow.session, [user.id])
+            user = _survivor(uow, by_id, user.id)  # rare: follow the merge chain
         if user is not None and user.id not in targets:
             targets[user.id] = (user, action)
-    return targets, holdings
+    return targets
+
+
+def _survivor(
+    uow: UnitOfWork, by_id: dict[int, purge.Subject], merged: int
+) -> purge.Subject | None:
+    """The live record `merged` was merged into, read as `purge.subjects` reads (its agents,
+    and its identifiers for the audit record)."""
+    live = rows.live_user(uow.session, merged)
+    if live is None:
+        return None
+    if live.id not in by_id:
+        (by_id[live.id],) = purge.subjects(uow.session, [live.id])
+    return by_id[live.id]

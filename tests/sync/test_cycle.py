@@ -395,3 +395,48 @@ def test_purges_run_in_batches_with_one_record_per_user(world: World, monkeypatc
     again = world.sync(later(1))
     assert again.applied.get("purge", 0) == 0  # nothing left: no second record
     assert verify(world.store).problem is None
+
+
+def test_a_purge_naming_a_merged_record_purges_and_names_the_survivor(world: World) -> None:
+    """A purge planned for a record that was merged away before it ran (an approve after a
+    later merge, say) follows the merge: the survivor is purged, and its audit record names
+    the survivor by the identifiers it has then, not the empty list of a record read
+    without them."""
+    import uuid
+
+    from entrasync.domain.actions import ActionKind
+    from entrasync.domain.planning import PlannedAction
+    from entrasync.services.users import merge
+    from entrasync.store.queries import find_user
+    from entrasync.sync.apply import ActionApplier
+
+    world.ingest(
+        report("CONTOSO\\ole", "PC-1", upn="ole@contoso.com", events=2),
+        report("NEWCO\\ole", "PC-2", upn="ole@newco.com", events=3),
+    )
+    with world.store.reading() as s:
+        old = find_user(s, "ole@contoso.com").id
+    config = world.config()
+    merge(
+        world.store,
+        config,
+        "ole@contoso.com",
+        "ole@newco.com",
+        actor="admin:ann",
+        now=T0,
+        dry_run=False,
+    )
+    applier = ActionApplier(world.store, config, str(uuid.uuid4()), later(1))
+
+    done = applier.apply_purges([PlannedAction(ActionKind.PURGE, "member of Delete", old, None)])
+
+    assert len(done) == 1
+    with world.store.reading() as s:
+        record = s.scalars(select(AuditRow).where(AuditRow.action == "user.purged")).one()
+        survivor = find_user(s, "ole@newco.com").id
+    assert record.user_id == survivor
+    assert {"kind": "upn", "value": "ole@newco.com"} in record.identifiers
+    assert {"kind": "upn", "value": "ole@contoso.com"} in record.identifiers  # moved over
+    assert record.details["rows_purged"] == 5
+    assert show_user(world.store, "ole@newco.com")["agents"] == []
+    assert verify(world.store).problem is None
