@@ -3,9 +3,9 @@ the licensing model). One set of statements per batch of users, whatever they ho
 the admin command, the pending queue's `remove` and the sync cycle (a whole Delete group).
 
 A purge reads each user first, in one query (`subjects`: their state, agent ids and
-identifiers), then deletes their history by those agent ids, and the deletion itself says
-how many rows each agent held (`RETURNING`): the audit record's details and the tally's
-readings come from what was deleted, not from a count taken before. Users are plain
+identifiers), then deletes their history by those agent ids, counting the rows each agent
+held as it deletes them (`_delete_history`): the audit record's details and the tally's
+readings come from that count. Users are plain
 `Subject`s, not ORM records: a batch of 500 users loaded, tracked and expired by the ORM cost
 more client time than the deletes (bench: purge). On PostgreSQL the statements after the
 history's are pipelined (`purging`): the caller builds the audit records meanwhile.
@@ -13,7 +13,6 @@ history's are pipelined (`purging`): the caller builds the audit records meanwhi
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from entrasync.store import tally
 from entrasync.store.driver import on_postgresql, pipelined
 from entrasync.store.id_lists import one_of
 from entrasync.store.operations import Details
+from entrasync.store.queries import sorted_identifiers
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -80,9 +80,10 @@ def subjects(session: Session, user_ids: Sequence[int]) -> list[Subject]:
     (`_read`). Read after `tally.lock` when they are purged next (`purging`)."""
     if not user_ids:
         return []
+    session.flush()  # read what the session changed too
     return [
-        # JSON's own types: ints and strings already
-        Subject(uid, tracking, status, merged, tuple(sorted(map(tuple, named or ()))), agents)
+        # JSON's own types, ints and strings, already; none: NULL (PostgreSQL) or [] (SQLite)
+        Subject(uid, tracking, status, merged, sorted_identifiers(named or ()), tuple(agents or ()))
         for uid, tracking, status, merged, agents, named in session.connection().execute(
             _read(session, user_ids)
         )
@@ -166,21 +167,21 @@ def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
 
 def _delete_history(session: Session, agent_ids: Sequence[int]) -> dict[int, int]:
     """Delete the agents' activity rows: agent id -> rows deleted (agents without any are
-    absent). On PostgreSQL counted by the server (a data-modifying WITH), on SQLite from the
-    deleted rows' agent ids. Counted before the deletion instead, PostgreSQL read another of
-    the table's indexes for it (`uq_activity_event`, ten times the size of the one the
-    DELETE walks; bench: purge)."""
+    absent). On PostgreSQL the deletion counts them (a data-modifying WITH): counted
+    beforehand, PostgreSQL read another of the table's indexes for it (`uq_activity_event`,
+    ten times the size of the one the DELETE walks; bench: purge). SQLite counts first,
+    through the index the DELETE walks next: it would hold every RETURNING row in memory
+    (a batch of heavy users is millions of rows)."""
     if not agent_ids:
         return {}
-    deleted = (
-        delete(ActivityRow)
-        .where(one_of(session, ActivityRow.agent_id, agent_ids))
-        .returning(ActivityRow.agent_id)
-    )
     connection = session.connection()
+    listed = one_of(session, ActivityRow.agent_id, agent_ids)
     if not on_postgresql(session):
-        return Counter(connection.execute(deleted).scalars())
-    gone = deleted.cte("gone")
+        counted = select(ActivityRow.agent_id, func.count()).where(listed)
+        held = dict(connection.execute(counted.group_by(ActivityRow.agent_id)).all())
+        connection.execute(delete(ActivityRow).where(listed))
+        return held
+    gone = delete(ActivityRow).where(listed).returning(ActivityRow.agent_id).cte("gone")
     counted = select(gone.c.agent_id, func.count()).group_by(gone.c.agent_id)
     return dict(connection.execute(counted).all())
 

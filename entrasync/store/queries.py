@@ -350,11 +350,15 @@ def _by_identifier(session: Session, value: str, kinds: list[IdentifierKind]) ->
 
 def identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
     rows = session.execute(
-        select(IdentifierRow.kind, IdentifierRow.value)
-        .where(IdentifierRow.user_id == user_id)
-        .order_by(IdentifierRow.kind, IdentifierRow.value)
+        select(IdentifierRow.kind, IdentifierRow.value).where(IdentifierRow.user_id == user_id)
     )
-    return [{"kind": kind, "value": value} for kind, value in rows]
+    return [{"kind": kind, "value": value} for kind, value in sorted_identifiers(rows)]
+
+
+def sorted_identifiers(pairs: Iterable[Sequence[str]]) -> tuple[tuple[str, str], ...]:
+    """(kind, value) pairs in the one order records name a person by: sorted by code point
+    (as SQLite's BINARY collation; PostgreSQL's ORDER BY follows the database's locale)."""
+    return tuple(sorted((kind, value) for kind, value in pairs))
 
 
 def user_states(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:

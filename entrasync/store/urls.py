@@ -51,9 +51,8 @@ def parse(url: str) -> URL:
         )
     if backend == "sqlite" and not sqlite_has_json():
         raise ValueError(
-            f"{safe_url(url)}: this Python's SQLite {sqlite3.sqlite_version} lacks JSON "
-            "functions (json_each) or RETURNING; entrasync needs SQLite 3.38 or later, or "
-            "3.35 or later built with JSON1"
+            f"{safe_url(url)}: this Python's SQLite {sqlite3.sqlite_version} has no JSON "
+            "functions (json_each); entrasync needs SQLite 3.38 or one built with JSON1"
         )
     return parsed
 
@@ -61,13 +60,10 @@ def parse(url: str) -> URL:
 @cache
 def sqlite_has_json() -> bool:
     """Whether the SQLite this Python links has JSON1 (store/id_lists.py sends id lists
-    through `json_each`; SQLAlchemy's JSON type needs it too; built in since 3.38) and
-    `RETURNING` (a purge counts what it deletes, store/purge.py; since 3.35)."""
+    through `json_each`; SQLAlchemy's JSON type needs it too): built in since 3.38."""
     connection = sqlite3.connect(":memory:")
     try:
         connection.execute("SELECT count(*) FROM json_each('[1]')")
-        connection.execute("CREATE TABLE t (x)")
-        connection.execute("DELETE FROM t RETURNING x")
     except sqlite3.OperationalError:
         return False
     finally:

@@ -185,6 +185,26 @@ def test_purge_keeps_identifiers_and_a_later_report_is_dropped(es: Any, ingest: 
     assert [r["details"]["rows_purged"] for r in record] == [2]
 
 
+@pytest.mark.usefixtures("people")
+def test_a_second_purge_of_a_person_without_agents_is_an_empty_one(es: Any) -> None:
+    """Purging again (nothing left: no agents) is audited with nothing removed, not a
+    failure. PostgreSQL aggregates no agents to NULL, SQLite to []: both read as none."""
+    assert es("users", "purge", "amy@contoso.com", "--yes").code == 0
+    again = es("users", "purge", "amy@contoso.com", "--yes", "--json")
+    assert again.code == 0, again.err
+    details = again.json()["details"]
+    assert (details["rows_purged"], details["agents_removed"], details["licenses_freed"]) == (
+        0,
+        0,
+        0,
+    )
+    assert details["before"]["tracking"] == "untracked"
+    records = es("audit", "list", "--action", "user.purged", "--json").json()
+    assert [r["details"]["rows_purged"] for r in records] == [2, 0]
+    assert es("status", "--json").json()["licenses"]["used"] == 1
+    assert es("audit", "verify").code == 0
+
+
 def test_purge_without_yes_and_without_a_terminal_exits_2(es: Any, dump: Any) -> None:
     before = dump()
     result = es("users", "purge", "anyone@contoso.com")

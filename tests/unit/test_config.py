@@ -312,14 +312,11 @@ def test_store_url_names_a_driver_entrasync_does_not_use(
 def test_a_sqlite_without_json_functions_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Id lists reach SQLite through `json_each` (store/id_lists.py) and a purge counts
-    what it deletes with RETURNING (store/purge.py): a Python whose SQLite lacks either is
-    told so when the config is read (exit 78), not at the first purge."""
+    """Id lists reach SQLite through `json_each` (store/id_lists.py): a Python whose SQLite
+    lacks JSON1 is told so when the config is read (exit 78), not at the first purge."""
     assert urls.sqlite_has_json()  # this machine's SQLite has it
     monkeypatch.setattr(urls, "sqlite_has_json", lambda: False)
-    with pytest.raises(
-        ConfigError, match=r"store\.url: .*lacks JSON functions .* RETURNING"
-    ) as caught:
+    with pytest.raises(ConfigError, match=r"store\.url: .*no JSON functions") as caught:
         load_config(write(tmp_path, '[store]\nurl = "sqlite:////x.db"\n'))
     assert caught.value.exit_code == ExitCode.CONFIG
     postgres = 'url = "postgresql+psycopg://u@db/x"'
