@@ -3,6 +3,7 @@ per size and store, and how each grows between the smallest and the largest size
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,8 @@ def run_sizes(
             if name in measured:
                 measured[name] = {"users": scenario.users, **measured[name]}
         sizes.append({"users": scenario.users, **measured})
+        # Each size on the log as it ends: a run stopped at the largest keeps the others.
+        log(f"{scenario.name} measured: {json.dumps(sizes[-1], separators=(',', ':'))}")
     backends = [
         b for b in BACKENDS if (b == "sqlite" and sqlite) or (b != "sqlite" and postgres_url)
     ]
