@@ -30,7 +30,7 @@ from entrasync.store import tally
 from entrasync.store.driver import on_postgresql, pipelined
 from entrasync.store.id_lists import one_of
 from entrasync.store.operations import Details
-from entrasync.store.queries import sorted_identifiers
+from entrasync.store.queries import named
 from entrasync.store.schema import (
     ActivityRow,
     AgentLogonRow,
@@ -44,18 +44,14 @@ from entrasync.store.schema import (
 @dataclass(frozen=True)
 class Subject:
     """What a purge reads of a user record (`subjects`): its state, its agents, and its
-    identifiers (kind, value, sorted) for the audit record."""
+    identifiers as the audit record names the person (`queries.named`)."""
 
     id: int
     tracking: str
     status: str
     merged_into_id: int | None
-    identifiers: tuple[tuple[str, str], ...]
+    identifiers: list[dict[str, str]]
     agent_ids: tuple[int, ...]
-
-    def named_by(self) -> list[dict[str, str]]:
-        """The identifiers as an audit record names the person."""
-        return [{"kind": kind, "value": value} for kind, value in self.identifiers]
 
 
 @dataclass(frozen=True)
@@ -83,8 +79,10 @@ def subjects(session: Session, user_ids: Sequence[int]) -> list[Subject]:
     session.flush()  # read what the session changed too
     return [
         # JSON's own types, ints and strings, already; none: NULL (PostgreSQL) or [] (SQLite)
-        Subject(uid, tracking, status, merged, sorted_identifiers(named or ()), tuple(agents or ()))
-        for uid, tracking, status, merged, agents, named in session.connection().execute(
+        Subject(
+            uid, tracking, status, merged, named(pairs or ()), tuple(a for (a,) in agents or ())
+        )
+        for uid, tracking, status, merged, agents, pairs in session.connection().execute(
             _read(session, user_ids)
         )
     ]
@@ -186,25 +184,6 @@ def _delete_history(session: Session, agent_ids: Sequence[int]) -> dict[int, int
     return dict(connection.execute(counted).all())
 
 
-class _json_list(FunctionElement[Any]):
-    """The aggregate's values as one JSON array: `json_agg(…)` on PostgreSQL,
-    `json_group_array(…)` on SQLite; NULL or `[]` for none."""
-
-    type = JSON()
-    inherit_cache = True
-    name = "json_list"
-
-
-@compiles(_json_list, "postgresql")
-def _json_list_postgresql(element: _json_list, compiler: Any, **kw: Any) -> str:
-    return f"json_agg({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(_json_list)
-def _json_list_sqlite(element: _json_list, compiler: Any, **kw: Any) -> str:
-    return f"json_group_array({compiler.process(element.clauses, **kw)})"
-
-
 class _json_rows(FunctionElement[Any]):
     """The aggregate's rows as one JSON array of arrays: `json_agg(json_build_array(…))` on
     PostgreSQL, `json_group_array(json_array(…))` on SQLite; NULL or `[]` for none."""
@@ -225,13 +204,13 @@ def _json_rows_sqlite(element: _json_rows, compiler: Any, **kw: Any) -> str:
 
 
 def _read(session: Session, user_ids: Sequence[int]) -> Select[Any]:
-    """Each user of `user_ids` with their agent ids and identifiers ([kind, value]),
+    """Each user of `user_ids` with their agents ([id]) and identifiers ([kind, value]),
     aggregated per user: one row per user, each part found by its own index (users by key,
     agents by user, identifiers by user). Read as separate queries the rows cost more client
     time than the server's; joined, PostgreSQL hashed the agents against a scan of all of
     them (12 ms of a 500-user batch at 100,000 users, growing with the tenant; bench:
     purge)."""
-    agents = select(_json_list(AgentRow.id)).where(AgentRow.user_id == UserRow.id)
+    agents = select(_json_rows(AgentRow.id)).where(AgentRow.user_id == UserRow.id)
     identifiers = select(_json_rows(IdentifierRow.kind, IdentifierRow.value)).where(
         IdentifierRow.user_id == UserRow.id
     )

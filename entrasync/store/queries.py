@@ -352,13 +352,14 @@ def identifiers_of(session: Session, user_id: int) -> list[dict[str, str]]:
     rows = session.execute(
         select(IdentifierRow.kind, IdentifierRow.value).where(IdentifierRow.user_id == user_id)
     )
-    return [{"kind": kind, "value": value} for kind, value in sorted_identifiers(rows)]
+    return named(rows)
 
 
-def sorted_identifiers(pairs: Iterable[Sequence[str]]) -> tuple[tuple[str, str], ...]:
-    """(kind, value) pairs in the one order records name a person by: sorted by code point
-    (as SQLite's BINARY collation; PostgreSQL's ORDER BY follows the database's locale)."""
-    return tuple(sorted((kind, value) for kind, value in pairs))
+def named(pairs: Iterable[Sequence[str]]) -> list[dict[str, str]]:
+    """(kind, value) pairs as audit records and `users show` name a person, in one order on
+    both stores: by code point (SQLite's BINARY collation; PostgreSQL's ORDER BY would follow
+    the database's locale)."""
+    return [{"kind": kind, "value": value} for kind, value in sorted(map(tuple, pairs))]
 
 
 def user_states(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:

@@ -113,7 +113,7 @@ class ActionApplier:
                         action.reason,
                         uid,
                         action.object_id,
-                        user.named_by(),
+                        user.identifiers,
                         _exported(details[uid], exported[uid]),
                     )
                     for uid, (user, action) in targets.items()
