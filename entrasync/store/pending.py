@@ -42,13 +42,13 @@ def waiting(session: Session) -> list[Waiting]:
         .where(UserRow.id.in_(_pending_ids()))
         .order_by(UserRow.pending_since, UserRow.id)
     ).all()
-    idents: dict[int, list[dict[str, str]]] = {}
-    for uid, kind, value in session.execute(
-        select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value)
-        .where(IdentifierRow.user_id.in_(_pending_ids()))
-        .order_by(IdentifierRow.kind, IdentifierRow.value)
-    ):
-        idents.setdefault(int(uid), []).append({"kind": kind, "value": value})
+    idents = queries.named_by_user(
+        session.execute(
+            select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value).where(
+                IdentifierRow.user_id.in_(_pending_ids())
+            )
+        )
+    )
     agents = {
         int(uid): int(n)
         for uid, n in session.execute(

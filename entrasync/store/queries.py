@@ -362,6 +362,14 @@ def named(pairs: Iterable[Sequence[str]]) -> list[dict[str, str]]:
     return [{"kind": kind, "value": value} for kind, value in sorted(map(tuple, pairs))]
 
 
+def named_by_user(rows: Iterable[Sequence[Any]]) -> dict[int, list[dict[str, str]]]:
+    """(user id, kind, value) rows -> each user's identifiers, `named`."""
+    pairs: dict[int, list[tuple[str, str]]] = {}
+    for uid, kind, value in rows:
+        pairs.setdefault(int(uid), []).append((kind, value))
+    return {uid: named(found) for uid, found in pairs.items()}
+
+
 def user_states(session: Session, user_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
     """User id -> (tracking, status), as plain rows (ingest's lookups: no ORM objects)."""
     if not user_ids:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from entrasync.store import audit
+from entrasync.store import audit, queries
 
 # The resolution `audit list --user` uses, so a receipt lists exactly the erasures that
 # `audit list --user IDENT --action user.purged` shows.
@@ -94,12 +94,13 @@ def _display_name(session: Session, users: Iterable[UserRow]) -> str | None:
 
 
 def _identifiers(session: Session, user_ids: Sequence[int]) -> list[dict[str, str]]:
-    rows = session.execute(
-        select(IdentifierRow.kind, IdentifierRow.value)
-        .where(IdentifierRow.user_id.in_(user_ids))
-        .order_by(IdentifierRow.kind, IdentifierRow.value)
+    return queries.named(
+        session.execute(
+            select(IdentifierRow.kind, IdentifierRow.value).where(
+                IdentifierRow.user_id.in_(user_ids)
+            )
+        )
     )
-    return [{"kind": kind, "value": value} for kind, value in rows]
 
 
 def erasure_records(

@@ -96,14 +96,9 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _all_identifiers(session: Session) -> dict[int, list[dict[str, str]]]:
-    idents: dict[int, list[dict[str, str]]] = {}
-    for uid, kind, value in session.execute(
-        select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value).order_by(
-            IdentifierRow.kind, IdentifierRow.value
-        )
-    ):
-        idents.setdefault(int(uid), []).append({"kind": kind, "value": value})
-    return idents
+    return queries.named_by_user(
+        session.execute(select(IdentifierRow.user_id, IdentifierRow.kind, IdentifierRow.value))
+    )
 
 
 def _all_agents(session: Session) -> dict[int, list[dict[str, Any]]]:
