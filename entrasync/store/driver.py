@@ -12,13 +12,18 @@ error is raised again as the `DBAPIError` subclass SQLAlchemy would have raised
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from threading import Event
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
+
+Statement = tuple[Executable, Mapping[str, Any]]  # a statement and its parameters
 
 
 def on_postgresql(on: Session | Connection | Engine) -> bool:
@@ -44,21 +49,61 @@ def raw_cursor(session: Session, statement: str) -> Iterator[Any]:
 
 
 @contextmanager
-def pipelined(session: Session, what: str) -> Iterator[None]:
-    """The session's statements in the block are sent without waiting for their results
-    (PostgreSQL: psycopg's pipeline mode; elsewhere they run as usual): the block's own work
-    overlaps the server's, and every statement is done when the block ends. Results and
-    row counts are not available inside (-1): for statements whose outcome the caller
-    knows already. Pending ORM changes are flushed first (a flush reads row counts).
-    `what` names the statements in an error, raised as SQLAlchemy's at the end."""
+def pipelined(session: Session, what: str, statements: Iterable[Statement]) -> Iterator[None]:
+    """Run `statements` (each with its parameters), in order and in the session's transaction, while the block runs:
+    the block's own work overlaps the database's, and every statement is done when the
+    block ends. PostgreSQL: psycopg's pipeline mode (sent without waiting for each result).
+    SQLite: a worker thread on the session's connection (sqlite3 lets go of the GIL while a
+    statement runs), so the block must not use the session. Results and row counts are not
+    available: for statements whose outcome the caller knows already. Pending ORM changes
+    are flushed first (a flush reads row counts). `what` names the statements in an error,
+    raised as SQLAlchemy's when the block ends."""
     session.flush()
     connection = session.connection()
-    if not on_postgresql(connection) or not _pipeline_supported():
-        yield  # a libpq older than 14 has no pipeline mode: the statements run one by one
+    if not on_postgresql(connection):
+        with _on_a_worker(connection, list(statements)):
+            yield
+        return
+    if not _pipeline_supported():  # a libpq older than 14 has no pipeline mode
+        _execute(connection, statements)
+        yield
         return
     psycopg_connection: Any = connection.connection.dbapi_connection
     with _as_sqlalchemy(connection, what, None), psycopg_connection.pipeline():
+        _execute(connection, statements)
         yield
+
+
+@contextmanager
+def _on_a_worker(connection: Connection, statements: list[Statement]) -> Iterator[None]:
+    """`statements` run on another thread while the block runs; the block's error wins,
+    and the thread is done before either is raised (the transaction's end needs it).
+
+    The block starts once the thread has its first statement under way: a thread that
+    wakes while another runs Python waits for the GIL up to `sys.getswitchinterval()`
+    (5 ms), and so did the first statement, which is a purge's longest (bench: purge)."""
+    started = Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="entrasync-store") as worker:
+        running = worker.submit(_execute, connection, statements, started)
+        try:
+            started.wait()
+            yield
+        finally:
+            wait([running])
+        running.result()
+
+
+def _execute(
+    connection: Connection, statements: Iterable[Statement], started: Event | None = None
+) -> None:
+    try:
+        for statement, parameters in statements:
+            if started is not None:
+                started.set()  # let go of the GIL to sqlite3 and the waiting block
+            connection.execute(statement, parameters)
+    finally:
+        if started is not None:
+            started.set()  # no statement, or the first one failed before it ran
 
 
 class IdArray(list[int]):

@@ -76,7 +76,9 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"store.url: {exc}") from None
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"timeout": 30})
+            # A purge batch runs statements on a worker thread (`driver.pipelined`): as
+            # SQLAlchemy sets it for files, whatever the database (`:memory:` included).
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             _configure_sqlite(engine)
             _prepare_sqlite_path(engine.url.database, url)
         else:

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Dialect, any_, func, literal, select
+from sqlalchemy import ColumnElement, Dialect, any_, bindparam, func, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.types import UserDefinedType
 
@@ -40,10 +40,26 @@ def one_of(
     expanding 500 parameters per statement and sqlite3 preparing a new text each time
     (about 15 ms of a 500-user purge batch's 190; bench: purge). `json_each` is SQLite's
     JSON1, which SQLAlchemy's JSON type already needs (built in since SQLite 3.38)."""
-    if on_postgresql(session):
-        return column == any_(literal(ids, _BigIntArray()))
-    listed = func.json_each(literal(ids, _IdJson())).table_valued("value")
-    return column.in_(select(listed.c.value))
+    postgresql = on_postgresql(session)
+    return _listed(postgresql, column, literal(ids, _BigIntArray() if postgresql else _IdJson()))
+
+
+def one_of_bound(
+    postgresql: bool, column: InstrumentedAttribute[int], key: str
+) -> ColumnElement[bool]:
+    """`one_of` with the ids bound when the statement runs, as parameter `key`: for a
+    statement built once and run again and again (SQLAlchemy then skips rebuilding it and
+    deriving its cache key: about 0.15 ms a statement)."""
+    bound = bindparam(key, type_=_BigIntArray() if postgresql else _IdJson())
+    return _listed(postgresql, column, bound)
+
+
+def _listed(
+    postgresql: bool, column: InstrumentedAttribute[int], ids: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    if postgresql:
+        return column == any_(ids)
+    return column.in_(select(func.json_each(ids).table_valued("value").c.value))
 
 
 class _BigIntArray(UserDefinedType[Sequence[int]]):

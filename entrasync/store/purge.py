@@ -3,12 +3,12 @@ the licensing model). One set of statements per batch of users, whatever they ho
 the admin command, the pending queue's `remove` and the sync cycle (a whole Delete group).
 
 A purge reads each user first, in one query (`subjects`: their state, agent ids and
-identifiers), then deletes their history by those agent ids, counting the rows each agent
-held as it deletes them (`_delete_history`): the audit record's details and the tally's
-readings come from that count. Users are plain
+identifiers, and on SQLite each agent's activity rows), then deletes their history by those
+agent ids (`_delete_history`; PostgreSQL counts the rows as it deletes them): the audit
+record's details and the tally's readings come from that count. Users are plain
 `Subject`s, not ORM records: a batch of 500 users loaded, tracked and expired by the ORM cost
-more client time than the deletes (bench: purge). On PostgreSQL the statements after the
-history's are pipelined (`purging`): the caller builds the audit records meanwhile.
+more client time than the deletes (bench: purge). The statements are built once (`_sql`) and
+run while the caller builds the audit records (`purging`, `driver.pipelined`).
 """
 
 from __future__ import annotations
@@ -17,18 +17,32 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Select, case, delete, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Delete,
+    Select,
+    String,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.functions import FunctionElement
 
 from entrasync.domain.status import Tracking, UntrackedBy, UserStatus
 from entrasync.store import tally
-from entrasync.store.driver import on_postgresql, pipelined
-from entrasync.store.id_lists import one_of
+from entrasync.store.driver import Statement, on_postgresql, pipelined
+from entrasync.store.id_lists import one_of, one_of_bound
 from entrasync.store.operations import Details
 from entrasync.store.queries import named
 from entrasync.store.schema import (
@@ -41,10 +55,12 @@ from entrasync.store.schema import (
 )
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
     """What a purge reads of a user record (`subjects`): its state, its agents, and its
-    identifiers as the audit record names the person (`queries.named`)."""
+    identifiers as the audit record names the person (`queries.named`). On SQLite also
+    each agent's activity rows (`rows`, in the order of `agent_ids`): counted through the
+    index the purge's DELETE walks next; PostgreSQL counts as it deletes
+    (`_delete_history`). A tuple: a batch reads 500 of them."""
 
     id: int
     tracking: str
@@ -52,6 +68,7 @@ class Subject:
     merged_into_id: int | None
     identifiers: list[dict[str, str]]
     agent_ids: tuple[int, ...]
+    rows: tuple[int, ...] | None
 
 
 @dataclass(frozen=True)
@@ -73,18 +90,25 @@ Holdings = dict[int, Holding]  # user id -> what they hold; users without agents
 
 def subjects(session: Session, user_ids: Sequence[int]) -> list[Subject]:
     """The records of `user_ids` (merged ones included) as plain subjects: one query
-    (`_read`). Read after `tally.lock` when they are purged next (`purging`)."""
+    (`_read`), answered as one JSON document. Read after `tally.lock` when they are purged
+    next (`purging`)."""
     if not user_ids:
         return []
     session.flush()  # read what the session changed too
+    postgresql = on_postgresql(session)
+    read = session.connection().execute(_read(postgresql=postgresql), {"users": user_ids})
+    # JSON's own types, ints and strings, already; none: NULL (PostgreSQL) or [] (SQLite)
     return [
-        # JSON's own types, ints and strings, already; none: NULL (PostgreSQL) or [] (SQLite)
         Subject(
-            uid, tracking, status, merged, named(pairs or ()), tuple(a for (a,) in agents or ())
+            uid,
+            tracking,
+            status,
+            merged,
+            named(pairs or ()),
+            tuple(agent[0] for agent in agents or ()),
+            None if postgresql else tuple(rows for _, rows in agents or ()),
         )
-        for uid, tracking, status, merged, agents, pairs in session.connection().execute(
-            _read(session, user_ids)
-        )
+        for uid, tracking, status, merged, agents, pairs in read.scalar_one() or ()
     ]
 
 
@@ -122,10 +146,11 @@ def purging(
     now: datetime | None,
 ) -> Iterator[dict[int, Details]]:
     """Purge the users (untracked by -> users, read by `subjects` after `tally.lock`) and
-    yield each one's details. Their history is deleted first, and the deletion says what
-    each agent held; the block then runs while PostgreSQL executes the other statements
-    (`driver.pipelined`: a purge batch builds its audit records meanwhile); they are done
-    when it ends.
+    yield each one's details. What each agent held is known first (PostgreSQL deletes the
+    history to count it; SQLite counted it in `subjects`); the block then runs while the
+    database executes the other statements (`driver.pipelined`: PostgreSQL's pipeline, or a
+    worker thread on SQLite; a purge batch builds its audit records meanwhile, and must not
+    use the session); they are done when it ends.
 
     What was deleted also stands for the tally's reading before the purge (`tally.known`);
     after it the users hold nothing and are as live as they were (`tally.emptied`). The
@@ -134,19 +159,17 @@ def purging(
     told not to)."""
     users = [u for group in users_by.values() for u in group]
     session.flush()  # pending ORM changes reach the database before the purge's statements
-    deleted = _delete_history(session, [a for u in users for a in u.agent_ids])
-    holdings = {u.id: _holding_of(u.agent_ids, deleted) for u in users}
-    details = {u.id: _details(u, holdings[u.id]) for u in users}
-    held = {u.id: _held(u, holdings[u.id]) for u in users}
+    deleted, statements = _delete_history(session, users)
+    postgresql = on_postgresql(session)
+    for by, group in users_by.items():
+        agent_ids = [a for u in group for a in u.agent_ids]
+        statements += _statements(postgresql, agent_ids, [u.id for u in group], by, now)
+    with pipelined(session, "the purge's deletes", statements):
+        holdings = {u.id: _holding_of(u.agent_ids, deleted) for u in users}
+        held = {u.id: _held(u, holdings[u.id]) for u in users}
+        yield {u.id: _details(u, holdings[u.id]) for u in users}
     tally.known(session, held)
     tally.emptied(session, {uid: live for uid, (_, live) in held.items()})
-    with pipelined(session, "the purge's deletes"):
-        connection = session.connection()
-        for by, group in users_by.items():
-            agent_ids = [a for u in group for a in u.agent_ids]
-            for stmt in _statements(session, agent_ids, [u.id for u in group], by, now):
-                connection.execute(stmt)
-        yield details
 
 
 def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
@@ -163,25 +186,33 @@ def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
     }
 
 
-def _delete_history(session: Session, agent_ids: Sequence[int]) -> dict[int, int]:
-    """Delete the agents' activity rows: agent id -> rows deleted (agents without any are
-    absent). On PostgreSQL the deletion counts them (a data-modifying WITH): counted
-    beforehand, PostgreSQL read another of the table's indexes for it (`uq_activity_event`,
-    ten times the size of the one the DELETE walks; bench: purge). SQLite counts first,
-    through the index the DELETE walks next: it would hold every RETURNING row in memory
-    (a batch of heavy users is millions of rows)."""
+def _delete_history(
+    session: Session, users: Sequence[Subject]
+) -> tuple[dict[int, int], list[Statement]]:
+    """The users' activity rows counted, agent id -> rows (agents without any are absent),
+    and what is left to run to delete them. On PostgreSQL the deletion counts them (a
+    data-modifying WITH), nothing is left: counted beforehand, PostgreSQL read another of
+    the table's indexes for it (`uq_activity_event`, ten times the size of the one the
+    DELETE walks; bench: purge). On SQLite `subjects` counted them, through the index the
+    DELETE walks, and the DELETE runs with the purge's other statements
+    (`driver.pipelined`): SQLite would hold every RETURNING row in memory (a batch of heavy
+    users is millions of rows)."""
+    agent_ids = [a for u in users for a in u.agent_ids]
     if not agent_ids:
-        return {}
-    connection = session.connection()
-    listed = one_of(session, ActivityRow.agent_id, agent_ids)
+        return {}, []
     if not on_postgresql(session):
-        counted = select(ActivityRow.agent_id, func.count()).where(listed)
-        held = dict(connection.execute(counted.group_by(ActivityRow.agent_id)).all())
-        connection.execute(delete(ActivityRow).where(listed))
-        return held
-    gone = delete(ActivityRow).where(listed).returning(ActivityRow.agent_id).cte("gone")
+        per_user = (zip(u.agent_ids, _counted_rows(u), strict=True) for u in users)
+        held = {agent: rows for agents in per_user for agent, rows in agents if rows}
+        return held, [(_sql(postgresql=False).history, {"agents": agent_ids})]
+    gone = _sql(postgresql=True).history.returning(ActivityRow.agent_id).cte("gone")
     counted = select(gone.c.agent_id, func.count()).group_by(gone.c.agent_id)
-    return dict(connection.execute(counted).all())
+    return dict(session.connection().execute(counted, {"agents": agent_ids}).all()), []
+
+
+def _counted_rows(user: Subject) -> tuple[int, ...]:
+    if user.rows is None:
+        raise RuntimeError(f"user {user.id} was read without counting (a bug)")
+    return user.rows
 
 
 class _json_rows(FunctionElement[Any]):
@@ -203,25 +234,51 @@ def _json_rows_sqlite(element: _json_rows, compiler: Any, **kw: Any) -> str:
     return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
 
 
-def _read(session: Session, user_ids: Sequence[int]) -> Select[Any]:
-    """Each user of `user_ids` with their agents ([id]) and identifiers ([kind, value]),
-    aggregated per user: one row per user, each part found by its own index (users by key,
-    agents by user, identifiers by user). Read as separate queries the rows cost more client
-    time than the server's; joined, PostgreSQL hashed the agents against a scan of all of
-    them (12 ms of a 500-user batch at 100,000 users, growing with the tenant; bench:
-    purge)."""
-    agents = select(_json_rows(AgentRow.id)).where(AgentRow.user_id == UserRow.id)
+class _json_value(FunctionElement[Any]):
+    """A subquery's JSON as a value inside another JSON value: SQLite hands a subquery's
+    JSON on as text (`json(…)` makes it JSON again), PostgreSQL as json."""
+
+    type = JSON()
+    inherit_cache = True
+    name = "json_value"
+
+
+@compiles(_json_value, "postgresql")
+def _json_value_postgresql(element: _json_value, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(_json_value)
+def _json_value_sqlite(element: _json_value, compiler: Any, **kw: Any) -> str:
+    return f"json({compiler.process(element.clauses, **kw)})"
+
+
+@cache
+def _read(*, postgresql: bool) -> Select[Any]:
+    """Each user of the parameter `users` with their agents ([id]; on SQLite [id, activity
+    rows]) and identifiers ([kind, value]), aggregated per user, all
+    in one JSON array of [id, tracking, status, merged into, agents, identifiers]. Each
+    part is found by its own index (users by key, agents by user, identifiers by user, rows
+    by agent). Read as separate queries the rows cost more client time than the server's,
+    and so did a row per user (two JSON values each, parsed apart); joined, PostgreSQL
+    hashed the agents against a scan of all of them (12 ms of a 500-user batch at 100,000
+    users, growing with the tenant; bench: purge). Built once (`one_of_bound`)."""
+    rows = select(func.count()).where(ActivityRow.agent_id == AgentRow.id).scalar_subquery()
+    agent = (AgentRow.id,) if postgresql else (AgentRow.id, rows)
+    agents = select(_json_rows(*agent)).where(AgentRow.user_id == UserRow.id)
     identifiers = select(_json_rows(IdentifierRow.kind, IdentifierRow.value)).where(
         IdentifierRow.user_id == UserRow.id
     )
     return select(
-        UserRow.id,
-        UserRow.tracking,
-        UserRow.status,
-        UserRow.merged_into_id,
-        agents.scalar_subquery(),
-        identifiers.scalar_subquery(),
-    ).where(one_of(session, UserRow.id, user_ids))
+        _json_rows(
+            UserRow.id,
+            UserRow.tracking,
+            UserRow.status,
+            UserRow.merged_into_id,
+            _json_value(agents.scalar_subquery()),
+            _json_value(identifiers.scalar_subquery()),
+        )
+    ).where(one_of_bound(postgresql, UserRow.id, "users"))
 
 
 def _counted(session: Session, user_ids: Sequence[int]) -> Select[int, int, int]:
@@ -239,41 +296,70 @@ def _holding_of(agent_ids: tuple[int, ...], deleted: Mapping[int, int]) -> Holdi
 
 
 def _statements(
-    session: Session,
+    postgresql: bool,
     agent_ids: list[int],
     user_ids: list[int],
     by: UntrackedBy | str,
     now: datetime | None,
-) -> Iterator[Executable]:
-    if agent_ids:  # their history is gone already (`_delete_history`)
-        yield delete(AgentLogonRow).where(one_of(session, AgentLogonRow.agent_id, agent_ids))
-        yield delete(AgentRow).where(one_of(session, AgentRow.id, agent_ids))
+) -> Iterator[Statement]:
+    sql = _sql(postgresql=postgresql)
+    if agent_ids:  # after their history (`_delete_history`)
+        yield sql.logons, {"agents": agent_ids}
+        yield sql.agents, {"agents": agent_ids}
     if user_ids:
-        yield (
-            update(UserRow)
-            .where(one_of(session, UserRow.id, user_ids))
-            .values(
-                # An earlier untracking keeps its author: an admin's decision outlives a purge.
-                untracked_by=case(
-                    (UserRow.tracking != Tracking.UNTRACKED.value, str(UntrackedBy(by))),
-                    else_=UserRow.untracked_by,
-                ),
-                tracking=Tracking.UNTRACKED.value,
-                purged_at=now or datetime.now(UTC),
-            )
-        )
+        users = {"users": user_ids}
+        yield sql.untrack, {**users, "by": str(UntrackedBy(by)), "now": now or datetime.now(UTC)}
+        yield sql.activate, users
+        yield sql.unschedule, users
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """A purge's statements, built once per kind of store (`_sql`) and run with the
+    batch's parameters: `agents` and `users` (id lists), `by`, `now`."""
+
+    history: Delete
+    logons: Delete
+    agents: Delete
+    untrack: Update
+    activate: Update
+    unschedule: Delete
+
+
+@cache
+def _sql(*, postgresql: bool) -> _Statements:
+    def agents(column: InstrumentedAttribute[int]) -> ColumnElement[bool]:
+        return one_of_bound(postgresql, column, "agents")
+
+    users = one_of_bound(postgresql, UserRow.id, "users")
+    return _Statements(
+        history=delete(ActivityRow).where(agents(ActivityRow.agent_id)),
+        logons=delete(AgentLogonRow).where(agents(AgentLogonRow.agent_id)),
+        agents=delete(AgentRow).where(agents(AgentRow.id)),
+        untrack=update(UserRow)
+        .where(users)
+        .values(
+            # An earlier untracking keeps its author: an admin's decision outlives a purge.
+            untracked_by=case(
+                (UserRow.tracking != Tracking.UNTRACKED.value, bindparam("by", type_=String)),
+                else_=UserRow.untracked_by,
+            ),
+            tracking=Tracking.UNTRACKED.value,
+            purged_at=bindparam("now", type_=UserRow.purged_at.type),
+        ),
         # Apart, for the few pending users only: naming `status` in every user's SET made
         # SQLite rewrite each one's `ix_users_status` entry, unchanged (bench: purge).
-        yield (
-            update(UserRow)
-            .where(
-                one_of(session, UserRow.id, user_ids),
-                or_(UserRow.status != UserStatus.ACTIVE.value, UserRow.pending_since.is_not(None)),
-            )
-            .values(status=UserStatus.ACTIVE.value, pending_since=None)
+        activate=update(UserRow)
+        .where(
+            users,
+            or_(UserRow.status != UserStatus.ACTIVE.value, UserRow.pending_since.is_not(None)),
         )
+        .values(status=UserStatus.ACTIVE.value, pending_since=None),
         # A purge already done needs no scheduling any more.
-        yield delete(ScheduledPurgeRow).where(one_of(session, ScheduledPurgeRow.user_id, user_ids))
+        unschedule=delete(ScheduledPurgeRow).where(
+            one_of_bound(postgresql, ScheduledPurgeRow.user_id, "users")
+        ),
+    )
 
 
 def _held(user: Subject, held: Holding) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from entrasync.store.db import Store
 from entrasync.store.errors import STORE_ERRORS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+_DELETE = (text("DELETE FROM scheduled_purges"), {})
 
 
 def _read_only(store: Store) -> Any:
@@ -81,8 +82,8 @@ def test_a_refused_statement_in_a_pipeline_is_a_refused_write(store: Store) -> N
         store.unit_of_work(NOW, actor="entrasync") as uow,
     ):
         uow.session.execute(_read_only(store))
-        with driver.pipelined(uow.session, "the test's delete"):
-            uow.session.execute(text("DELETE FROM scheduled_purges"))
+        with driver.pipelined(uow.session, "the test's delete", [_DELETE]):
+            pass
 
 
 def test_a_constraint_broken_in_a_pipeline_is_an_integrity_error(store: Store) -> None:
@@ -93,7 +94,27 @@ def test_a_constraint_broken_in_a_pipeline_is_an_integrity_error(store: Store) -
     reached = []
     with pytest.raises(IntegrityError), store.transaction() as session:
         session.execute(insert)
-        with driver.pipelined(session, "the test's insert"):
-            session.execute(insert)
-            reached.append(True)  # the block's work, while PostgreSQL runs the insert
-    assert reached == ([True] if store.dialect == "postgresql" else [])
+        with driver.pipelined(session, "the test's insert", [(insert, {})]):
+            reached.append(True)  # the block's work, while the database runs the insert
+    assert reached == [True]
+
+
+def test_a_block_failing_while_its_statements_run_leaves_nothing_behind(store: Store) -> None:
+    """The block's error wins over the statements', and they are done (SQLite: the worker
+    thread has finished) before the transaction rolls back: nothing they wrote remains, and
+    the connection serves the next transaction."""
+    insert = text(
+        "INSERT INTO users (id, tracking, status, created_at) "
+        "VALUES (7, 'tracked', 'active', '2026-06-01')"
+    )
+    with (
+        pytest.raises(RuntimeError, match="the block failed"),
+        store.transaction() as session,
+        driver.pipelined(session, "the test's insert", [(insert, {}), _DELETE]),
+    ):
+        raise RuntimeError("the block failed")
+    with store.transaction() as session:
+        assert session.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
+        session.execute(insert)
+    with store.transaction() as session:
+        assert session.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
