@@ -1,7 +1,7 @@
 """What SQLAlchemy cannot do with the driver, failing as SQLAlchemy would fail: a DB-API
-cursor (PostgreSQL's COPY), psycopg's pipeline mode (statements sent without waiting for
-each result, so the client works while the server executes them), and lists of ids sent as
-one `bigint[]` parameter without psycopg's per-element work (`IdArray`).
+cursor (PostgreSQL's COPY), statements run while the client works (`pipelined`: psycopg's
+pipeline mode, or a thread on a SQLite connection), and lists of ids sent as one `bigint[]`
+parameter without psycopg's per-element work (`IdArray`).
 
 A driver error raised through a raw cursor is a bare `psycopg.Error`: `Store.transaction`
 would not see a refused write (exit 78) or a lost server (exit 69), the daemon's
@@ -13,9 +13,8 @@ error is raised again as the `DBAPIError` subclass SQLAlchemy would have raised
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from threading import Event
+from threading import Event, Thread
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -50,14 +49,15 @@ def raw_cursor(session: Session, statement: str) -> Iterator[Any]:
 
 @contextmanager
 def pipelined(session: Session, what: str, statements: Iterable[Statement]) -> Iterator[None]:
-    """Run `statements` (each with its parameters), in order and in the session's transaction, while the block runs:
-    the block's own work overlaps the database's, and every statement is done when the
-    block ends. PostgreSQL: psycopg's pipeline mode (sent without waiting for each result).
-    SQLite: a worker thread on the session's connection (sqlite3 lets go of the GIL while a
-    statement runs), so the block must not use the session. Results and row counts are not
-    available: for statements whose outcome the caller knows already. Pending ORM changes
-    are flushed first (a flush reads row counts). `what` names the statements in an error,
-    raised as SQLAlchemy's when the block ends."""
+    """Run `statements` (each with its parameters), in order and in the session's
+    transaction, while the block runs: the block's own work overlaps the database's, and
+    every statement is done when the block ends. PostgreSQL: psycopg's pipeline mode (sent
+    without waiting for each result). SQLite: a thread on the session's connection (sqlite3
+    lets go of the GIL while a statement runs), so the block must not use the session; when
+    the block fails, the statements still to run are dropped and the running one is cut
+    short. Results and row counts are not available: for statements whose outcome the
+    caller knows already. Pending ORM changes are flushed first (a flush reads row counts).
+    `what` names the statements in an error, raised as SQLAlchemy's when the block ends."""
     session.flush()
     connection = session.connection()
     if not on_postgresql(connection):
@@ -76,34 +76,79 @@ def pipelined(session: Session, what: str, statements: Iterable[Statement]) -> I
 
 @contextmanager
 def _on_a_worker(connection: Connection, statements: list[Statement]) -> Iterator[None]:
-    """`statements` run on another thread while the block runs; the block's error wins,
-    and the thread is done before either is raised (the transaction's end needs it).
-
-    The block starts once the thread has its first statement under way: a thread that
-    wakes while another runs Python waits for the GIL up to `sys.getswitchinterval()`
-    (5 ms), and so did the first statement, which is a purge's longest (bench: purge)."""
-    started = Event()
-    with ThreadPoolExecutor(1, thread_name_prefix="entrasync-store") as worker:
-        running = worker.submit(_execute, connection, statements, started)
-        try:
-            started.wait()
-            yield
-        finally:
-            wait([running])
-        running.result()
-
-
-def _execute(
-    connection: Connection, statements: Iterable[Statement], started: Event | None = None
-) -> None:
+    """`statements` run on another thread while the block runs. The thread is done before
+    anything else happens to the transaction, whatever the block or the main thread is told
+    meanwhile (`_StatementThread.wait`); the block's error wins over the thread's."""
+    thread = _StatementThread(connection, statements)
+    thread.start()
     try:
-        for statement, parameters in statements:
-            if started is not None:
-                started.set()  # let go of the GIL to sqlite3 and the waiting block
-            connection.execute(statement, parameters)
-    finally:
-        if started is not None:
-            started.set()  # no statement, or the first one failed before it ran
+        thread.started.wait()
+        yield
+    except BaseException:
+        thread.stop()  # the transaction rolls back: the rest would be undone anyway
+        thread.wait()
+        raise
+    interrupted = thread.wait()
+    if interrupted is not None:
+        raise interrupted
+    if thread.error is not None:
+        raise thread.error
+
+
+class _StatementThread(Thread):
+    """Runs statements on the main thread's connection, in its transaction. The block
+    starts once the first statement is about to run (`started`): a thread that wakes while
+    another runs Python waits for the GIL up to `sys.getswitchinterval()` (5 ms), and so
+    did the first statement, a purge's longest (bench: purge)."""
+
+    def __init__(self, connection: Connection, statements: list[Statement]) -> None:
+        super().__init__(name="entrasync-store", daemon=True)
+        self.connection = connection
+        self.statements = statements
+        self.started = Event()
+        self.stopping = Event()
+        self.done = Event()  # not `join`: Python 3.11 takes an interrupted join for done
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for statement, parameters in self.statements:
+                if self.stopping.is_set():
+                    return
+                self.started.set()  # let go of the GIL to sqlite3 and the waiting block
+                self.connection.execute(statement, parameters)
+        except BaseException as exc:  # raised by the main thread
+            self.error = exc
+        finally:
+            self.started.set()  # no statement, or stopped before the first
+            self.done.set()
+
+    def stop(self) -> None:
+        """No further statement; the running one is cut short (sqlite3 allows this from
+        another thread; it fails as `interrupted`)."""
+        self.stopping.set()
+        self.connection.connection.dbapi_connection.interrupt()  # type: ignore[union-attr]
+
+    def wait(self) -> BaseException | None:
+        """Wait until the statements are done, even if the main thread is interrupted
+        meanwhile (Ctrl-C pressed again): rolling back or closing the connection under a
+        running statement let the statements after it commit on their own, or crashed the
+        process. The first interruption stops the thread; it is returned once the thread
+        is done."""
+        interrupted: BaseException | None = None
+        while not self.done.is_set():
+            try:
+                self.done.wait()
+            except BaseException as exc:
+                if interrupted is None:
+                    interrupted = exc
+                    self.stop()
+        return interrupted
+
+
+def _execute(connection: Connection, statements: Iterable[Statement]) -> None:
+    for statement, parameters in statements:
+        connection.execute(statement, parameters)
 
 
 class IdArray(list[int]):

@@ -57,12 +57,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @contextmanager
 def open_overlay(store: Store, now: datetime) -> Iterator[UnitOfWork]:
     """A unit of work on the scratch copy (never committed anywhere: it is dropped)."""
-    engine = create_engine(
-        "sqlite://",
-        poolclass=StaticPool,
-        # a purge batch runs statements on a worker thread (`driver.pipelined`)
-        connect_args={"check_same_thread": False},
-    )
+    engine = create_engine("sqlite://", poolclass=StaticPool)
     try:
         Base.metadata.create_all(engine)
         with Session(engine) as scratch:

@@ -174,7 +174,8 @@ def purging(
 
 def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
     """User id -> their agents, activity rows and agents holding history, counted (what a
-    purge would remove; a purge itself learns it from the deletion)."""
+    purge would remove; a purge itself learns it from its read (SQLite) or its
+    deletion (PostgreSQL): `_delete_history`)."""
     if not user_ids:
         return {}
     per_user: dict[int, list[tuple[int, int]]] = {}

@@ -9,8 +9,9 @@ activity row, losing their history, moving to another user or going; a user merg
 (`used_licenses`, `live_users`) or commits, `settle` recounts those users only and adds the
 difference to the tally row: the cost follows the change, not the store. A purge batch
 passes what it knows anyway instead: `known` (the readings before: its users' state, read
-after `lock`, and the agents that held history, from its own deletion) and `emptied` (no
-license after, and whether live as the purge read it), so it reads nothing again. The row is created by migration 0009 from a full count; a store without it
+after `lock`, and the agents that held history, counted by its read or its deletion) and
+`emptied` (no license after, and whether live as the purge read it), so it reads nothing
+again. The row is created by migration 0009 from a full count; a store without it
 (bulk-loaded, or a dry run's scratch copy) is counted in full once, by the first writer that
 needs it (readers count without storing).
 

@@ -105,7 +105,8 @@ class ActionApplier:
         for user, action in targets.values():
             by.setdefault(action.untracked_by, []).append(user)
         with purge.purging(session, by, self.now) as details:
-            # built while the server runs the rest (pipelined on PostgreSQL)
+            # built while the database runs the rest (driver.pipelined); this block must
+            # not touch the session: on SQLite a thread is using its connection
             records = chain.records(
                 [
                     AuditEvent(

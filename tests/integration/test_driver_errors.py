@@ -1,10 +1,14 @@
 """Writes that go through a raw driver cursor (PostgreSQL's COPY: the audit records, an
-ingest's activity rows) or psycopg's pipeline mode (a purge batch's deletes) fail as SQLAlchemy's own statements fail (store/driver.py): a refused
-write is exit 78, a lost server exit 69, a constraint an `IntegrityError`, never a bare
-driver error taken for a bug (exit 70)."""
+ingest's activity rows) or run while the client works (`driver.pipelined`, a purge batch's
+deletes: psycopg's pipeline mode, a thread on SQLite) fail as SQLAlchemy's own statements
+fail (store/driver.py): a refused write is exit 78, a lost server exit 69, a constraint an
+`IntegrityError`, never a bare driver error taken for a bug (exit 70)."""
 
 from __future__ import annotations
 
+import signal
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +24,7 @@ from entrasync.store.db import Store
 from entrasync.store.errors import STORE_ERRORS
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-_DELETE = (text("DELETE FROM scheduled_purges"), {})
+_DELETE: driver.Statement = (text("DELETE FROM scheduled_purges"), {})
 
 
 def _read_only(store: Store) -> Any:
@@ -74,9 +78,8 @@ def test_a_server_lost_before_a_copy_is_unreachable(store: Store) -> None:
 
 
 def test_a_refused_statement_in_a_pipeline_is_a_refused_write(store: Store) -> None:
-    """Statements sent without waiting (`driver.pipelined`, a purge batch's deletes on
-    PostgreSQL) fail as SQLAlchemy's do, whether the error is read at a later statement or
-    when the block ends."""
+    """Statements run while the block runs (`driver.pipelined`, a purge batch's deletes)
+    fail as SQLAlchemy's do when the block ends."""
     with (
         pytest.raises(ConfigError, match="refused a write"),
         store.unit_of_work(NOW, actor="entrasync") as uow,
@@ -118,3 +121,50 @@ def test_a_block_failing_while_its_statements_run_leaves_nothing_behind(store: S
         session.execute(insert)
     with store.transaction() as session:
         assert session.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
+
+
+class _Pressed(BaseException):
+    """Ctrl-C in this test (a BaseException as KeyboardInterrupt is, without stopping pytest
+    if one ever landed outside the block)."""
+
+
+def test_ctrl_c_again_while_waiting_for_the_statement_thread_commits_nothing(
+    store: Store,
+) -> None:
+    """SQLite runs the statements on a thread (`driver.pipelined`). Ctrl-C in the block
+    stops it, and Ctrl-C pressed again while the main thread waits for it must not end the
+    wait: a rollback under the running statement let the statements after it commit on
+    their own (and closing the connection under it crashed the process)."""
+    if store.dialect == "postgresql":
+        pytest.skip("the statement thread is SQLite's")
+    insert = text(
+        "INSERT INTO users (id, tracking, status, created_at) "
+        "VALUES (7, 'tracked', 'active', '2026-06-01')"
+    )
+    presses: list[int] = []
+
+    def press(*_: object) -> None:
+        presses.append(len(presses) + 1)
+        raise _Pressed(f"press {len(presses)}")
+
+    def press_three_times() -> None:
+        for _ in range(3):
+            time.sleep(0.05)
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, press)
+    try:
+        with pytest.raises(_Pressed, match="press 1"), store.transaction() as session:
+            # sqlite3 cannot cut a Python function short: the statement outlasts the presses
+            session.connection().connection.dbapi_connection.create_function(  # type: ignore[union-attr]
+                "test_sleep", 1, time.sleep
+            )
+            slow: driver.Statement = (text("SELECT test_sleep(1.0)"), {})
+            with driver.pipelined(session, "the test's statements", [slow, (insert, {})]):
+                threading.Thread(target=press_three_times).start()
+                time.sleep(5)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert presses == [1, 2, 3]
+    with store.transaction() as session:
+        assert session.execute(text("SELECT count(*) FROM users")).scalar_one() == 0
