@@ -195,3 +195,45 @@ def test_the_migrations_build_the_unique_constraints_the_code_declares(store_url
     }
     assert built == declared
     assert ("audit_log", ("prev_hash",)) not in built
+
+
+_QUEUE_TRIGGERS = 9  # migration 0010's PostgreSQL trigger functions
+
+
+def test_postgresql_queue_triggers_plan_their_statement_at_each_call(store_url: str) -> None:
+    """PL/pgSQL kept the plan its first call made for the transition tables: after one large
+    UPDATE of users (a first sync links every record at once) each one-row UPDATE ran the
+    plan made for 100,000 rows (16–210 ms a row). Since migration 0014 every queue trigger
+    runs its statement with EXECUTE, planned for the rows it has; and it still queues what
+    changed after a large UPDATE in the same session."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite's queue triggers run per row")
+    engine = Store(store_url).engine
+    try:
+        with engine.begin() as conn:
+            bodies = (
+                conn.exec_driver_sql(
+                    "SELECT p.prosrc FROM pg_proc p JOIN pg_trigger t ON t.tgfoid = p.oid "
+                    "WHERE p.proname LIKE 'changed\\_%%' AND p.pronamespace = "
+                    "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+                )
+                .scalars()
+                .all()
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO users (id, tracking, status, created_at, entra_object_id) "
+                "SELECT i, 'tracked', 'active', '2026-06-01', 'obj-' || i "
+                "FROM generate_series(1, 2000) AS i"
+            )
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM changed_objects")
+            conn.exec_driver_sql("UPDATE users SET display_name = 'x'")  # queues nothing
+            conn.exec_driver_sql(
+                "UPDATE users SET tracking = 'untracked', untracked_by = 'entrasync' WHERE id = 7"
+            )
+            queued = conn.exec_driver_sql("SELECT object_id FROM changed_objects").scalars()
+            assert list(queued) == ["obj-7"]
+    finally:
+        engine.dispose()
+    assert len(bodies) == _QUEUE_TRIGGERS
+    assert all("EXECUTE" in body for body in bodies)
