@@ -8,9 +8,9 @@ The queue triggers of 0010 run per statement over the statement's transition tab
 keeps the plan of a statement without parameters for the rest of the session, made for the
 transition tables of the first call. A session whose first users UPDATE was a large one (the
 first sync links every record in one statement) kept a plan for 100,000 rows, and every
-one-row UPDATE after it ran that plan: 16 ms per untrack action in a first sync at 100k users
-(12,000 of them: half of the sync's 388 s), 210 ms when measured in `psql` after an UPDATE of
-100,000 users. `EXECUTE` plans the statement at each call for the rows it has (0.2–0.4 ms
+one-row UPDATE after it ran that plan: 16 ms per untrack action in a first sync at 20,000
+users, 210 ms when measured in `psql` after an UPDATE of 100,000 users; a first sync at
+100,000 users took 385 s instead of 160 (bench/RESULTS.md, thirteenth round). `EXECUTE` plans the statement at each call for the rows it has (0.2–0.4 ms
 for one row, the same after a large UPDATE). SQLite's triggers run per row: unchanged.
 """
 
