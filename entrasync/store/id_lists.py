@@ -41,7 +41,7 @@ def one_of(
     (about 15 ms of a 500-user purge batch's 190; bench: purge). `json_each` is SQLite's
     JSON1, which SQLAlchemy's JSON type already needs (built in since SQLite 3.38)."""
     postgresql = on_postgresql(session)
-    return _listed(postgresql, column, literal(ids, _BigIntArray() if postgresql else _IdJson()))
+    return _listed(postgresql, column, literal(ids, _ids_type(postgresql)))
 
 
 def one_of_bound(
@@ -50,8 +50,11 @@ def one_of_bound(
     """`one_of` with the ids bound when the statement runs, as parameter `key`: for a
     statement built once and run again and again (SQLAlchemy then skips rebuilding it and
     deriving its cache key: about 0.15 ms a statement)."""
-    bound = bindparam(key, type_=_BigIntArray() if postgresql else _IdJson())
-    return _listed(postgresql, column, bound)
+    return _listed(postgresql, column, bindparam(key, type_=_ids_type(postgresql)))
+
+
+def _ids_type(postgresql: bool) -> _BigIntArray | _IdJson:
+    return _BigIntArray() if postgresql else _IdJson()
 
 
 def _listed(

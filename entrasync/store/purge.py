@@ -152,7 +152,7 @@ def purging(
     worker thread on SQLite; a purge batch builds its audit records meanwhile, and must not
     use the session); they are done when it ends.
 
-    What was deleted also stands for the tally's reading before the purge (`tally.known`);
+    What was counted also stands for the tally's reading before the purge (`tally.known`);
     after it the users hold nothing and are as live as they were (`tally.emptied`). The
     statements run as plain Core ones on the session's connection: through the ORM each paid
     for bookkeeping a purge does not need (its DELETE fetched back every deleted key unless
@@ -160,10 +160,9 @@ def purging(
     users = [u for group in users_by.values() for u in group]
     session.flush()  # pending ORM changes reach the database before the purge's statements
     deleted, statements = _delete_history(session, users)
-    postgresql = on_postgresql(session)
     for by, group in users_by.items():
         agent_ids = [a for u in group for a in u.agent_ids]
-        statements += _statements(postgresql, agent_ids, [u.id for u in group], by, now)
+        statements += _statements(session, agent_ids, [u.id for u in group], by, now)
     with pipelined(session, "the purge's deletes", statements):
         holdings = {u.id: _holding_of(u.agent_ids, deleted) for u in users}
         held = {u.id: _held(u, holdings[u.id]) for u in users}
@@ -297,13 +296,13 @@ def _holding_of(agent_ids: tuple[int, ...], deleted: Mapping[int, int]) -> Holdi
 
 
 def _statements(
-    postgresql: bool,
+    session: Session,
     agent_ids: list[int],
     user_ids: list[int],
     by: UntrackedBy | str,
     now: datetime | None,
 ) -> Iterator[Statement]:
-    sql = _sql(postgresql=postgresql)
+    sql = _sql(postgresql=on_postgresql(session))
     if agent_ids:  # after their history (`_delete_history`)
         yield sql.logons, {"agents": agent_ids}
         yield sql.agents, {"agents": agent_ids}
