@@ -74,9 +74,7 @@ class Chain:
 
     @classmethod
     def at_head(cls, session: Session, *, actor: str, now: datetime, run_id: str | None) -> Chain:
-        head = session.execute(
-            select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
-        ).first()
+        head = session.execute(_HEAD).first()
         seq, prev_hash = (head[0], head[1]) if head else (0, GENESIS)
         return cls(seq, prev_hash, actor, format_at(now), run_id)
 
@@ -116,6 +114,10 @@ class Chain:
 
     def append(self, session: Session, events: Sequence[AuditEvent]) -> list[int]:
         return insert_records(session, self.records(events))
+
+
+# Built once: every audited action reads the head.
+_HEAD = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
 
 
 @dataclass(frozen=True)

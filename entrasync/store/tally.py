@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 
-from sqlalchemy import BigInteger, Index, Integer, event, func, select, update
+from sqlalchemy import BigInteger, Index, Integer, Select, event, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 
 from entrasync.store import queries
-from entrasync.store.id_lists import one_of
+from entrasync.store.driver import on_postgresql
+from entrasync.store.id_lists import one_of_bound
 from entrasync.store.schema import Base, EntraMemberRow, EntraUserRow, UserRow
 
 _KEY = "entrasync.license_tally"
@@ -161,12 +163,15 @@ def _counts(session: Session, user_ids: list[int]) -> tuple[dict[int, int], set[
 def _live(session: Session, user_ids: list[int]) -> set[int]:
     if not user_ids:
         return set()
-    return set(
-        session.scalars(
-            select(UserRow.id).where(
-                one_of(session, UserRow.id, user_ids), UserRow.merged_into_id.is_(None)
-            )
-        )
+    return set(session.scalars(_live_of(postgresql=on_postgresql(session)), {"users": user_ids}))
+
+
+@cache
+def _live_of(*, postgresql: bool) -> Select[int]:
+    """`_live`'s statement, built once (as `queries.user_license_counts`': every action
+    that changes what a user holds runs both)."""
+    return select(UserRow.id).where(
+        one_of_bound(postgresql, UserRow.id, "users"), UserRow.merged_into_id.is_(None)
     )
 
 
