@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
-from sqlalchemy import BigInteger, Index, Integer, Select, event, func, select, update
+from sqlalchemy import BigInteger, Index, Integer, Select, bindparam, event, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -195,15 +195,23 @@ def settle(session: Session) -> LicenseTallyRow | None:
     lives = sum(1 for u in ids if u in live) - sum(watch.live.values())
     if used or lives:
         now_used, now_live = session.execute(
-            update(LicenseTallyRow)
-            .where(LicenseTallyRow.id == 1)
-            .values(used=LicenseTallyRow.used + used, live_users=LicenseTallyRow.live_users + lives)
-            .returning(LicenseTallyRow.used, LicenseTallyRow.live_users),
-            execution_options={"synchronize_session": False},
+            _ADD, {"used": used, "lives": lives}, execution_options={"synchronize_session": False}
         ).one()
         set_committed_value(row, "used", now_used)  # as stored, without reading it again
         set_committed_value(row, "live_users", now_live)
     return row
+
+
+# Built once: every transaction that changes what users hold runs it.
+_ADD = (
+    update(LicenseTallyRow)
+    .where(LicenseTallyRow.id == 1)
+    .values(
+        used=LicenseTallyRow.used + bindparam("used", type_=Integer),
+        live_users=LicenseTallyRow.live_users + bindparam("lives", type_=Integer),
+    )
+    .returning(LicenseTallyRow.used, LicenseTallyRow.live_users)
+)
 
 
 def recount(session: Session) -> LicenseTallyRow:
