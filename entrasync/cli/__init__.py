@@ -3,17 +3,21 @@
 Our own failures (EntrasyncError) print one line and exit with their class's code. Anything
 else is a bug: one line saying so, with the exception's type and the innermost entrasync frame,
 exit 70 (DESIGN.md); the traceback only with ENTRASYNC_DEBUG=1. Both are scrubbed of secrets.
-Ctrl-C exits 130 quietly.
+Ctrl-C exits 130 quietly; a second press while the command unwinds ends the process by the
+signal.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 from entrasync.cli.app import app
 from entrasync.cli.output import error, error_detail
@@ -28,6 +32,11 @@ CLIENT_SECRET_ENV = "ENTRASYNC_CLIENT_SECRET"  # noqa: S105 - a variable name (g
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; usage errors exit 2 (click), our failures their documented code."""
+    with _second_ctrl_c_ends_the_process():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         app(args=argv, prog_name="entrasync")
     except SystemExit as exc:
@@ -40,6 +49,34 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the catch-all of DESIGN.md: a bug, said in one line
         return _internal_error(exc, sys.argv[1:] if argv is None else argv)
     return 0
+
+
+@contextmanager
+def _second_ctrl_c_ends_the_process() -> Iterator[None]:
+    """The first Ctrl-C raises KeyboardInterrupt: the command unwinds, its transaction rolls
+    back, exit 130. A press while it unwinds ends the process at once, by the signal (which
+    shells report as 130 too), instead of interrupting the rollback or the closing of the
+    store's connections half-way (SQLAlchemy logged a traceback for each). Dying there loses
+    nothing: a transaction that did not commit is the database's to undo (SQLite's
+    write-ahead log, PostgreSQL's dropped connection). Only where Ctrl-C is Python's
+    default: the daemon installs its own handlers, and a host program may have its own."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def first_press(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first_press)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is first_press:  # not pressed: as it was
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _internal_error(exc: Exception, argv: Sequence[str]) -> int:

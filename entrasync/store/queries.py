@@ -98,7 +98,9 @@ def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, 
     """User id -> licenses the user holds (users holding none are absent)."""
     if not user_ids:
         return {}
-    rows = session.execute(_licenses_of(postgresql=on_postgresql(session)), {"users": user_ids})
+    statement = _licenses_of(postgresql=on_postgresql(session))
+    # a list: on SQLite the parameter is converted once per place it appears
+    rows = session.execute(statement, {"users": list(user_ids)})
     return {int(uid): int(n) for uid, n in rows}
 
 
@@ -106,7 +108,7 @@ def user_license_counts(session: Session, user_ids: Sequence[int]) -> dict[int, 
 def _licenses_of(*, postgresql: bool) -> Select[int, int]:
     """`user_license_counts`' statement, built once (every action that changes what a user
     holds runs it; built each time, SQLAlchemy's building and cache key cost more than the
-    query: bench/RESULTS.md, fourteenth round). Both sides of the join named: given only
+    query; bench/RESULTS.md, fourteenth round). Both sides of the join named: given only
     the agents' side, PostgreSQL hashed the join against a scan of every user (all are
     active: the status is no filter)."""
     return _licenses_per_user().where(

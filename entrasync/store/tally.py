@@ -163,7 +163,8 @@ def _counts(session: Session, user_ids: list[int]) -> tuple[dict[int, int], set[
 def _live(session: Session, user_ids: list[int]) -> set[int]:
     if not user_ids:
         return set()
-    return set(session.scalars(_live_of(postgresql=on_postgresql(session)), {"users": user_ids}))
+    statement = _live_of(postgresql=on_postgresql(session))
+    return set(session.scalars(statement, {"users": list(user_ids)}))
 
 
 @cache
@@ -207,8 +208,8 @@ _ADD = (
     update(LicenseTallyRow)
     .where(LicenseTallyRow.id == 1)
     .values(
-        used=LicenseTallyRow.used + bindparam("used", type_=Integer),
-        live_users=LicenseTallyRow.live_users + bindparam("lives", type_=Integer),
+        used=LicenseTallyRow.used + bindparam("used", type_=BigInteger),
+        live_users=LicenseTallyRow.live_users + bindparam("lives", type_=BigInteger),
     )
     .returning(LicenseTallyRow.used, LicenseTallyRow.live_users)
 )
