@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, create_engine, select, text
+from sqlalchemy import Connection, MetaData, create_engine, select, text
 
 PG_ENV = "ENTRASYNC_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -82,3 +82,11 @@ def sql(url: str, statement: str, **params: Any) -> None:
             conn.execute(text(statement), params)
     finally:
         engine.dispose()
+
+
+def sessions_named(conn: Connection, app: str, where: str = "TRUE") -> int:
+    """PostgreSQL sessions whose `application_name` is `app` (the test's own processes: the
+    server may be shared with other tests or a bench) and that meet `where`, a condition on
+    `pg_stat_activity`'s columns."""
+    statement = f"SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND ({where})"
+    return int(conn.execute(text(statement), {"app": app}).scalar_one())

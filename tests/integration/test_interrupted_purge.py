@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, make_url, text
-from testkit import report, sql
+from sqlalchemy import create_engine, make_url
+from testkit import report, sessions_named, sql
 
 HISTORY = 200_000  # rows: the history DELETE runs for a good part of a second on both stores
 PRESSES_AFTER_S = (0.0, 0.001, 0.02)  # an impatient admin: the first press, then two more
@@ -71,14 +71,8 @@ def _purge_in_progress(url: str, app: str) -> Iterator[Callable[[], bool]]:
 
     def deleting() -> bool:
         with engine.connect() as conn:
-            running = conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app"
-                    " AND state = 'active' AND query LIKE '%DELETE FROM activity%'"
-                ),
-                {"app": app},
-            )
-            return bool(running)
+            where = "state = 'active' AND query LIKE '%DELETE FROM activity%'"
+            return sessions_named(conn, app, where) > 0
 
     try:
         yield deleting

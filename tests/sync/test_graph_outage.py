@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from syncworld import World, later, report
+from testkit import sessions_named
 
 from entrasync.errors import EntrasyncError
 from entrasync.sim.faults import Fault
@@ -78,17 +79,8 @@ def test_no_session_idles_in_a_transaction_while_graph_is_slow(world: World) -> 
     _wait_until_hanging(hang)
     engine = create_engine(world.store.url)
     with engine.connect() as conn:
-        idle = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
-                "AND state LIKE 'idle in transaction%'"
-            ),
-            {"name": name},
-        ).scalar_one()
-        ours = conn.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),
-            {"name": name},
-        ).scalar_one()
+        idle = sessions_named(conn, name, "state LIKE 'idle in transaction%'")
+        ours = sessions_named(conn, name)
     engine.dispose()
     thread.join(timeout=30)
     world.store.engine.dispose()
