@@ -132,8 +132,9 @@ def purge_users(
     """`purge_user` for many users at once: a fixed handful of statements per batch of
     users, whatever their number. Without `apply`, what a purge would remove (counted)."""
     if not apply:
-        held = purge_holdings(session, user_ids)
-        return {u.id: _details(u, held.get(u.id, NOTHING)) for u in subjects(session, user_ids)}
+        users = subjects(session, user_ids)
+        held = _would_remove(session, users)
+        return {u.id: _details(u, held.get(u.id, NOTHING)) for u in users}
     tally.lock(session)
     with purging(session, {by: subjects(session, user_ids)}, now) as details:
         return details
@@ -183,6 +184,18 @@ def purge_holdings(session: Session, user_ids: Sequence[int]) -> Holdings:
     return {
         uid: _holding_of(tuple(a for a, _ in agents), dict(agents))
         for uid, agents in per_user.items()
+    }
+
+
+def _would_remove(session: Session, users: Sequence[Subject]) -> Holdings:
+    """What purging `users` would remove: on SQLite `subjects` counted it already (a heavy
+    user's rows were counted twice before), PostgreSQL counts now (`purge_holdings`)."""
+    if on_postgresql(session):
+        return purge_holdings(session, [u.id for u in users])
+    return {
+        u.id: _holding_of(u.agent_ids, dict(zip(u.agent_ids, _counted_rows(u), strict=True)))
+        for u in users
+        if u.agent_ids
     }
 
 
