@@ -192,11 +192,8 @@ def _would_remove(session: Session, users: Sequence[Subject]) -> Holdings:
     user's rows were counted twice before), PostgreSQL counts now (`purge_holdings`)."""
     if on_postgresql(session):
         return purge_holdings(session, [u.id for u in users])
-    return {
-        u.id: _holding_of(u.agent_ids, dict(zip(u.agent_ids, _counted_rows(u), strict=True)))
-        for u in users
-        if u.agent_ids
-    }
+    counted = _counted_by_agent(users)
+    return {u.id: _holding_of(u.agent_ids, counted) for u in users if u.agent_ids}
 
 
 def _delete_history(
@@ -214,12 +211,16 @@ def _delete_history(
     if not agent_ids:
         return {}, []
     if not on_postgresql(session):
-        per_user = (zip(u.agent_ids, _counted_rows(u), strict=True) for u in users)
-        held = {agent: rows for agents in per_user for agent, rows in agents if rows}
-        return held, [(_sql(postgresql=False).history, {"agents": agent_ids})]
+        return _counted_by_agent(users), [(_sql(postgresql=False).history, {"agents": agent_ids})]
     gone = _sql(postgresql=True).history.returning(ActivityRow.agent_id).cte("gone")
     counted = select(gone.c.agent_id, func.count()).group_by(gone.c.agent_id)
     return dict(session.connection().execute(counted, {"agents": agent_ids}).all()), []
+
+
+def _counted_by_agent(users: Sequence[Subject]) -> dict[int, int]:
+    """Agent id -> activity rows as `subjects` counted them on SQLite (none: absent)."""
+    per_user = (zip(u.agent_ids, _counted_rows(u), strict=True) for u in users)
+    return {agent: rows for agents in per_user for agent, rows in agents if rows}
 
 
 def _counted_rows(user: Subject) -> tuple[int, ...]:
